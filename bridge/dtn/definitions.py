@@ -1,0 +1,365 @@
+"""Flow definitions: `flow_definitions/*.yaml` -> compiled, validated `FlowDefinition` objects.
+
+The YAML holds the DTC facts (docs/flow-definitions.md); this module checks them against a schema once, at load,
+with errors that name the file and the key, and compiles what the reader needs on its hot path: a regular
+expression per group line and, per group, which child codes may follow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from bridge.dtn.formats import FormatSyntaxError, LogicalFormat
+from bridge.errors import FlowDefinitionError
+
+Presence = Literal["mandatory", "optional", "unused"]
+
+_FLOW = re.compile(r"^[A-Z][A-Z0-9]{4}$")
+_VERSION = re.compile(r"^[0-9]{3}$")
+_CODE = re.compile(r"^[A-Z0-9]{3}$")
+_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+_REF = re.compile(r"^J[0-9]{4}$")
+_RANGE = re.compile(r"^\s*(?:(\d+)\s*-\s*(\d+|\*)|(\d+(?:\s*,\s*\d+)*))\s*$")
+_PRESENCE = ("mandatory", "optional", "unused")
+_TOP_KEYS = {"flow", "version", "name", "ownership", "description", "source", "routes", "groups"}
+_GROUP_KEYS = {"code", "key", "name", "parent", "range", "lenient_range", "lenient_reason", "items", "note"}
+_ITEM_KEYS = {"ref", "key", "name", "format", "presence", "values", "note"}
+
+
+@dataclass(frozen=True, slots=True)
+class Cardinality:
+    """How many instances of a group its parent may hold: a min-max range or a set of allowed counts."""
+
+    text: str
+    minimum: int
+    maximum: int | None  # None: unbounded
+    allowed: frozenset[int] | None = None  # e.g. {46, 48, 50}
+
+    @classmethod
+    def parse(cls, text: str) -> Cardinality:
+        match = _RANGE.match(str(text))
+        if not match:
+            raise ValueError(f"{text!r} is not a range like '1', '0-1', '1-*', '46,48,50'")
+        if match[3] is not None:
+            counts = frozenset(int(part) for part in match[3].split(","))
+            if len(counts) == 1:
+                (count,) = counts
+                return cls(str(text), count, count)
+            return cls(str(text), min(counts), max(counts), counts)
+        low = int(match[1])
+        high = None if match[2] == "*" else int(match[2])
+        if high is not None and high < low:
+            raise ValueError(f"{text!r}: the maximum is below the minimum")
+        return cls(str(text), low, high)
+
+    def admits(self, count: int) -> bool:
+        """True when `count` instances satisfy this range."""
+        if self.allowed is not None:
+            return count in self.allowed
+        return count >= self.minimum and (self.maximum is None or count <= self.maximum)
+
+    def has_room(self, count: int) -> bool:
+        """True when one more instance than `count` can still be admitted."""
+        return self.maximum is None or count < self.maximum
+
+
+@dataclass(frozen=True, slots=True)
+class DataItem:
+    """One data item of a group, at its position in the line."""
+
+    ref: str | None
+    key: str
+    name: str
+    format: LogicalFormat
+    presence: Presence
+    values: tuple[str, ...] | None
+    position: int  # 1-based, after the group code
+
+    def problem(self, text: str) -> str | None:
+        """Say what is wrong with this item's text in a file, or None when it is valid."""
+        if not text:
+            return "is mandatory but empty" if self.presence == "mandatory" else None
+        if self.presence == "unused":
+            return f"{text!r} given, but the item is not used in this flow (DTC 'N')"
+        problem = self.format.check(text)
+        if problem is None and self.values is not None and text not in self.values:
+            shown = ", ".join(self.values[:12]) + (", ..." if len(self.values) > 12 else "")
+            problem = f"{text!r} is not a valid value ({shown})"
+        return problem
+
+    def pattern(self) -> str:
+        """The item's regular-expression fragment, as a capturing group."""
+        if self.presence == "unused":
+            return "()"
+        body = "|".join(re.escape(value) for value in self.values) if self.values else self.format.pattern
+        body = f"(?:{body})"
+        return f"({body})" if self.presence == "mandatory" else f"({body}?)"
+
+
+@dataclass(eq=False, slots=True)
+class GroupDefinition:
+    """One group of a flow: its items, where it may stand, and how often."""
+
+    code: str
+    key: str
+    name: str
+    level: int
+    parent: GroupDefinition | None
+    range: Cardinality
+    strict_range: Cardinality
+    lenient_reason: str | None
+    items: tuple[DataItem, ...]
+    index: int  # position in the flow's group list: siblings appear in this order
+    children: list[GroupDefinition] = field(default_factory=list)
+    child_codes: dict[str, tuple[GroupDefinition, ...]] = field(default_factory=dict)
+    line_patterns: dict[bool, re.Pattern[str]] = field(default_factory=dict)
+    calendar_positions: tuple[int, ...] = ()
+
+    def compile(self) -> None:
+        """Build the lookups and the line expressions the reader uses on every line."""
+        by_code: dict[str, list[GroupDefinition]] = {}
+        for child in self.children:
+            by_code.setdefault(child.code, []).append(child)
+        self.child_codes = {code: tuple(defs) for code, defs in by_code.items()}
+        body = re.escape(self.code) + "".join("\\|" + item.pattern() for item in self.items)
+        self.line_patterns = {True: re.compile(body + "\\|"), False: re.compile(body)}
+        self.calendar_positions = tuple(item.position for item in self.items if item.format.has_calendar_date)
+
+    def range_for(self, strict: bool) -> Cardinality:
+        return self.strict_range if strict else self.range
+
+
+@dataclass(eq=False, slots=True)
+class FlowDefinition:
+    """A flow version from the DTC, e.g. D0010 v002, compiled for reading and writing."""
+
+    flow: str
+    version: str
+    name: str
+    groups: tuple[GroupDefinition, ...]
+    path: Path
+    ownership: str | None = None
+    description: str | None = None
+    routes: tuple[tuple[str, str], ...] = ()
+    root: GroupDefinition | None = None  # the invisible parent of level-1 groups
+
+    @property
+    def reference(self) -> str:
+        """The ZHV 'Data Flow Reference and Version' (J0937), e.g. D0010002."""
+        return self.flow + self.version
+
+    @property
+    def event_type(self) -> str:
+        """The CloudEvents type of this flow's events, e.g. uk.dtc.D0010.v002."""
+        return f"uk.dtc.{self.flow}.v{self.version}"
+
+    @property
+    def level1(self) -> list[GroupDefinition]:
+        assert self.root is not None
+        return self.root.children
+
+    def group(self, key: str) -> GroupDefinition:
+        for group in self.groups:
+            if group.key == key:
+                return group
+        raise KeyError(key)
+
+
+class DefinitionSet(Mapping[str, FlowDefinition]):
+    """All loaded flow definitions, by reference (D0010002)."""
+
+    def __init__(self, definitions: Mapping[str, FlowDefinition]) -> None:
+        self._definitions = dict(sorted(definitions.items()))
+
+    def __getitem__(self, reference: str) -> FlowDefinition:
+        return self._definitions[reference]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._definitions)
+
+    def __len__(self) -> int:
+        return len(self._definitions)
+
+    def by_event_type(self, event_type: str) -> FlowDefinition | None:
+        """The definition whose events carry `event_type` (uk.dtc.D0010.v002), or None."""
+        match = re.fullmatch(r"uk\.dtc\.([A-Z][A-Z0-9]{4})\.v([0-9]{3})", event_type)
+        return self._definitions.get(match[1] + match[2]) if match else None
+
+
+def default_definitions_dir() -> Path:
+    """`flow_definitions/` of this checkout (or of the installed package's source tree)."""
+    return Path(__file__).resolve().parents[2] / "flow_definitions"
+
+
+def load_definitions(folder: str | Path | None = None) -> DefinitionSet:
+    """Load and validate every `*.yaml` in `folder`; raise FlowDefinitionError naming the file and key."""
+    directory = Path(folder) if folder is not None else default_definitions_dir()
+    if not directory.is_dir():
+        raise FlowDefinitionError(str(directory), "", "no such folder of flow definitions")
+    definitions: dict[str, FlowDefinition] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        definition = load_definition(path)
+        if definition.reference in definitions:
+            raise FlowDefinitionError(path.name, "flow", f"{definition.reference} is also defined in "
+                                      f"{definitions[definition.reference].path.name}")
+        if path.stem != definition.reference:
+            raise FlowDefinitionError(path.name, "", f"the file must be named {definition.reference}.yaml")
+        definitions[definition.reference] = definition
+    return DefinitionSet(definitions)
+
+
+def load_definition(path: Path) -> FlowDefinition:
+    """Load one definition file."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise FlowDefinitionError(path.name, "", f"not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise FlowDefinitionError(str(path), "", f"cannot be read: {exc.strerror}") from exc
+    return _Compiler(path).flow(document)
+
+
+class _Compiler:
+    """Checks one YAML document against the schema and builds the definition; errors name the key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, message: str) -> FlowDefinitionError:
+        return FlowDefinitionError(self.path.name, key, message)
+
+    def mapping(self, value: Any, key: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key or "(document)", "must be a mapping")
+        for name in value:
+            if name not in allowed:
+                raise self.fail(f"{key}.{name}" if key else str(name), "unknown key")
+        for name in sorted(required):
+            if name not in value or value[name] is None and name != "parent":
+                raise self.fail(f"{key}.{name}" if key else name, "is required")
+        return value
+
+    def text(self, value: Any, key: str, pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"must be a non-empty string, not {value!r}")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(key, f"{value!r} is not {what}")
+        return value
+
+    def flow(self, document: Any) -> FlowDefinition:
+        top = self.mapping(document, "", _TOP_KEYS, {"flow", "version", "name", "groups"})
+        flow = self.text(top["flow"], "flow", _FLOW, "a flow reference like D0010")
+        version = self.text(top["version"], "version", _VERSION, "a 3-digit version like '002' (quote it)")
+        routes = self.routes(top.get("routes"))
+        groups_doc = top["groups"]
+        if not isinstance(groups_doc, list) or not groups_doc:
+            raise self.fail("groups", "must be a non-empty list")
+        root = GroupDefinition("", "", "(file)", 0, None, Cardinality("1", 1, 1), Cardinality("1", 1, 1), None, (), -1)
+        by_key: dict[str, GroupDefinition] = {}
+        groups = [self.group(doc, f"groups[{index}]", index, root, by_key) for index, doc in enumerate(groups_doc)]
+        for group in [root, *groups]:
+            group.compile()
+        return FlowDefinition(flow, version, self.text(top["name"], "name"), tuple(groups), self.path,
+                              top.get("ownership"), top.get("description"), routes, root)
+
+    def routes(self, value: Any) -> tuple[tuple[str, str], ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail("routes", "must be a list of {from: ROLE, to: ROLE}")
+        routes = []
+        for index, route in enumerate(value):
+            entry = self.mapping(route, f"routes[{index}]", {"from", "to", "note"}, {"from", "to"})
+            routes.append((str(entry["from"]), str(entry["to"])))
+        return tuple(routes)
+
+    def group(self, doc: Any, key: str, index: int, root: GroupDefinition,
+              by_key: dict[str, GroupDefinition]) -> GroupDefinition:
+        entry = self.mapping(doc, key, _GROUP_KEYS, {"code", "key", "name", "parent", "range", "items"})
+        code = self.text(entry["code"], f"{key}.code", _CODE, "a 3-character group code (quote numeric codes)")
+        if code in ("ZHV", "ZHD", "ZPT"):
+            raise self.fail(f"{key}.code", f"{code} is the file envelope, not a group")
+        group_key = self.text(entry["key"], f"{key}.key", _KEY, "a snake_case key")
+        if group_key in by_key:
+            raise self.fail(f"{key}.key", f"{group_key!r} is already the key of another group")
+        parent_key = entry["parent"]
+        if parent_key is None:
+            parent = root
+        elif parent_key not in by_key:
+            raise self.fail(f"{key}.parent", f"{parent_key!r} is not the key of an earlier group")
+        else:
+            parent = by_key[parent_key]
+        strict_range = self.cardinality(entry["range"], f"{key}.range")
+        lenient = entry.get("lenient_range")
+        relaxed = strict_range if lenient is None else self.cardinality(lenient, f"{key}.lenient_range")
+        if lenient is not None and not entry.get("lenient_reason"):
+            raise self.fail(f"{key}.lenient_reason", "is required with lenient_range: say what real files do")
+        items_doc = entry["items"]
+        if not isinstance(items_doc, list):
+            raise self.fail(f"{key}.items", "must be a list")
+        items = tuple(self.item(item, f"{key}.items[{n}]", n + 1) for n, item in enumerate(items_doc))
+        seen: set[str] = set()
+        for n, item in enumerate(items):
+            if item.key in seen:
+                raise self.fail(f"{key}.items[{n}].key", f"{item.key!r} is used twice in the group")
+            seen.add(item.key)
+        group = GroupDefinition(code, group_key, self.text(entry["name"], f"{key}.name"), parent.level + 1, parent,
+                                relaxed, strict_range, entry.get("lenient_reason"), items, index)
+        siblings = {child.key for child in parent.children} | {item.key for item in parent.items}
+        if group_key in siblings:
+            raise self.fail(f"{key}.key", f"{group_key!r} clashes with an item or group of the parent")
+        parent.children.append(group)
+        by_key[group_key] = group
+        return group
+
+    def cardinality(self, value: Any, key: str) -> Cardinality:
+        try:
+            return Cardinality.parse(str(value))
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from exc
+
+    def item(self, doc: Any, key: str, position: int) -> DataItem:
+        entry = self.mapping(doc, key, _ITEM_KEYS, {"key", "name", "format", "presence"})
+        ref = entry.get("ref")
+        if ref is not None:
+            self.text(ref, f"{key}.ref", _REF, "a DTC data item reference like J0003")
+        elif not entry.get("note"):
+            raise self.fail(f"{key}.ref", "is required (null only for items outside the DTC, with a note saying so)")
+        try:
+            logical = LogicalFormat.parse(str(entry["format"]))
+        except FormatSyntaxError as exc:
+            raise self.fail(f"{key}.format", str(exc)) from exc
+        presence = entry["presence"]
+        if presence not in _PRESENCE:
+            raise self.fail(f"{key}.presence", f"{presence!r} is not one of {', '.join(_PRESENCE)}")
+        values = self.valid_set(entry.get("values"), f"{key}.values", logical)
+        return DataItem(ref, self.text(entry["key"], f"{key}.key", _KEY, "a snake_case key"),
+                        self.text(entry["name"], f"{key}.name"), logical, presence, values, position)
+
+    def valid_set(self, value: Any, key: str, logical: LogicalFormat) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            codes = list(value)
+        elif isinstance(value, list):
+            codes = value
+        else:
+            raise self.fail(key, "must be a list of values or a mapping of value to meaning")
+        texts = []
+        for code in codes:
+            if not isinstance(code, str):
+                raise self.fail(key, f"{code!r} must be quoted: valid values are texts ('01', not 01)")
+            text = code
+            problem = logical.check(text)
+            if problem:
+                raise self.fail(key, f"valid value {problem} for {logical.text}")
+            texts.append(text)
+        if not texts:
+            raise self.fail(key, "must not be empty")
+        return tuple(texts)

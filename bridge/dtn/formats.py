@@ -1,0 +1,182 @@
+"""DTC logical formats (DTC 15.4 Domains): how an item looks in a file and how it is typed in an event.
+
+Each `LogicalFormat` is compiled once from its text (`NUM(9,1)`) and then offers a regular-expression fragment (used to
+check whole lines at C speed), a precise check for error messages, and the two conversions between the file text and
+the event value. The conversions are exact inverses for every text the check accepts, which is what makes the DTN ->
+event -> DTN round trip byte-exact.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["CHAR", "NUM", "INT", "DATE", "DATETIME", "TIME", "BOOLEAN"]
+JsonValue = str | int | bool
+
+_FORMAT = re.compile(r"^(?P<sign>±|\+/-)?(?P<kind>CHAR|NUM|INT|DATE|DATETIME|TIME|BOOLEAN)(?:\((?P<n>\d+)(?:,(?P<m>\d+))?\))?$")
+_YEAR = r"(?:19[5-9][0-9]|2[01][0-9][0-9])"  # DTC Domains: valid years 1950-2199
+_MONTH = r"(?:0[1-9]|1[0-2])"
+_DAY = r"(?:0[1-9]|[12][0-9]|3[01])"
+_HMS = r"(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]"
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+_ISO_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})$")
+_ISO_TIME = re.compile(r"^(\d{2}):(\d{2}):(\d{2})$")
+
+
+class FormatSyntaxError(ValueError):
+    """A format text in a flow definition is not one of the DTC logical formats."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogicalFormat:
+    """One DTC logical format, e.g. CHAR(10), NUM(9,1), ±NUM(7,1), INT(12), DATE, DATETIME, TIME, BOOLEAN."""
+
+    text: str
+    kind: Kind
+    length: int | None = None
+    scale: int = 0
+    signed: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> LogicalFormat:
+        """Compile a format text; raise FormatSyntaxError when it is not a DTC logical format."""
+        match = _FORMAT.match(text.strip())
+        if not match:
+            raise FormatSyntaxError(f"{text!r} is not a logical format (CHAR(n), NUM(n,m), ±NUM(n,m), INT(n), "
+                                    "DATE, DATETIME, TIME, BOOLEAN)")
+        kind: Kind = match["kind"]  # type: ignore[assignment]
+        length = int(match["n"]) if match["n"] else None
+        scale = int(match["m"]) if match["m"] else 0
+        signed = bool(match["sign"])
+        if kind in ("CHAR", "NUM", "INT") and not length:
+            raise FormatSyntaxError(f"{text!r}: {kind} needs a length, e.g. {kind}(4)")
+        if kind in ("DATE", "DATETIME", "TIME", "BOOLEAN"):
+            if signed or scale:
+                raise FormatSyntaxError(f"{text!r}: {kind} takes no sign or scale")
+            length = None  # DATE(8) and BOOLEAN(1) appear in DTC 15.4; the length is implied by the kind
+        if kind != "NUM" and (signed or scale):
+            raise FormatSyntaxError(f"{text!r}: only NUM takes a sign or a scale")
+        if length is not None and scale >= length and kind == "NUM":
+            raise FormatSyntaxError(f"{text!r}: the scale must be smaller than the number of digits")
+        canonical = f"{'±' if signed else ''}{kind}" + (f"({length}{f',{scale}' if scale else ''})" if length else "")
+        return cls(canonical, kind, length, scale, signed)
+
+    # -- checking ---------------------------------------------------------------------------------------------
+
+    @property
+    def pattern(self) -> str:
+        """A regular-expression fragment (no groups) matching exactly the texts `check` accepts (but leap days)."""
+        if self.kind == "CHAR":
+            return f"[^|]{{1,{self.length}}}"
+        if self.kind == "INT":
+            return f"[0-9]{{1,{self.length}}}"
+        if self.kind == "NUM":
+            assert self.length is not None
+            integer_digits = self.length - self.scale
+            sign = "-?" if self.signed else ""
+            fraction = f"(?:\\.[0-9]{{1,{self.scale}}})?" if self.scale else ""
+            return f"{sign}[0-9]{{1,{integer_digits}}}{fraction}"
+        if self.kind == "DATE":
+            return _YEAR + _MONTH + _DAY
+        if self.kind == "DATETIME":
+            return _YEAR + _MONTH + _DAY + _HMS
+        if self.kind == "TIME":
+            return _HMS
+        return "[TF]"
+
+    @property
+    def has_calendar_date(self) -> bool:
+        """True when a text that matches `pattern` may still name a day that does not exist (31 April)."""
+        return self.kind in ("DATE", "DATETIME")
+
+    def check(self, text: str) -> str | None:
+        """Say what is wrong with a non-empty text, or None when it is valid."""
+        if self.kind == "CHAR":
+            assert self.length is not None
+            if "|" in text:
+                return f"{text!r} contains the delimiter '|'"
+            return None if len(text) <= self.length else f"{text!r} is {len(text)} characters, longer than {self.length}"
+        if self.kind in ("INT", "NUM"):
+            return self._check_number(text)
+        if self.kind == "BOOLEAN":
+            return None if text in ("T", "F") else f"{text!r} is not a boolean (T or F)"
+        if self.kind == "TIME":
+            return None if re.fullmatch(_HMS, text) else f"{text!r} is not a time (hhmmss)"
+        return self._check_date(text)
+
+    def _check_number(self, text: str) -> str | None:
+        assert self.length is not None
+        body = text[1:] if self.signed and text.startswith("-") else text
+        integer, dot, fraction = body.partition(".")
+        if not integer.isdigit() or not integer.isascii() or (dot and not (fraction.isdigit() and fraction.isascii())):
+            return f"{text!r} is not a number"
+        if dot and self.scale == 0:
+            return f"{text!r} has decimals, but {self.text} is a whole number"
+        if len(fraction) > self.scale:
+            return f"{text!r} has {len(fraction)} decimals, more than {self.scale}"
+        if len(integer) > self.length - self.scale:
+            return f"{text!r} has more than {self.length - self.scale} digits before the decimal point"
+        return None
+
+    def _check_date(self, text: str) -> str | None:
+        size = 8 if self.kind == "DATE" else 14
+        shape = "ccyymmdd" if self.kind == "DATE" else "ccyymmddhhmmss"
+        if len(text) != size or not text.isdigit() or not text.isascii():
+            return f"{text!r} is not a {self.kind.lower()} ({shape})"
+        year, month, day = int(text[:4]), int(text[4:6]), int(text[6:8])
+        if not 1950 <= year <= 2199:
+            return f"{text!r}: year {year} is outside 1950-2199"
+        if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
+            return f"{text!r} is not a calendar date"
+        if size == 14 and not re.fullmatch(_HMS, text[8:]):
+            return f"{text!r} has no valid time of day"
+        return None
+
+    # -- conversion ---------------------------------------------------------------------------------------------
+
+    def to_json(self, text: str) -> JsonValue:
+        """The event value of a valid, non-empty file text: ISO 8601 dates, booleans, integers; decimals stay strings
+        so that they keep their scale (`56311.0`)."""
+        kind = self.kind
+        if kind == "DATE":
+            return f"{text[:4]}-{text[4:6]}-{text[6:8]}"
+        if kind == "DATETIME":
+            return f"{text[:4]}-{text[4:6]}-{text[6:8]}T{text[8:10]}:{text[10:12]}:{text[12:14]}"
+        if kind == "TIME":
+            return f"{text[:2]}:{text[2:4]}:{text[4:6]}"
+        if kind == "BOOLEAN":
+            return text == "T"
+        if kind == "INT" and (text == "0" or not text.startswith("0")):
+            return int(text)  # a zero-padded INT stays a string, so the file can be written back byte for byte
+        return text
+
+    def from_json(self, value: object) -> str:
+        """The file text of an event value; raise ValueError when the value cannot be this format."""
+        kind = self.kind
+        if kind == "BOOLEAN":
+            if isinstance(value, bool):
+                return "T" if value else "F"
+            raise ValueError(f"{value!r} is not a boolean")
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is a boolean, not {self.text}")
+        if kind in ("DATE", "DATETIME", "TIME"):
+            pattern = {"DATE": _ISO_DATE, "DATETIME": _ISO_DATETIME, "TIME": _ISO_TIME}[kind]
+            if not isinstance(value, str) or not (match := pattern.match(value)):
+                example = {"DATE": "2016-02-22", "DATETIME": "2016-02-22T00:00:00", "TIME": "15:31:51"}[kind]
+                raise ValueError(f"{value!r} is not an ISO 8601 {kind.lower()} like {example}")
+            text = "".join(match.groups())
+        elif kind == "INT" and isinstance(value, int):
+            text = str(value)
+        elif kind == "NUM" and isinstance(value, int) and not self.scale:
+            text = str(value)
+        elif isinstance(value, str):
+            text = value
+        else:
+            raise ValueError(f"{value!r} is not a {'string' if kind != 'INT' else 'whole number'} for {self.text}")
+        problem = self.check(text) if text else "empty"
+        if problem:
+            raise ValueError(problem)
+        return text

@@ -1,0 +1,399 @@
+"""Streaming reader: lines of a DTN file -> flow instances, with every defect collected as a value.
+
+Memory does not grow with the file: one flow instance (a level-1 group and its subtree) is held at a time. Lines are
+checked whole against a compiled expression per group (the fast path); only a line that fails is split and checked
+item by item, so that its defects can be located precisely. Nesting follows the DTC: a group belongs to the nearest
+open group that may contain it, and siblings appear in definition order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+from bridge.dtn.checksum import PoolChecksum
+from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
+from bridge.dtn.formats import LogicalFormat
+from bridge.dtn.model import Defect, FileHeader, FileTrailer, FlowInstance, GroupInstance, Layout
+
+DEFAULT_MAX_DEFECTS: Final = 100
+_GROUP_COUNT_MODULUS: Final = 10**10  # J1067: only the 10 least significant digits are written
+_DATETIME = LogicalFormat.parse("DATETIME")
+
+
+class _Frame:
+    """An open group that may still receive children."""
+
+    __slots__ = ("counts", "cursor", "definition", "instance")
+
+    def __init__(self, definition: GroupDefinition, instance: GroupInstance | None) -> None:
+        self.definition = definition
+        self.instance = instance
+        self.cursor = -1  # index of the last child definition matched: siblings only move forward
+        self.counts: dict[GroupDefinition, int] = {}
+
+
+class FileParse(Iterator[FlowInstance]):
+    """One pass over one file. Iterate it for flow instances; once exhausted, `defects` is complete.
+
+    The header is read when the parse is created, so `header` and `definition` are known before the first instance.
+    """
+
+    def __init__(self, reader: FlowFileReader, lines: Iterable[str]) -> None:
+        self.strict = reader.strict
+        self.max_defects = reader.max_defects
+        self.defects: list[Defect] = []
+        self.defects_truncated = False
+        self.header: FileHeader | None = None
+        self.definition: FlowDefinition | None = None
+        self.trailer: FileTrailer | None = None
+        self.group_count = 0
+        self.flow_count = 0
+        self.finished = False
+        self._lines = iter(lines)
+        self._line_number = 0
+        self._checksum = PoolChecksum()
+        self._generator: Iterator[FlowInstance] = iter(())
+        first = self._next_line()
+        if first is None:
+            self._defect("file-empty", "the file is empty: no ZHV header", line=1)
+            self.finished = True
+            return
+        self._read_header(first, reader.definitions)
+        if self.definition is None:
+            self.finished = True
+            return
+        self._generator = self._body()
+
+    # -- public ---------------------------------------------------------------------------------------------------
+
+    @property
+    def ok(self) -> bool:
+        """True once the whole file was read without a defect."""
+        return self.finished and not self.defects
+
+    @property
+    def flow_reference(self) -> str | None:
+        return self.header.flow_reference if self.header else None
+
+    def __next__(self) -> FlowInstance:
+        return next(self._generator)
+
+    def check(self) -> FileParse:
+        """Read to the end, discarding the instances (a validation pass)."""
+        for _ in self:
+            pass
+        return self
+
+    def describe_defects(self) -> list[str]:
+        """Every defect as one line, with a last line saying if more were not listed."""
+        lines = [defect.describe(self.flow_reference) for defect in self.defects]
+        if self.defects_truncated:
+            lines.append(f"{self.flow_reference or 'file'}: more defects not listed (limit {self.max_defects})")
+        return lines
+
+    # -- lines and defects ----------------------------------------------------------------------------------------
+
+    def _next_line(self) -> str | None:
+        try:
+            raw = next(self._lines)
+        except StopIteration:
+            return None
+        except UnicodeDecodeError as exc:
+            self._defect("encoding", f"bytes that are not UTF-8 text ({exc.reason})", line=self._line_number + 1)
+            return None
+        self._line_number += 1
+        return raw.rstrip("\r\n")
+
+    def _defect(self, rule: str, message: str, **where: object) -> None:
+        if len(self.defects) >= self.max_defects:
+            self.defects_truncated = True
+            return
+        self.defects.append(Defect(rule, message, **where))  # type: ignore[arg-type]
+
+    @property
+    def _saturated(self) -> bool:
+        return self.defects_truncated
+
+    # -- header ---------------------------------------------------------------------------------------------------
+
+    def _read_header(self, line: str, definitions: DefinitionSet) -> None:
+        record = line[:3]
+        if record not in ("ZHV", "ZHD"):
+            self._defect("header-missing", f"the file does not start with a ZHV (or pool ZHD) header: {line[:40]!r}",
+                         line=1)
+            return
+        terminated = line.endswith("|")
+        fields = (line[:-1] if terminated else line).split("|")
+        layout: Layout
+        if record == "ZHV":
+            layout = "ZHV"
+        else:
+            layout = "ZHD-ZHV" if len(fields) == 12 else "ZHD-POOL"
+        if layout == "ZHD-POOL":
+            if len(fields) != 7:
+                self._defect("header-fields", f"a pool ZHD header has 6 fields, found {len(fields) - 1}", line=1,
+                             group=record)
+                return
+            _, reference, from_role, from_id, to_role, to_id, created = fields
+            header = FileHeader(layout, "", reference, from_role, from_id, to_role, to_id, created,
+                                terminated=terminated)
+        else:
+            if len(fields) != 12:
+                extra = f" (extra: {fields[12:]!r})" if len(fields) > 12 else ""
+                self._defect("header-fields", f"a {record} header has 11 fields, found {len(fields) - 1}{extra}",
+                             line=1, group=record)
+                return
+            header = FileHeader(layout, *fields[1:12], terminated=terminated)  # type: ignore[arg-type]
+        self.header = header
+        self._check_header(header, record)
+        definition = definitions.get(header.flow_reference)
+        if definition is None:
+            self._defect("flow-unknown", f"flow {header.flow_reference!r} has no definition in flow_definitions/",
+                         line=1, group=record, item=2 if layout != "ZHD-POOL" else 1, item_key="flow_reference")
+            return
+        self.definition = definition
+        self._checksum.add(line)
+
+    def _check_header(self, header: FileHeader, record: str) -> None:
+        pool = header.layout == "ZHD-POOL"
+        checks: list[tuple[int, str, str, int, int]] = [  # position, key, value, min length, max length
+            (1, "file_identifier", header.file_identifier, 0 if header.layout != "ZHV" else 1, 10),
+            (2, "from_role", header.from_role, 1, 1),
+            (3, "from_participant", header.from_participant, 1, 4),
+            (4, "to_role", header.to_role, 1, 1),
+            (5, "to_participant", header.to_participant, 1, 4),
+            (8, "sending_application", header.sending_application, 0, 5),
+            (9, "receiving_application", header.receiving_application, 0, 5),
+            (10, "broadcast", header.broadcast, 0, 1),
+            (11, "test_data_flag", header.test_data_flag, 0 if pool else 1, 4),
+        ]
+        for position, key, value, low, high in checks:
+            if pool and position in (1, 8, 9, 10, 11):
+                continue
+            if not low <= len(value) <= high:
+                size = f"{low}" if low == high else f"{low} to {high}"
+                self._defect("header-field", f"{value!r} must be {size} characters", line=1, group=record,
+                             item=position - (1 if pool else 0), item_key=key)
+        reference_position = 1 if pool else 2
+        if not (len(header.flow_reference) == 8 and header.flow_reference[5:].isdigit()):
+            self._defect("header-field", f"{header.flow_reference!r} is not a flow reference and version "
+                         "like D0010002", line=1, group=record, item=reference_position, item_key="flow_reference")
+        problem = _DATETIME.check(header.created)
+        if problem:
+            self._defect("header-field", problem, line=1, group=record, item=reference_position + 5,
+                         item_key="created", item_format="DATETIME")
+
+    # -- body -----------------------------------------------------------------------------------------------------
+
+    def _body(self) -> Iterator[FlowInstance]:
+        assert self.definition is not None and self.header is not None
+        definition = self.definition
+        root = definition.root
+        assert root is not None
+        terminated = self.header.terminated
+        strict = self.strict
+        checksum_add = self._checksum.add
+        stack: list[_Frame] = [_Frame(root, None)]
+        current: FlowInstance | None = None
+        flow_count = 0
+        group_count = 0
+        trailer_line: str | None = None
+        while True:
+            line = self._next_line()
+            if line is None:
+                break
+            code = line[:3]
+            if code == "ZPT":
+                trailer_line = line
+                break
+            group_count += 1
+            checksum_add(line)
+            frame_depth, group = self._place(stack, code, strict)
+            if group is None:
+                if self._saturated:
+                    break
+                continue
+            if terminated and not line.endswith("|"):  # in pool files a final '|' just ends an empty last item
+                self._defect("line-terminator", "the line must end with '|', as the header does",
+                             line=self._line_number, group=code)
+            match = group.line_patterns[terminated].fullmatch(line)
+            if match is not None:
+                values = match.groups()
+                for position in group.calendar_positions:
+                    text = values[position - 1]
+                    if text and text[6:8] > "28":
+                        self._check_item(group, position, text)
+            else:
+                values = self._check_line(group, line, terminated)
+            instance = GroupInstance(group, values, self._line_number)
+            while len(stack) > frame_depth + 1:
+                self._close(stack.pop(), strict)
+            parent = stack[-1]
+            if parent.instance is None:
+                if current is not None:
+                    yield current
+                flow_count += 1
+                current = FlowInstance(flow_count, instance)
+            else:
+                parent.instance.children.append(instance)
+            if group.children:
+                stack.append(_Frame(group, instance))
+            if self._saturated:
+                break
+        while len(stack) > 1:
+            self._close(stack.pop(), strict)
+        self.group_count = group_count
+        self.flow_count = flow_count
+        if self._saturated:
+            self.finished = True
+            return
+        self._close(stack[0], strict)
+        if current is not None:
+            yield current
+        if trailer_line is None:
+            self._defect("trailer-missing", "the file ends without a ZPT trailer (truncated?)",
+                         line=self._line_number + 1)
+        else:
+            self._read_trailer(trailer_line)
+            while (extra := self._next_line()) is not None:
+                found = f"found {extra[:40]!r}" if extra.strip() else "found an empty line"
+                self._defect("after-trailer", f"nothing may follow the ZPT trailer, {found}", line=self._line_number)
+                break
+        self.finished = True
+
+    def _place(self, stack: list[_Frame], code: str, strict: bool) -> tuple[int, GroupDefinition | None]:
+        """Find the open group that takes `code` next; record a defect and return None where none may."""
+        for depth in range(len(stack) - 1, -1, -1):
+            frame = stack[depth]
+            candidates = frame.definition.child_codes.get(code)
+            if not candidates:
+                continue
+            for candidate in candidates:
+                if candidate.index < frame.cursor:
+                    continue
+                count = frame.counts.get(candidate, 0) if candidate.index == frame.cursor else 0
+                if candidate.index == frame.cursor and not candidate.range_for(strict).has_room(count):
+                    continue
+                frame.cursor = candidate.index
+                frame.counts[candidate] = count + 1
+                return depth, candidate
+        self._misplaced(stack, code)
+        return 0, None
+
+    def _misplaced(self, stack: list[_Frame], code: str) -> None:
+        assert self.definition is not None
+        line = self._line_number
+        if not code.strip() and len(code) < 3:
+            self._defect("blank-line", "an empty line", line=line)
+            return
+        known = [group for group in self.definition.groups if group.code == code]
+        if not known:
+            self._defect("group-unknown", f"{code!r} is not a group of {self.definition.reference}", line=line,
+                         group=code)
+            return
+        expected = known[0]
+        open_codes = [frame.definition.code for frame in stack[1:]]
+        parent_code = expected.parent.code if expected.parent and expected.parent.level else None
+        if parent_code and parent_code not in open_codes:
+            message = f"group {code} must be inside a group {parent_code}"
+        else:
+            message = (f"group {code} may not appear here: out of DTC order, or more often than its range "
+                       f"{expected.range_for(self.strict).text} allows")
+        self._defect("group-unexpected", message, line=line, group=code)
+
+    def _close(self, frame: _Frame, strict: bool) -> None:
+        """Check that every child group occurred as often as its range allows."""
+        for child in frame.definition.children:
+            count = frame.counts.get(child, 0)
+            cardinality = child.range_for(strict)
+            if not cardinality.admits(count):
+                owner = (f"group {frame.definition.code} (line {frame.instance.line})" if frame.instance
+                         else "the file")
+                self._defect("group-range", f"{owner} must contain {cardinality.text} group {child.code} "
+                             f"({child.name}), found {count}", line=frame.instance.line if frame.instance else None,
+                             group=frame.definition.code if frame.instance else child.code)
+
+    def _check_line(self, group: GroupDefinition, line: str, terminated: bool) -> tuple[str, ...]:
+        """The slow path: say exactly which items are wrong."""
+        body = line[:-1] if line.endswith("|") and terminated else line
+        fields = body.split("|")[1:]
+        expected = len(group.items)
+        if len(fields) != expected:
+            extra = f": extra {fields[expected:]!r}" if len(fields) > expected else ""
+            self._defect("item-count", f"expected {expected} items, found {len(fields)}{extra}",
+                         line=self._line_number, group=group.code)
+        for item, text in zip(group.items, fields, strict=False):
+            self._check_item(group, item.position, text)
+        return tuple(fields[:expected]) + ("",) * (expected - len(fields))
+
+    def _check_item(self, group: GroupDefinition, position: int, text: str) -> None:
+        item = group.items[position - 1]
+        problem = item.problem(text)
+        if problem:
+            self._defect("item-format" if item.values is None or item.format.check(text) else "item-value", problem,
+                         line=self._line_number, group=group.code, item=position, item_key=item.key,
+                         item_format=item.format.text)
+
+    # -- trailer --------------------------------------------------------------------------------------------------
+
+    def _read_trailer(self, line: str) -> None:
+        assert self.header is not None
+        line_number = self._line_number
+        terminated = line.endswith("|") and self.header.terminated
+        fields = (line[:-1] if terminated else line).split("|")
+        if self.header.layout == "ZHV":
+            if len(fields) != 6:
+                self._defect("trailer-fields", f"a ZPT trailer has 5 fields, found {len(fields) - 1}",
+                             line=line_number, group="ZPT")
+                return
+            _, file_identifier, group_count, checksum, flow_count, completed = fields
+            self.trailer = FileTrailer(file_identifier, _int(group_count), checksum, _int(flow_count), completed)
+            if file_identifier != self.header.file_identifier:
+                self._defect("trailer-file-identifier", f"file identifier {file_identifier!r} differs from the "
+                             f"header's {self.header.file_identifier!r}", line=line_number, group="ZPT", item=1)
+            self._expect(group_count, self.group_count % _GROUP_COUNT_MODULUS, "trailer-group-count",
+                         "Total Group Count", 2)
+            self._expect(flow_count, self.flow_count, "trailer-flow-count", "Flow Count", 4)
+            problem = _DATETIME.check(completed)
+            if problem:
+                self._defect("trailer-field", problem, line=line_number, group="ZPT", item=5,
+                             item_key="completed", item_format="DATETIME")
+            if checksum:
+                self._expect(checksum, self._checksum.value, "trailer-checksum", "Checksum", 3)
+            return
+        if len(fields) != 3:
+            self._defect("trailer-fields", f"a pool ZPT trailer has 2 fields, found {len(fields) - 1}",
+                         line=line_number, group="ZPT")
+            return
+        _, record_count, checksum = fields
+        self.trailer = FileTrailer(None, _int(record_count), checksum, None, None)
+        self._expect(record_count, self.group_count + 2, "trailer-record-count", "Record Count", 1)
+        self._expect(checksum, self._checksum.value, "trailer-checksum", "Checksum", 2)
+
+    def _expect(self, written: str, actual: int, rule: str, name: str, item: int) -> None:
+        if _int(written) != actual:
+            self._defect(rule, f"{name} is {written!r} but the file has {actual}", line=self._line_number,
+                         group="ZPT", item=item)
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.isdigit() and text.isascii() else None
+
+
+class FlowFileReader:
+    """Reads DTN files against a set of flow definitions.
+
+    `strict` enforces the DTC's ranges even where real files break them (see `lenient_range` in the definitions);
+    `max_defects` bounds the report of a badly broken file.
+    """
+
+    def __init__(self, definitions: DefinitionSet, *, strict: bool = False,
+                 max_defects: int = DEFAULT_MAX_DEFECTS) -> None:
+        self.definitions = definitions
+        self.strict = strict
+        self.max_defects = max_defects
+
+    def read(self, lines: Iterable[str]) -> FileParse:
+        """Start a pass over `lines` (str lines, with or without terminators)."""
+        return FileParse(self, lines)

@@ -1,0 +1,60 @@
+"""DTN file writer: header, group lines and trailer, byte for byte as the DTC and the real files lay them out.
+
+The writer streams: it keeps only the counts and the checksum, so a file of any size is written in constant memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from bridge.dtn.checksum import PoolChecksum
+from bridge.dtn.model import FileHeader, GroupInstance
+
+_GROUP_COUNT_MODULUS = 10**10
+
+
+class FlowFileWriter:
+    """Produces the lines of one file (each ending in LF). Call `header`, then `instance` per flow, then `trailer`."""
+
+    def __init__(self, header: FileHeader, *, with_checksum: bool = False) -> None:
+        self.file_header = header
+        self.with_checksum = with_checksum or header.layout != "ZHV"  # pool trailers always carry one
+        self.group_count = 0
+        self.flow_count = 0
+        self._checksum = PoolChecksum()
+
+    def _line(self, fields: list[str] | tuple[str, ...]) -> str:
+        record = "|".join(fields)
+        if self.file_header.terminated:
+            record += "|"
+        self._checksum.add(record)
+        return record + "\n"
+
+    def header(self) -> str:
+        h = self.file_header
+        if h.layout == "ZHD-POOL":
+            return self._line(["ZHD", h.flow_reference, h.from_role, h.from_participant, h.to_role,
+                               h.to_participant, h.created])
+        return self._line(["ZHV" if h.layout == "ZHV" else "ZHD", h.file_identifier, h.flow_reference, h.from_role,
+                           h.from_participant, h.to_role, h.to_participant, h.created, h.sending_application,
+                           h.receiving_application, h.broadcast, h.test_data_flag])
+
+    def instance(self, root: GroupInstance) -> Iterator[str]:
+        """The lines of one flow instance, depth first, as the reader nests them."""
+        self.flow_count += 1
+        stack = [root]
+        while stack:
+            group = stack.pop()
+            self.group_count += 1
+            yield self._line((group.definition.code, *group.values))
+            stack.extend(reversed(group.children))
+
+    def trailer(self, completed: str) -> str:
+        """The ZPT line; must come last. `completed` is the File Completion Timestamp (ccyymmddhhmmss)."""
+        checksum = str(self._checksum.value) if self.with_checksum else ""
+        if self.file_header.layout == "ZHV":
+            record = "|".join(["ZPT", self.file_header.file_identifier, str(self.group_count % _GROUP_COUNT_MODULUS),
+                               checksum, str(self.flow_count), completed])
+        else:
+            record = "|".join(["ZPT", str(self.group_count + 2), checksum])
+        return record + ("|" if self.file_header.terminated else "") + "\n"

@@ -1,0 +1,166 @@
+"""The streaming reader: real samples, and every rule it enforces, located to the line and item."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.dtn.definitions import DefinitionSet
+from bridge.dtn.reader import FileParse, FlowFileReader
+from bridge.flowfile import check_file
+from tests.conftest import sample
+
+HEADER = "ZHV|0000475656|D0010002|D|UDMS|X|MRCY|20160302153151||||OPER|"
+MPAN = "026|1200023305967|V|"
+METER = "028|F75A 00802|D|"
+READING = "030|S|20160222000000|56311.0|||T|N|"
+
+
+def read(reader: FlowFileReader, *lines: str, trailer: str | None = "auto") -> FileParse:
+    """Parse a D0010 body; the trailer is computed unless given (None: no trailer)."""
+    body = list(lines)
+    if trailer == "auto":
+        flows = sum(1 for line in body if line.startswith("026|"))
+        trailer = f"ZPT|0000475656|{len(body)}||{flows}|20160302154650|"
+    text = [HEADER, *body] + ([trailer] if trailer is not None else [])
+    return reader.read(line + "\n" for line in text).check()
+
+
+def rules(parse: FileParse) -> list[str]:
+    return [defect.rule for defect in parse.defects]
+
+
+class TestRealSamples:
+    @pytest.mark.parametrize(("name", "flow", "instances"), [
+        ("DTC5259515123502080915D0010", "D0010002", 11),
+        ("ocdiff_D0155001_a", "D0155001", 1),
+        ("ocdiff_D0155001_b", "D0155001", 1),
+        ("igloo-airflow", "D0379001", 2),
+        ("OVOE1359", "P0135001", 209),
+        ("OVOE1429", "P0142001", 1),
+    ])
+    def test_valid_samples(self, reader: FlowFileReader, name: str, flow: str, instances: int) -> None:
+        """Every complete real sample parses without a defect."""
+        checked = check_file(sample(name), reader)
+        assert checked.describe_defects() == []
+        assert (checked.flow_reference, checked.flow_count) == (flow, instances)
+
+    def test_junk_after_terminator(self, reader: FlowFileReader) -> None:
+        """The corrupted Kraken copy is rejected at its header, naming the extra fields."""
+        checked = check_file(sample("mxcode1"), reader)
+        assert [d.describe() for d in checked.defects] == [
+            "line 1 group ZHV: a ZHV header has 11 fields, found 13 (extra: [' ', ' '])"]
+
+    def test_truncated_excerpt(self, reader: FlowFileReader) -> None:
+        """The Sureserve excerpt keeps the real trailer's counts, which no longer fit."""
+        checked = check_file(sample("sureserve"), reader)
+        assert checked.describe_defects() == [
+            "D0155001 line 8 group ZPT item 2: Total Group Count is '144' but the file has 6",
+            "D0155001 line 8 group ZPT item 4: Flow Count is '48' but the file has 2",
+        ]
+
+    def test_fake_dates(self, reader: FlowFileReader) -> None:
+        """The flowtocsv 'fake clob' is rejected for its impossible dates, each located."""
+        checked = check_file(sample("flowtocsv"), reader)
+        assert not checked.ok
+        assert set(rules(checked)) == {"header-field", "item-format", "trailer-field"}
+        assert "D0150001 line 1 group ZHV item 7 (created, DATETIME): '20179568182352' is not a calendar date" \
+            in checked.describe_defects()
+        assert any(d.line == 2 and d.group == "288" and d.item_key for d in checked.defects)
+
+    def test_truncated_pool_extract(self, reader: FlowFileReader) -> None:
+        """Chellow's D0265 extract keeps the full file's record count and checksum, which are checked."""
+        checked = check_file(sample("chellow"), reader)
+        assert rules(checked) == ["trailer-record-count", "trailer-checksum"]
+
+
+class TestDefects:
+    def test_issue_example(self, reader: FlowFileReader) -> None:
+        """A bad number is located to line, group and item, in the documented words."""
+        parse = read(reader, MPAN, METER, "030|S|20160222000000|12x4|||T|N|")
+        assert parse.describe_defects() == [
+            "D0010002 line 4 group 030 item 3 (register_reading, NUM(9,1)): '12x4' is not a number"]
+
+    def test_all_defects_reported(self, reader: FlowFileReader) -> None:
+        """Several defects in one file are all listed, in file order."""
+        parse = read(reader, MPAN, METER, "030|S|20160231000000|1.25|||Y|N|", "026|12000233059|V|", METER, READING,
+                     "999|x|")
+        assert [(d.line, d.rule, d.item) for d in parse.defects] == [
+            (4, "item-format", 2), (4, "item-format", 3), (4, "item-format", 6), (8, "group-unknown", None)]
+
+    def test_item_count(self, reader: FlowFileReader) -> None:
+        """Too many or too few items are counted."""
+        parse = read(reader, "026|1200023305967|V|X|", METER, "030|S|20160222000000|")
+        assert [d.describe() for d in parse.defects] == [
+            "line 2 group 026: expected 2 items, found 3: extra ['X']",
+            "line 4 group 030: expected 7 items, found 2",
+        ]
+
+    def test_group_out_of_place(self, reader: FlowFileReader) -> None:
+        """A group outside its parent is named with the parent it needs."""
+        parse = read(reader, MPAN, READING)
+        assert "group 030 must be inside a group 028" in parse.defects[0].message
+
+    def test_range_enforced(self, reader: FlowFileReader) -> None:
+        """A mandatory child group that is missing is reported at its parent's line."""
+        parse = read(reader, MPAN)
+        assert parse.describe_defects() == [
+            "D0010002 line 2 group 026: group 026 (line 2) must contain 1-* group 028 (Meter/Reading Types), found 0"]
+
+    def test_lenient_and_strict_ranges(self, definitions: DefinitionSet) -> None:
+        """Real files omit 032; only strict mode holds them to the DTC range."""
+        assert read(FlowFileReader(definitions), MPAN, METER, READING).ok
+        strict = read(FlowFileReader(definitions, strict=True), MPAN, METER, READING)
+        assert rules(strict) == ["group-range"]
+
+    def test_trailer_checks(self, reader: FlowFileReader) -> None:
+        """File identifier, counts and checksum in the trailer are all checked."""
+        parse = read(reader, MPAN, METER, READING, trailer="ZPT|0000475657|4|12345|2|20160302154650|")
+        assert rules(parse) == ["trailer-file-identifier", "trailer-group-count", "trailer-flow-count",
+                                "trailer-checksum"]
+
+    def test_checksum_verified_when_present(self, reader: FlowFileReader) -> None:
+        """A DTN trailer with a checksum is held to the pool algorithm."""
+        from bridge.dtn.checksum import pool_checksum
+        checksum = pool_checksum([HEADER, MPAN, METER, READING])
+        assert read(reader, MPAN, METER, READING, trailer=f"ZPT|0000475656|3|{checksum}|1|20160302154650|").ok
+
+    def test_missing_trailer(self, reader: FlowFileReader) -> None:
+        """A truncated file is reported, not taken as complete."""
+        assert rules(read(reader, MPAN, METER, READING, trailer=None)) == ["trailer-missing"]
+
+    def test_nothing_after_trailer(self, reader: FlowFileReader) -> None:
+        """Content after ZPT is a defect."""
+        parse = reader.read([HEADER, MPAN, METER, READING, "ZPT|0000475656|3||1|20160302154650|", "026|1|V|"])
+        assert rules(parse.check()) == ["after-trailer"]
+
+    def test_unknown_flow(self, reader: FlowFileReader) -> None:
+        """A flow without a definition is named."""
+        parse = reader.read(["ZHV|1|D9999001|D|UDMS|X|MRCY|20160302153151||||OPER|"]).check()
+        assert parse.describe_defects() == [
+            "D9999001 line 1 group ZHV item 2 (flow_reference): flow 'D9999001' has no definition in flow_definitions/"]
+
+    @pytest.mark.parametrize("content", ["", "garbage\n", "\x00\x01\x02", "ZPT|1|2||3|4|\n"])
+    def test_not_a_flow_file(self, reader: FlowFileReader, content: str) -> None:
+        """Empty, binary or headless input gets one clear defect and no instance."""
+        parse = reader.read(content.splitlines(keepends=True))
+        assert list(parse) == []
+        assert parse.defects and parse.defects[0].line == 1
+
+    def test_crlf_accepted(self, reader: FlowFileReader) -> None:
+        """CRLF line endings read the same as LF."""
+        lines = [HEADER, MPAN, METER, READING, "ZPT|0000475656|3||1|20160302154650|"]
+        assert reader.read(line + "\r\n" for line in lines).check().ok
+
+    def test_defect_limit(self, definitions: DefinitionSet) -> None:
+        """A hopeless file stops at the defect limit and says so."""
+        parse = read(FlowFileReader(definitions, max_defects=5), *["999|x|"] * 50)
+        assert len(parse.defects) == 5 and parse.defects_truncated
+        assert parse.describe_defects()[-1].endswith("more defects not listed (limit 5)")
+
+    def test_instances_stream(self, reader: FlowFileReader) -> None:
+        """Flow instances come one at a time with their subtree."""
+        parse = read(reader, MPAN, METER, READING, MPAN, METER, READING, READING)
+        assert [(i.index, i.root.lines()) for i in reader.read(
+            [HEADER, MPAN, METER, READING, MPAN, METER, READING, READING,
+             "ZPT|0000475656|7||2|20160302154650|"])] == [(1, 3), (2, 4)]
+        assert parse.ok
