@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from bridge.dtn.definitions import GroupDefinition
@@ -80,14 +80,20 @@ class FileTrailer:
     completed: str | None  # J1065 File Completion Timestamp, DTN files only
 
 
-@dataclass(slots=True)
 class GroupInstance:
-    """One line of a flow body: its group, its items' texts as written, and the groups nested under it."""
+    """One line of a flow body: its group, its items' texts as written, and the groups nested under it.
 
-    definition: GroupDefinition
-    values: tuple[str, ...]
-    line: int
-    children: list[GroupInstance] = field(default_factory=list)
+    A plain slotted class rather than a dataclass: the reader makes one per line, so its constructor is hot.
+    """
+
+    __slots__ = ("children", "definition", "line", "values")
+
+    def __init__(self, definition: GroupDefinition, values: tuple[str, ...], line: int,
+                 children: list[GroupInstance] | None = None) -> None:
+        self.definition = definition
+        self.values = values
+        self.line = line
+        self.children: list[GroupInstance] = children if children is not None else []
 
     def lines(self) -> int:
         """How many lines (groups) this instance spans, itself included."""

@@ -16,9 +16,11 @@ _GROUP_COUNT_MODULUS = 10**10
 class FlowFileWriter:
     """Produces the lines of one file (each ending in LF). Call `header`, then `instance` per flow, then `trailer`."""
 
-    def __init__(self, header: FileHeader, *, with_checksum: bool = False) -> None:
+    def __init__(self, header: FileHeader, *, dtn_checksum: str = "") -> None:
+        """`dtn_checksum` is written verbatim into a ZHV trailer (the DTC leaves its algorithm open); pool
+        trailers always carry the computed pool checksum."""
         self.file_header = header
-        self.with_checksum = with_checksum or header.layout != "ZHV"  # pool trailers always carry one
+        self.dtn_checksum = dtn_checksum
         self.group_count = 0
         self.flow_count = 0
         self._checksum = PoolChecksum()
@@ -51,10 +53,9 @@ class FlowFileWriter:
 
     def trailer(self, completed: str) -> str:
         """The ZPT line; must come last. `completed` is the File Completion Timestamp (ccyymmddhhmmss)."""
-        checksum = str(self._checksum.value) if self.with_checksum else ""
         if self.file_header.layout == "ZHV":
             record = "|".join(["ZPT", self.file_header.file_identifier, str(self.group_count % _GROUP_COUNT_MODULUS),
-                               checksum, str(self.flow_count), completed])
+                               self.dtn_checksum, str(self.flow_count), completed])
         else:
-            record = "|".join(["ZPT", str(self.group_count + 2), checksum])
+            record = "|".join(["ZPT", str(self.group_count + 2), str(self._checksum.value)])
         return record + ("|" if self.file_header.terminated else "") + "\n"

@@ -70,8 +70,6 @@ class EventBuilder:
     def __init__(self, definition: FlowDefinition, header: FileHeader, trailer: FileTrailer, flow_count: int) -> None:
         self.definition = definition
         envelope: str = header.layout
-        if header.layout == "ZHV" and trailer.checksum:
-            envelope += "+checksum"
         if header.terminated != (header.layout == "ZHV"):
             envelope += "+pipe" if header.terminated else "+nopipe"
         attributes: dict[str, Any] = {
@@ -87,6 +85,7 @@ class EventBuilder:
             "dtcto": header.to_participant,
             "dtccreated": header.created,
             "dtccompleted": trailer.completed,
+            "dtcchecksum": trailer.checksum if header.layout == "ZHV" else "",  # carried, not judged: see reader
             "dtctestflag": header.test_data_flag,
             "dtcsendapp": header.sending_application,
             "dtcrecvapp": header.receiving_application,
@@ -134,13 +133,13 @@ def _attribute(event: Mapping[str, Any], name: str, required: bool = True) -> st
     return value
 
 
-def header_of(event: Mapping[str, Any], definition: FlowDefinition) -> tuple[FileHeader, bool]:
-    """The file header an event belongs to, and whether its trailer carries a checksum."""
+def header_of(event: Mapping[str, Any], definition: FlowDefinition) -> FileHeader:
+    """The file header an event belongs to."""
     envelope, *flags = _attribute(event, "dtcenvelope", required=False).split("+") or ["ZHV"]
     envelope = envelope or "ZHV"
-    if envelope not in _LAYOUTS or not set(flags) <= {"checksum", "pipe", "nopipe"}:
+    if envelope not in _LAYOUTS or not set(flags) <= {"pipe", "nopipe"}:
         raise EventError(f"event {event.get('id', '?')}: dtcenvelope {event.get('dtcenvelope')!r} is not one of "
-                         "ZHV, ZHD-POOL, ZHD-ZHV (with +checksum, +pipe or +nopipe)")
+                         "ZHV, ZHD-POOL, ZHD-ZHV (with +pipe or +nopipe)")
     layout: Layout = envelope  # type: ignore[assignment]
     terminated = "pipe" in flags or (layout == "ZHV" and "nopipe" not in flags)
     header = FileHeader(
@@ -161,7 +160,7 @@ def header_of(event: Mapping[str, Any], definition: FlowDefinition) -> tuple[Fil
     if participant_of(_attribute(event, "source")) != header.from_participant:
         raise EventError(f"event {event.get('id', '?')}: source {event.get('source')!r} does not name the sending "
                          f"participant {header.from_participant!r}")
-    return header, "checksum" in flags
+    return header
 
 
 def data_to_group(definition: GroupDefinition, data: Any, path: str) -> GroupInstance:
@@ -233,7 +232,7 @@ def definition_for(event: Mapping[str, Any], definitions: DefinitionSet) -> Flow
 
 
 _FILE_ATTRIBUTES = ("type", "source", "dtcenvelope", "dtcfileid", "dtcfromrole", "dtcfrom", "dtctorole", "dtcto",
-                    "dtccreated", "dtctestflag")
+                    "dtccreated", "dtccompleted", "dtcchecksum", "dtctestflag")
 
 
 def render_events(events: Iterable[Mapping[str, Any]], definitions: DefinitionSet) -> Iterator[str]:
@@ -243,8 +242,8 @@ def render_events(events: Iterable[Mapping[str, Any]], definitions: DefinitionSe
     if first is None:
         raise EventError("no events: a file needs at least one flow instance")
     definition = definition_for(first, definitions)
-    header, with_checksum = header_of(first, definition)
-    writer = FlowFileWriter(header, with_checksum=with_checksum)
+    header = header_of(first, definition)
+    writer = FlowFileWriter(header, dtn_checksum=_attribute(first, "dtcchecksum", required=False))
     yield writer.header()
     completed = first.get("dtccompleted") or header.created
     expected_count = first.get("dtcflowcount")

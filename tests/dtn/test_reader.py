@@ -113,16 +113,20 @@ class TestDefects:
         assert rules(strict) == ["group-range"]
 
     def test_trailer_checks(self, reader: FlowFileReader) -> None:
-        """File identifier, counts and checksum in the trailer are all checked."""
-        parse = read(reader, MPAN, METER, READING, trailer="ZPT|0000475657|4|12345|2|20160302154650|")
+        """File identifier, counts and completion time in the trailer are all checked."""
+        parse = read(reader, MPAN, METER, READING, trailer="ZPT|0000475657|4||2|20160302256650|")
         assert rules(parse) == ["trailer-file-identifier", "trailer-group-count", "trailer-flow-count",
-                                "trailer-checksum"]
+                                "trailer-field"]
 
-    def test_checksum_verified_when_present(self, reader: FlowFileReader) -> None:
-        """A DTN trailer with a checksum is held to the pool algorithm."""
-        from bridge.dtn.checksum import pool_checksum
-        checksum = pool_checksum([HEADER, MPAN, METER, READING])
-        assert read(reader, MPAN, METER, READING, trailer=f"ZPT|0000475656|3|{checksum}|1|20160302154650|").ok
+    def test_dtn_checksum_carried_not_judged(self, reader: FlowFileReader) -> None:
+        """The DTC leaves the ZHV checksum's algorithm open, so a value there is kept, not held to the pool one."""
+        parse = read(reader, MPAN, METER, READING, trailer="ZPT|0000475656|3|12345|1|20160302154650|")
+        assert parse.ok and parse.trailer is not None and parse.trailer.checksum == "12345"
+
+    def test_pool_checksum_verified(self, reader: FlowFileReader) -> None:
+        """A pool file whose checksum does not match its records is rejected."""
+        text = sample("OVOE1429").read_text().replace("|692812869", "|692812868")
+        assert rules(reader.read(text.splitlines()).check()) == ["trailer-checksum"]
 
     def test_missing_trailer(self, reader: FlowFileReader) -> None:
         """A truncated file is reported, not taken as complete."""
