@@ -7,9 +7,11 @@ Exit codes: 0 success; 1 the input is invalid (defects, failed verification); 2 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 from bridge import __version__
 from bridge.errors import BridgeError, BrokerError, ConfigError, FlowDefinitionError, StorageError
@@ -32,10 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command_modules() -> list[object]:
-    import importlib
-
-    modules = []
+def _command_modules() -> list[ModuleType]:
+    modules: list[ModuleType] = []
     for name in ("flows", "signing", "daemon"):
         try:
             modules.append(importlib.import_module(f"bridge.cli.{name}"))
