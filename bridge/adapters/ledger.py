@@ -1,0 +1,442 @@
+"""The ledger: one SQLite table recording what happened to every file the bridge claimed.
+
+It answers "was this content already published?" (duplicate detection by SHA-256), "where was I?" after a crash
+(`get_by_claim_path` for each pending claim), the status summary, and which outbound events were already written
+(`seen_event` / `mark_events_written`).
+
+Durability: WAL journal with `synchronous=FULL`, so a committed state change survives a power cut (the ledger is
+written a handful of times per file, so the fsync per commit is affordable). Times are stored as UTC ISO-8601 text;
+"today" in `summary` is the UTC day.
+
+Thread-safety: one `Ledger` holds one connection (`check_same_thread=False`) guarded by a lock, so it can be shared
+by the threads of one process; every method is one short transaction. Several processes may open the same file
+(WAL plus a busy timeout); their writes are serialised by SQLite.
+
+Schema changes are migrations keyed by `PRAGMA user_version`; a ledger written by a newer bridge is refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Self
+
+from bridge.errors import StorageError
+
+__all__ = ["SCHEMA_VERSION", "STATES", "FileRecord", "Ledger", "LedgerSummary", "QuarantinedFile"]
+
+STATES = ("claimed", "parsed", "published", "archived", "quarantined")
+
+# Which state may follow which. Repeating a step (a restart redoing it) is allowed; leaving a final state is not.
+_NEXT: dict[str, frozenset[str]] = {
+    "claimed": frozenset({"claimed", "parsed", "archived", "quarantined"}),  # archived: a skipped duplicate
+    "parsed": frozenset({"parsed", "published", "archived", "quarantined"}),
+    "published": frozenset({"published", "archived", "quarantined"}),
+    "archived": frozenset(),
+    "quarantined": frozenset(),
+}
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: files and outbound events
+    """
+    CREATE TABLE files (
+        id               INTEGER PRIMARY KEY,
+        sha256           TEXT NOT NULL,
+        original_name    TEXT NOT NULL,
+        claim_path       TEXT NOT NULL,
+        size             INTEGER NOT NULL,
+        state            TEXT NOT NULL
+                         CHECK (state IN ('claimed', 'parsed', 'published', 'archived', 'quarantined')),
+        file_identifier  TEXT,
+        flow             TEXT,
+        from_participant TEXT,
+        to_participant   TEXT,
+        instances        INTEGER,
+        events           INTEGER,
+        first_event_id   TEXT,
+        last_event_id    TEXT,
+        final_path       TEXT,
+        reason           TEXT,
+        claimed_at       TEXT NOT NULL,
+        published_at     TEXT,
+        archived_at      TEXT,
+        quarantined_at   TEXT,
+        updated_at       TEXT NOT NULL
+    );
+    CREATE INDEX files_sha256 ON files (sha256, state);
+    CREATE INDEX files_claim_path ON files (claim_path);
+    CREATE INDEX files_state ON files (state, updated_at);
+    CREATE TABLE written_events (
+        event_id   TEXT PRIMARY KEY,
+        file       TEXT NOT NULL,
+        written_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+_RECENT_QUARANTINED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One row of the ledger: a claimed file and what has happened to it."""
+
+    id: int
+    sha256: str
+    original_name: str
+    claim_path: Path
+    size: int
+    state: str
+    file_identifier: str | None
+    flow: str | None
+    from_participant: str | None
+    to_participant: str | None
+    instances: int | None
+    events: int | None
+    first_event_id: str | None
+    last_event_id: str | None
+    final_path: Path | None
+    reason: str | None
+    claimed_at: datetime
+    published_at: datetime | None
+    archived_at: datetime | None
+    quarantined_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedFile:
+    """A quarantined file as the status summary lists it."""
+
+    id: int
+    original_name: str
+    path: Path | None
+    reason: str | None
+    quarantined_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSummary:
+    """Counts for `dtn-bridge status`; the days are UTC days."""
+
+    claimed: int  # pending: claimed, not yet parsed
+    in_flight: int  # parsed, not yet published
+    published_today: int
+    archived_today: int
+    quarantined_today: int
+    quarantined_total: int
+    recent_quarantined: tuple[QuarantinedFile, ...]  # latest first, at most 20
+
+
+class Ledger:
+    """The ledger file; open with `Ledger(path)` (e.g. `config.state.ledger_path`), close with `close()`."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.path = Path(path)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open ledger {self.path}: {exc}") from exc
+        try:
+            self._conn.row_factory = sqlite3.Row
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"ledger {self.path}: cannot use WAL journal mode (got {mode})")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StorageError(f"cannot open ledger {self.path}: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # ----------------------------------------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction under the lock; sqlite errors become StorageError naming `what`."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"ledger {self.path}: {what}: {exc}") from exc
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # no transaction left to roll back
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"ledger {self.path}: {what}: {exc}") from exc
+                raise
+
+    def _read(self, what: str, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"ledger {self.path}: {what}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._transaction("migrate") as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"ledger {self.path} has schema version {version}, newer than this bridge's {SCHEMA_VERSION}"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in _split_sql(_MIGRATIONS[number]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        """The ledger's `user_version`."""
+        return int(self._read("schema version", "PRAGMA user_version")[0][0])
+
+    # ------------------------------------------------------------------------------------------------- writes
+
+    def record_claimed(self, sha256: str, original_name: str, claim_path: Path | str, size: int) -> int:
+        """A file was claimed; returns its ledger id."""
+        now = self._now()
+        with self._transaction("record_claimed") as conn:
+            cursor = conn.execute(
+                "INSERT INTO files (sha256, original_name, claim_path, size, state, claimed_at, updated_at)"
+                " VALUES (?, ?, ?, ?, 'claimed', ?, ?)",
+                (sha256, original_name, str(claim_path), size, now, now),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def record_parsed(
+        self,
+        file_id: int,
+        *,
+        file_identifier: str,
+        flow: str,
+        from_participant: str,
+        to_participant: str,
+        instances: int,
+    ) -> None:
+        """The file parsed: its header facts and how many flow instances (events to come) it holds."""
+        self._update(
+            file_id,
+            "parsed",
+            file_identifier=file_identifier,
+            flow=flow,
+            from_participant=from_participant,
+            to_participant=to_participant,
+            instances=instances,
+        )
+
+    def record_published(
+        self, file_id: int, *, events: int, first_event_id: str | None, last_event_id: str | None
+    ) -> None:
+        """All the file's events were confirmed by the broker."""
+        self._update(
+            file_id,
+            "published",
+            events=events,
+            first_event_id=first_event_id,
+            last_event_id=last_event_id,
+            published_at=self._now(),
+        )
+
+    def record_archived(self, file_id: int, archive_path: Path | str) -> None:
+        """The file was moved to the archive (the end of a good file's life)."""
+        self._update(file_id, "archived", final_path=str(archive_path), archived_at=self._now())
+
+    def record_quarantined(self, file_id: int, path: Path | str, reason: str) -> None:
+        """The file was set aside in quarantine, with a one-line reason."""
+        self._update(file_id, "quarantined", final_path=str(path), reason=reason, quarantined_at=self._now())
+
+    def _update(self, file_id: int, state: str, **columns: object) -> None:
+        columns["state"] = state
+        columns["updated_at"] = self._now()
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        with self._transaction(f"record_{state}") as conn:
+            row = conn.execute("SELECT state FROM files WHERE id = ?", (file_id,)).fetchone()
+            if row is None:
+                raise StorageError(f"ledger {self.path}: record_{state}: no file with id {file_id}")
+            if state not in _NEXT[row["state"]]:
+                raise StorageError(
+                    f"ledger {self.path}: file {file_id} cannot go from {row['state']} to {state}"
+                )
+            conn.execute(f"UPDATE files SET {assignments} WHERE id = ?", (*columns.values(), file_id))
+
+    # -------------------------------------------------------------------------------------------------- reads
+
+    def get(self, file_id: int) -> FileRecord | None:
+        """The record with this id."""
+        rows = self._read("get", "SELECT * FROM files WHERE id = ?", (file_id,))
+        return _record(rows[0]) if rows else None
+
+    def get_by_claim_path(self, path: Path | str) -> FileRecord | None:
+        """The latest record of a claimed file (a restart uses it to resume a pending claim)."""
+        rows = self._read(
+            "get_by_claim_path",
+            "SELECT * FROM files WHERE claim_path = ? ORDER BY id DESC LIMIT 1",
+            (str(path),),
+        )
+        return _record(rows[0]) if rows else None
+
+    def find_completed_by_sha256(self, sha256: str) -> FileRecord | None:
+        """The first earlier file with this content that was published or archived (duplicate detection).
+
+        Archived-without-publishing (a skipped duplicate) counts too: its content was published by an earlier file.
+        """
+        rows = self._read(
+            "find_completed_by_sha256",
+            "SELECT * FROM files WHERE sha256 = ? AND state IN ('published', 'archived') ORDER BY id LIMIT 1",
+            (sha256,),
+        )
+        return _record(rows[0]) if rows else None
+
+    def summary(self, today: date) -> LedgerSummary:
+        """Counts of files by state, and today's (UTC) throughput, plus the latest quarantined files."""
+        start = datetime(today.year, today.month, today.day, tzinfo=UTC)
+        lo, hi = start.isoformat(), (start + timedelta(days=1)).isoformat()
+        with self._lock:
+            try:
+                counts = self._conn.execute(
+                    """
+                    SELECT
+                        coalesce(sum(state = 'claimed'), 0),
+                        coalesce(sum(state = 'parsed'), 0),
+                        coalesce(sum(published_at >= :lo AND published_at < :hi), 0),
+                        coalesce(sum(archived_at >= :lo AND archived_at < :hi), 0),
+                        coalesce(sum(state = 'quarantined' AND quarantined_at >= :lo AND quarantined_at < :hi), 0),
+                        coalesce(sum(state = 'quarantined'), 0)
+                    FROM files
+                    """,
+                    {"lo": lo, "hi": hi},
+                ).fetchone()
+                recent = self._conn.execute(
+                    "SELECT id, original_name, final_path, reason, quarantined_at FROM files"
+                    " WHERE state = 'quarantined' ORDER BY quarantined_at DESC, id DESC LIMIT ?",
+                    (_RECENT_QUARANTINED,),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"ledger {self.path}: summary: {exc}") from exc
+        return LedgerSummary(
+            claimed=counts[0],
+            in_flight=counts[1],
+            published_today=counts[2],
+            archived_today=counts[3],
+            quarantined_today=counts[4],
+            quarantined_total=counts[5],
+            recent_quarantined=tuple(
+                QuarantinedFile(
+                    id=r["id"],
+                    original_name=r["original_name"],
+                    path=_path(r["final_path"]),
+                    reason=r["reason"],
+                    quarantined_at=_time(r["quarantined_at"]),
+                )
+                for r in recent
+            ),
+        )
+
+    # ---------------------------------------------------------------------------------------- outbound dedup
+
+    def seen_event(self, event_id: str) -> bool:
+        """Whether an outbound event was already written into a DTN file (a redelivered message)."""
+        rows = self._read("seen_event", "SELECT 1 FROM written_events WHERE event_id = ?", (event_id,))
+        return bool(rows)
+
+    def seen_events(self, event_ids: Iterable[str]) -> set[str]:
+        """The subset of `event_ids` already written (one query per 500 ids)."""
+        ids = list(dict.fromkeys(event_ids))
+        seen: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._read(
+                "seen_events", f"SELECT event_id FROM written_events WHERE event_id IN ({marks})", chunk
+            )
+            seen.update(r[0] for r in rows)
+        return seen
+
+    def mark_events_written(self, event_ids: Iterable[str], file: Path | str) -> int:
+        """Record that these events are in `file` (after it was written); returns how many were new."""
+        now = self._now()
+        rows = [(event_id, str(file), now) for event_id in event_ids]
+        with self._transaction("mark_events_written") as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO written_events (event_id, file, written_at) VALUES (?, ?, ?)", rows
+            )
+            return conn.total_changes - before
+
+    # -------------------------------------------------------------------------------------------------- misc
+
+    def _now(self) -> str:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise StorageError("ledger clock must return an aware datetime")
+        return now.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of a migration (they contain no `;` inside literals)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _record(row: sqlite3.Row) -> FileRecord:
+    claimed_at = _time(row["claimed_at"])
+    updated_at = _time(row["updated_at"])
+    assert claimed_at is not None and updated_at is not None
+    return FileRecord(
+        id=row["id"],
+        sha256=row["sha256"],
+        original_name=row["original_name"],
+        claim_path=Path(row["claim_path"]),
+        size=row["size"],
+        state=row["state"],
+        file_identifier=row["file_identifier"],
+        flow=row["flow"],
+        from_participant=row["from_participant"],
+        to_participant=row["to_participant"],
+        instances=row["instances"],
+        events=row["events"],
+        first_event_id=row["first_event_id"],
+        last_event_id=row["last_event_id"],
+        final_path=_path(row["final_path"]),
+        reason=row["reason"],
+        claimed_at=claimed_at,
+        published_at=_time(row["published_at"]),
+        archived_at=_time(row["archived_at"]),
+        quarantined_at=_time(row["quarantined_at"]),
+        updated_at=updated_at,
+    )

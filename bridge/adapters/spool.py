@@ -1,0 +1,394 @@
+"""File moves that never lose a file: claim (inbound -> processing), archive, quarantine, and atomic writes.
+
+The rules that make this safe:
+
+* A file is *claimed* by one `os.rename` into `processing/`. Rename is atomic, so when two bridge instances share an
+  inbound folder exactly one rename succeeds and the other sees the file vanish (`claim` returns None). Inbound and
+  processing must be on the same filesystem (rename cannot cross filesystems; that is reported as a StorageError).
+* Claimed names are `<20-digit ns timestamp>-<pid>-<original name>`, strictly increasing within a process, so
+  `pending_claims()` after a crash resumes in the order the files were claimed.
+* Archive and quarantine never overwrite: the move is `link` (fails if the name exists) then `unlink`; a same-named
+  file gets a numbered suffix. If a crash falls between link and unlink, the retry recognises its own link (same
+  inode) and only removes the processing name. An archive on another filesystem gets a fsynced copy instead (a crash
+  after the copy can then leave a second, suffixed copy — never a lost file).
+* Quarantine writes `<name>.error.json` *before* moving the file, so a quarantined file always has its report. A crash
+  in between leaves the claim in processing; the restart quarantines it again and rewrites the report.
+* Every move and write fsyncs the folder(s) it changed, so a power cut cannot resurrect or lose a name.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import os
+import re
+import secrets
+import stat
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from bridge.errors import StorageError
+
+__all__ = ["REPORT_SUFFIX", "Claim", "Spool", "write_atomic"]
+
+REPORT_SUFFIX = ".error.json"
+_CLAIM_NAME = re.compile(r"(?P<ns>\d{20})-(?P<pid>\d+)-(?P<name>.+)", re.DOTALL)
+_clock_lock = threading.Lock()
+_last_ns = 0
+
+
+def _next_claim_ns() -> int:
+    """Wall-clock nanoseconds, strictly increasing within this process (claim names stay unique and ordered)."""
+    global _last_ns
+    with _clock_lock:
+        now = max(time.time_ns(), _last_ns + 1)
+        _last_ns = now
+        return now
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A file this process owns: its path in processing/, the name it arrived with, and when it was claimed."""
+
+    path: Path
+    original_name: str
+    claimed_at: datetime
+
+    @classmethod
+    def from_path(cls, path: Path) -> Claim:
+        """Rebuild a claim from its processing/ name (a foreign name keeps its name and uses its mtime)."""
+        match = _CLAIM_NAME.fullmatch(path.name)
+        if match:
+            ns = int(match["ns"])
+            return cls(path, match["name"], _utc_from_ns(ns))
+        try:
+            ns = path.stat().st_mtime_ns
+        except OSError:
+            ns = 0
+        return cls(path, path.name, _utc_from_ns(ns))
+
+
+class Spool:
+    """The processing, archive and quarantine folders; safe to share between threads and between processes."""
+
+    def __init__(
+        self,
+        processing: Path,
+        archive: Path,
+        quarantine: Path,
+        file_mode: int = 0o640,
+        dir_mode: int = 0o750,
+    ) -> None:
+        self.processing = Path(processing)
+        self.archive_dir = Path(archive)
+        self.quarantine_dir = Path(quarantine)
+        self.file_mode = file_mode
+        self.dir_mode = dir_mode
+
+    # ---------------------------------------------------------------------------------------------------- claim
+
+    def claim(self, path: Path) -> Claim | None:
+        """Take `path` into processing/ by an atomic rename; None if it vanished (another instance took it)."""
+        path = Path(path)
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                raise StorageError(f"cannot claim {path}: not a regular file")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot claim {path}: {exc.strerror or exc}") from exc
+        ns = _next_claim_ns()
+        target = self.processing / f"{ns:020d}-{os.getpid()}-{path.name}"
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            if not self.processing.is_dir():
+                raise StorageError(
+                    f"cannot claim {path}: processing folder {self.processing} is missing"
+                ) from None
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot claim {path} into {self.processing}: {exc.strerror or exc}") from exc
+        _fsync_dir(self.processing)
+        _fsync_dir(path.parent, missing_ok=True)
+        return Claim(target, path.name, _utc_from_ns(ns))
+
+    def pending_claims(self) -> list[Claim]:
+        """Files a previous run claimed but did not finish, in claim order (dot-prefixed temp files skipped)."""
+        try:
+            entries = [e for e in os.scandir(self.processing) if not e.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.processing}: {exc.strerror or exc}") from exc
+        claims = [Claim.from_path(Path(e.path)) for e in entries if e.is_file(follow_symlinks=False)]
+        claims.sort(key=_claim_order)
+        return claims
+
+    # ---------------------------------------------------------------------------------------- archive/quarantine
+
+    def archive(self, claim: Claim, day: date) -> Path:
+        """Move the claim to archive/YYYY/MM/DD/<original name> (numbered suffix if taken); returns the new path."""
+        folder = self.archive_dir / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}"
+        self._make_dirs(folder)
+        self._set_mode(claim.path)
+        return _move_no_overwrite(claim.path, folder, claim.original_name)
+
+    def quarantine(self, claim: Claim, report: Mapping[str, object]) -> Path:
+        """Write `<name>.error.json` then move the claim to quarantine/<name> beside it; returns the file's path."""
+        self._make_dirs(self.quarantine_dir)
+        payload = json.dumps(dict(report), indent=2, sort_keys=True, default=str, ensure_ascii=False).encode()
+        payload += b"\n"
+        self._set_mode(claim.path)
+        for name in _candidate_names(claim.original_name):
+            target = self.quarantine_dir / name
+            report_path = target.with_name(name + REPORT_SUFFIX)
+            if _exists(target):
+                if _same_file(claim.path, target):  # a crash after link: finish the move
+                    write_atomic(report_path, payload, mode=self.file_mode)
+                    _unlink_source(claim.path)
+                    return target
+                continue
+            # A report without its file is our own crashed attempt (or a race); rewriting it is right.
+            write_atomic(report_path, payload, mode=self.file_mode)
+            if _link(claim.path, target):
+                _fsync_dir(self.quarantine_dir)
+                if _read_bytes(report_path) != payload:  # another instance raced for the same name
+                    write_atomic(report_path, payload, mode=self.file_mode)
+                _unlink_source(claim.path)
+                return target
+        raise AssertionError("unreachable")  # pragma: no cover - _candidate_names is infinite
+
+    # ------------------------------------------------------------------------------------------------- helpers
+
+    def _make_dirs(self, folder: Path) -> None:
+        missing: list[Path] = []
+        probe = folder
+        while not probe.is_dir() and probe != probe.parent:
+            missing.append(probe)
+            probe = probe.parent
+        try:
+            for created in reversed(missing):
+                try:
+                    created.mkdir(mode=self.dir_mode)
+                except FileExistsError:
+                    continue
+                os.chmod(created, self.dir_mode)
+                _fsync_dir(created.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
+
+    def _set_mode(self, path: Path) -> None:
+        """Best effort: the gateway may have dropped the file world-readable, or owned by another user."""
+        try:
+            os.chmod(path, self.file_mode)
+        except PermissionError:
+            pass
+        except FileNotFoundError as exc:
+            raise StorageError(f"claimed file {path} is missing from processing") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot chmod {path}: {exc.strerror or exc}") from exc
+
+
+def write_atomic(path: Path, chunks: bytes | Iterable[bytes], mode: int = 0o640) -> Path:
+    """Write a file so it appears complete or not at all under `path` (replacing any existing file).
+
+    The data goes to `.<name>.<random>.tmp` in the same folder (dot-prefixed: watchers and gateways ignore it), is
+    fsynced, renamed over `path`, and the folder is fsynced. On any error the temp file is removed and the error
+    propagates (OSError as StorageError).
+    """
+    path = Path(path)
+    folder = path.parent
+    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError as exc:
+        raise StorageError(f"cannot create {tmp}: {exc.strerror or exc}") from exc
+    try:
+        try:
+            os.fchmod(fd, mode)  # the open mode is masked by the umask
+            data: Iterable[bytes | bytearray | memoryview]
+            if isinstance(chunks, (bytes, bytearray, memoryview)):
+                data = (chunks,)
+            else:
+                data = chunks
+            for chunk in data:
+                view = memoryview(chunk)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+    _fsync_dir(folder)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------- internals
+
+
+def _utc_from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+
+
+def _claim_order(claim: Claim) -> tuple[int, int, str]:
+    match = _CLAIM_NAME.fullmatch(claim.path.name)
+    if match:
+        return (int(match["ns"]), int(match["pid"]), claim.path.name)
+    return (int(claim.claimed_at.timestamp() * 1e9), 0, claim.path.name)
+
+
+def _candidate_names(name: str) -> Iterable[str]:
+    """`name`, then `stem.1.ext`, `stem.2.ext`, ... (the extension stays last for tools that look at it)."""
+    yield name
+    dot = name.rfind(".")
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
+    for n in itertools.count(1):
+        yield f"{stem}.{n}{ext}"
+
+
+def _move_no_overwrite(src: Path, folder: Path, name: str) -> Path:
+    for candidate in _candidate_names(name):
+        target = folder / candidate
+        if _link(src, target):
+            _fsync_dir(folder)
+            _unlink_source(src)
+            return target
+        if _same_file(src, target):  # a crash between link and unlink last time
+            _unlink_source(src)
+            return target
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _link(src: Path, target: Path) -> bool:
+    """Give `src`'s content the name `target` without overwriting; False if `target` exists.
+
+    A hard link where possible; across filesystems a copy (fsynced, under a hidden name, then linked into place);
+    on filesystems without hard links a check-then-rename (one process handles a claim, so that is safe enough).
+    """
+    try:
+        os.link(src, target)
+        return True
+    except FileExistsError:
+        return False
+    except FileNotFoundError as exc:
+        raise StorageError(f"cannot move {src} to {target}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            return _copy_no_overwrite(src, target)
+        if exc.errno not in _NO_LINK_ERRNOS:
+            raise StorageError(f"cannot move {src} to {target}: {exc.strerror or exc}") from exc
+    return _rename_no_overwrite(src, target)
+
+
+_NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+
+
+def _rename_no_overwrite(src: Path, target: Path) -> bool:
+    if _exists(target):
+        return False
+    try:
+        os.rename(src, target)
+    except OSError as exc:
+        raise StorageError(f"cannot move {src} to {target}: {exc.strerror or exc}") from exc
+    return True
+
+
+def _copy_no_overwrite(src: Path, target: Path) -> bool:
+    """Cross-filesystem: copy to a hidden temp name beside `target`, fsync, then link or rename it into place."""
+    if _exists(target):
+        return False
+    try:
+        mode = stat.S_IMODE(os.stat(src).st_mode)
+        with src.open("rb") as source:
+            tmp = write_atomic(
+                target.with_name(f".{target.name}.{secrets.token_hex(6)}.copy"),
+                iter(lambda: source.read(1 << 20), b""),
+                mode=mode,
+            )
+    except OSError as exc:
+        raise StorageError(f"cannot copy {src} to {target}: {exc.strerror or exc}") from exc
+    try:
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in _NO_LINK_ERRNOS:
+                raise StorageError(f"cannot move {src} to {target}: {exc.strerror or exc}") from exc
+            return _rename_no_overwrite(tmp, target)
+        return True
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # a leftover hidden copy wastes space but loses nothing
+
+
+def _unlink_source(src: Path) -> None:
+    try:
+        os.unlink(src)
+    except FileNotFoundError:
+        return  # the rename fallback already moved it
+    except OSError as exc:
+        raise StorageError(f"cannot remove {src} after moving it: {exc.strerror or exc}") from exc
+    _fsync_dir(src.parent)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot stat {path}: {exc.strerror or exc}") from exc
+    return True
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot stat {a} or {b}: {exc.strerror or exc}") from exc
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _fsync_dir(folder: Path, *, missing_ok: bool = False) -> None:
+    """Make a folder's entries (a rename, a new name) durable."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except FileNotFoundError as exc:
+        if missing_ok:
+            return
+        raise StorageError(f"cannot open folder {folder}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot open folder {folder}: {exc.strerror or exc}") from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise StorageError(f"cannot fsync folder {folder}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)

@@ -1,0 +1,154 @@
+"""The RabbitMQ topology of dtn-bridge, as plain data.
+
+Kept free of pika so the shape can be read, tested and documented without a broker;
+`bridge.adapters.rabbitmq` turns the plan into declarations. Every name is configurable so tests (and
+several bridges on one vhost) can use their own copies.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from bridge.errors import ConfigError
+
+# RabbitMQ stream retention units: years, months, days, hours, minutes, seconds.
+_MAX_AGE = re.compile(r"^[1-9][0-9]*[YMDhms]$")
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeSpec:
+    """One exchange to declare."""
+
+    name: str
+    type: Literal["topic", "direct", "fanout", "headers"] = "topic"
+    durable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """One queue to declare; `arguments` are the x-arguments that must match an existing queue."""
+
+    name: str
+    arguments: dict[str, str | int] = field(default_factory=dict)
+    durable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BindingSpec:
+    """A queue bound to an exchange with a routing (binding) key."""
+
+    queue: str
+    exchange: str
+    routing_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Names and retention of everything the bridge declares; the defaults are the production topology.
+
+    Setting `store_queue`, `dead_letter_queue`, `outbound_queue` or `outbound_rejected_queue` to None leaves
+    that queue (and its binding) out, e.g. to make messages unroutable on purpose.
+    """
+
+    exchange: str = "dtn.events"
+    store_queue: str | None = "dtn.events.store"
+    store_binding_key: str = "#"
+    store_max_age: str | None = "30D"
+    store_max_length_bytes: int | None = None
+    dead_letter_exchange: str = "dtn.dead-letter"
+    dead_letter_queue: str | None = "dtn.dead-letter"
+    dead_letter_binding_key: str = "#"
+    outbound_queue: str | None = "dtn.outbound"
+    outbound_binding_key: str = "outbound.#"
+    outbound_rejected_routing_key: str = "outbound.rejected"
+    outbound_rejected_queue: str | None = "dtn.outbound.rejected"
+    outbound_delivery_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.store_max_age is not None and not _MAX_AGE.match(self.store_max_age):
+            raise ConfigError(
+                "rabbitmq.topology.store_max_age",
+                f"{self.store_max_age!r} is not a RabbitMQ max-age such as '30D', '12h' (units Y M D h m s)",
+            )
+        if self.store_max_length_bytes is not None and self.store_max_length_bytes <= 0:
+            raise ConfigError(
+                "rabbitmq.topology.store_max_length_bytes", "must be a positive number of bytes"
+            )
+        if self.outbound_delivery_limit is not None and self.outbound_delivery_limit <= 0:
+            raise ConfigError("rabbitmq.topology.outbound_delivery_limit", "must be positive")
+        for key in ("exchange", "dead_letter_exchange"):
+            if not getattr(self, key):
+                raise ConfigError(
+                    f"rabbitmq.topology.{key}", "must not be empty (the default exchange is not used)"
+                )
+
+    def with_suffix(self, suffix: str) -> Topology:
+        """This topology with `suffix` appended to every exchange and queue name (tests, side by side)."""
+
+        def add(name: str | None) -> str | None:
+            return None if name is None else f"{name}{suffix}"
+
+        return replace(
+            self,
+            exchange=f"{self.exchange}{suffix}",
+            store_queue=add(self.store_queue),
+            dead_letter_exchange=f"{self.dead_letter_exchange}{suffix}",
+            dead_letter_queue=add(self.dead_letter_queue),
+            outbound_queue=add(self.outbound_queue),
+            outbound_rejected_queue=add(self.outbound_rejected_queue),
+        )
+
+    @property
+    def exchanges(self) -> tuple[ExchangeSpec, ...]:
+        """Exchanges in declaration order (the DLX first, so queues can name it)."""
+        return (ExchangeSpec(self.dead_letter_exchange), ExchangeSpec(self.exchange))
+
+    @property
+    def queues(self) -> tuple[QueueSpec, ...]:
+        """Queues in declaration order."""
+        specs: list[QueueSpec] = []
+        if self.store_queue is not None:
+            store_args: dict[str, str | int] = {"x-queue-type": "stream"}
+            if self.store_max_age is not None:
+                store_args["x-max-age"] = self.store_max_age
+            if self.store_max_length_bytes is not None:
+                store_args["x-max-length-bytes"] = self.store_max_length_bytes
+            specs.append(QueueSpec(self.store_queue, store_args))
+        if self.dead_letter_queue is not None:
+            specs.append(QueueSpec(self.dead_letter_queue, {"x-queue-type": "quorum"}))
+        if self.outbound_queue is not None:
+            outbound_args: dict[str, str | int] = {
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": self.dead_letter_exchange,
+                "x-dead-letter-routing-key": self.outbound_rejected_routing_key,
+            }
+            if self.outbound_delivery_limit is not None:
+                outbound_args["x-delivery-limit"] = self.outbound_delivery_limit
+            specs.append(QueueSpec(self.outbound_queue, outbound_args))
+        if self.outbound_rejected_queue is not None:
+            specs.append(QueueSpec(self.outbound_rejected_queue, {"x-queue-type": "quorum"}))
+        return tuple(specs)
+
+    @property
+    def bindings(self) -> tuple[BindingSpec, ...]:
+        """Bindings of the declared queues."""
+        specs: list[BindingSpec] = []
+        if self.store_queue is not None:
+            specs.append(BindingSpec(self.store_queue, self.exchange, self.store_binding_key))
+        if self.dead_letter_queue is not None:
+            specs.append(
+                BindingSpec(self.dead_letter_queue, self.dead_letter_exchange, self.dead_letter_binding_key)
+            )
+        if self.outbound_queue is not None:
+            specs.append(BindingSpec(self.outbound_queue, self.exchange, self.outbound_binding_key))
+        if self.outbound_rejected_queue is not None:
+            specs.append(
+                BindingSpec(
+                    self.outbound_rejected_queue,
+                    self.dead_letter_exchange,
+                    self.outbound_rejected_routing_key,
+                )
+            )
+        return tuple(specs)

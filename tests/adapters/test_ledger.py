@@ -1,0 +1,300 @@
+"""Tests of bridge.adapters.ledger: the file records, duplicate detection, summary, outbound dedup, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bridge.adapters.ledger import SCHEMA_VERSION, Ledger
+from bridge.errors import StorageError
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2024, 3, 7, 10, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, clock: FakeClock) -> Iterator[Ledger]:
+    with Ledger(tmp_path / "ledger.sqlite3", clock=clock) as opened:
+        yield opened
+
+
+def claim(ledger: Ledger, sha: str = "aa", name: str = "D0010002.usr") -> int:
+    return ledger.record_claimed(sha, name, Path(f"/p/1-1-{name}-{sha}"), 42)
+
+
+def parse(ledger: Ledger, file_id: int) -> None:
+    ledger.record_parsed(
+        file_id,
+        file_identifier="F1",
+        flow="D0010002",
+        from_participant="ABCD",
+        to_participant="DTNB",
+        instances=3,
+    )
+
+
+class TestRoundTrip:
+    def test_lifecycle(self, ledger: Ledger, clock: FakeClock) -> None:
+        """Claimed -> parsed -> published -> archived, every column read back."""
+        file_id = ledger.record_claimed("ab" * 32, "D0010002.usr", Path("/p/1-1-D0010002.usr"), 123)
+        record = ledger.get(file_id)
+        assert record and record.state == "claimed" and record.size == 123
+        assert record.claim_path == Path("/p/1-1-D0010002.usr") and record.claimed_at == clock.now
+
+        clock.advance(seconds=1)
+        parse(ledger, file_id)
+        clock.advance(seconds=1)
+        ledger.record_published(file_id, events=3, first_event_id="e1", last_event_id="e3")
+        clock.advance(seconds=1)
+        ledger.record_archived(file_id, Path("/a/2024/03/07/D0010002.usr"))
+
+        record = ledger.get_by_claim_path(Path("/p/1-1-D0010002.usr"))
+        assert record is not None
+        assert record.state == "archived"
+        assert (record.file_identifier, record.flow, record.from_participant, record.to_participant) == (
+            "F1",
+            "D0010002",
+            "ABCD",
+            "DTNB",
+        )
+        assert (record.instances, record.events, record.first_event_id, record.last_event_id) == (
+            3,
+            3,
+            "e1",
+            "e3",
+        )
+        assert record.final_path == Path("/a/2024/03/07/D0010002.usr")
+        assert record.published_at == clock.now - timedelta(seconds=1)
+        assert record.archived_at == clock.now == record.updated_at
+        assert record.claimed_at.tzinfo is not None
+
+    def test_quarantine(self, ledger: Ledger) -> None:
+        """A quarantined record keeps its path and reason."""
+        file_id = claim(ledger)
+        ledger.record_quarantined(file_id, Path("/q/D0010002.usr"), "bad trailer")
+        record = ledger.get(file_id)
+        assert record and record.state == "quarantined" and record.reason == "bad trailer"
+        assert record.final_path == Path("/q/D0010002.usr") and record.quarantined_at is not None
+
+    def test_persists_across_reopen(self, tmp_path: Path, clock: FakeClock) -> None:
+        """Committed records survive closing and reopening the file."""
+        with Ledger(tmp_path / "l.sqlite3", clock=clock) as ledger:
+            file_id = claim(ledger)
+        with Ledger(tmp_path / "l.sqlite3", clock=clock) as ledger:
+            record = ledger.get(file_id)
+            assert record and record.original_name == "D0010002.usr"
+
+    def test_get_by_claim_path_returns_latest(self, ledger: Ledger) -> None:
+        """If a claim path was recorded twice, the latest record wins; unknown paths give None."""
+        first = ledger.record_claimed("a", "x", "/p/x", 1)
+        second = ledger.record_claimed("a", "x", "/p/x", 1)
+        record = ledger.get_by_claim_path("/p/x")
+        assert record and record.id == second != first
+        assert ledger.get_by_claim_path("/p/none") is None
+        assert ledger.get(999) is None
+
+    def test_restart_may_repeat_a_step(self, ledger: Ledger) -> None:
+        """A restart redoing parse or publish is allowed."""
+        file_id = claim(ledger)
+        parse(ledger, file_id)
+        parse(ledger, file_id)
+        ledger.record_published(file_id, events=3, first_event_id="a", last_event_id="c")
+        ledger.record_published(file_id, events=3, first_event_id="a", last_event_id="c")
+        record = ledger.get(file_id)
+        assert record and record.state == "published"
+
+    def test_final_states_are_final(self, ledger: Ledger) -> None:
+        """An archived file cannot be parsed again; an unknown id is an error."""
+        file_id = claim(ledger)
+        ledger.record_archived(file_id, "/a/x")
+        with pytest.raises(StorageError, match="archived to parsed"):
+            parse(ledger, file_id)
+        with pytest.raises(StorageError, match="no file with id"):
+            ledger.record_archived(12345, "/a/y")
+        record = ledger.get(file_id)
+        assert record and record.state == "archived"
+
+
+class TestDuplicates:
+    def test_published_content_is_found(self, ledger: Ledger) -> None:
+        """A file with the same sha256 that was published is a duplicate."""
+        first = claim(ledger, sha="cafe")
+        parse(ledger, first)
+        ledger.record_published(first, events=3, first_event_id="a", last_event_id="c")
+        second = claim(ledger, sha="cafe")
+        found = ledger.find_completed_by_sha256("cafe")
+        assert found and found.id == first != second
+
+    def test_archived_content_is_found_earliest_first(self, ledger: Ledger) -> None:
+        """Archived files count too, and the first (original) one is returned."""
+        ids = []
+        for _ in range(2):
+            file_id = claim(ledger, sha="beef")
+            ledger.record_archived(file_id, "/a/x")
+            ids.append(file_id)
+        found = ledger.find_completed_by_sha256("beef")
+        assert found and found.id == ids[0]
+
+    @pytest.mark.parametrize("state", ["claimed", "parsed", "quarantined"])
+    def test_unfinished_or_rejected_content_is_not_a_duplicate(self, ledger: Ledger, state: str) -> None:
+        """Content that was never published (claimed, parsed, quarantined) is not a duplicate."""
+        file_id = claim(ledger, sha="f00d")
+        if state == "parsed":
+            parse(ledger, file_id)
+        if state == "quarantined":
+            ledger.record_quarantined(file_id, "/q/x", "bad")
+        assert ledger.find_completed_by_sha256("f00d") is None
+        assert ledger.find_completed_by_sha256("other") is None
+
+
+class TestSummary:
+    def test_counts(self, ledger: Ledger, clock: FakeClock) -> None:
+        """The summary counts pending, in-flight, today's published/archived, and quarantined files."""
+        yesterday_id = claim(ledger, sha="y")
+        parse(ledger, yesterday_id)
+        ledger.record_published(yesterday_id, events=1, first_event_id="a", last_event_id="a")
+        ledger.record_archived(yesterday_id, "/a/y")
+        ledger.record_quarantined(claim(ledger, sha="q0"), "/q/0", "old reason")
+        clock.advance(days=1)
+
+        claim(ledger, sha="c1")
+        claim(ledger, sha="c2")
+        parse(ledger, claim(ledger, sha="p1"))
+        published = claim(ledger, sha="pub")
+        parse(ledger, published)
+        ledger.record_published(published, events=3, first_event_id="a", last_event_id="c")
+        done = claim(ledger, sha="done")
+        parse(ledger, done)
+        ledger.record_published(done, events=3, first_event_id="a", last_event_id="c")
+        ledger.record_archived(done, "/a/done")
+        clock.advance(minutes=1)
+        ledger.record_quarantined(claim(ledger, sha="q1"), "/q/1", "new reason")
+
+        summary = ledger.summary(date(2024, 3, 8))
+        assert summary.claimed == 2
+        assert summary.in_flight == 1
+        assert summary.published_today == 2  # pub, and done (published then archived)
+        assert summary.archived_today == 1
+        assert summary.quarantined_today == 1
+        assert summary.quarantined_total == 2
+        assert [q.reason for q in summary.recent_quarantined] == ["new reason", "old reason"]
+        assert summary.recent_quarantined[0].path == Path("/q/1")
+
+        earlier = ledger.summary(date(2024, 3, 7))
+        assert (earlier.published_today, earlier.archived_today, earlier.quarantined_today) == (1, 1, 1)
+
+    def test_empty(self, ledger: Ledger) -> None:
+        """An empty ledger summarises to zeros."""
+        summary = ledger.summary(date(2024, 1, 1))
+        assert (summary.claimed, summary.in_flight, summary.published_today, summary.quarantined_total) == (
+            0,
+            0,
+            0,
+            0,
+        )
+        assert summary.recent_quarantined == ()
+
+    def test_recent_quarantined_is_capped(self, ledger: Ledger, clock: FakeClock) -> None:
+        """Only the latest 20 quarantined files are listed, newest first."""
+        for n in range(25):
+            clock.advance(seconds=1)
+            ledger.record_quarantined(claim(ledger, sha=str(n)), f"/q/{n}", f"r{n}")
+        summary = ledger.summary(clock.now.date())
+        assert len(summary.recent_quarantined) == 20 and summary.quarantined_total == 25
+        assert summary.recent_quarantined[0].reason == "r24"
+
+
+class TestOutboundDedup:
+    def test_mark_and_seen(self, ledger: Ledger) -> None:
+        """Marked events are seen; re-marking is ignored and not counted."""
+        assert not ledger.seen_event("e1")
+        assert ledger.mark_events_written(["e1", "e2"], Path("/out/f1.usr")) == 2
+        assert ledger.seen_event("e1") and ledger.seen_event("e2")
+        assert ledger.mark_events_written(["e2", "e3"], "/out/f2.usr") == 1
+        assert ledger.seen_events(["e1", "e3", "e4", "e1"]) == {"e1", "e3"}
+
+    def test_many_ids(self, ledger: Ledger) -> None:
+        """Large batches work (executemany, chunked lookups)."""
+        ids = [f"id-{n}" for n in range(1500)]
+        assert ledger.mark_events_written(ids, "/out/big.usr") == 1500
+        assert ledger.seen_events(ids + ["nope"]) == set(ids)
+
+
+class TestStorage:
+    def test_wal_and_schema_version(self, ledger: Ledger, tmp_path: Path) -> None:
+        """The ledger uses WAL and records its schema version."""
+        assert ledger.schema_version == SCHEMA_VERSION
+        conn = sqlite3.connect(tmp_path / "ledger.sqlite3")
+        try:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        finally:
+            conn.close()
+
+    def test_newer_schema_is_refused(self, tmp_path: Path) -> None:
+        """A ledger written by a newer bridge is refused rather than misread."""
+        path = tmp_path / "l.sqlite3"
+        Ledger(path).close()
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.commit()
+        conn.close()
+        with pytest.raises(StorageError, match="newer"):
+            Ledger(path)
+
+    def test_unopenable_path_is_storage_error(self, tmp_path: Path) -> None:
+        """A missing folder is a StorageError with the sqlite error chained."""
+        with pytest.raises(StorageError) as info:
+            Ledger(tmp_path / "missing" / "l.sqlite3")
+        assert isinstance(info.value.__cause__, sqlite3.Error)
+
+    def test_not_a_database(self, tmp_path: Path) -> None:
+        """A file that is not SQLite is a StorageError."""
+        (tmp_path / "l.sqlite3").write_bytes(b"this is not a database" * 100)
+        with pytest.raises(StorageError):
+            Ledger(tmp_path / "l.sqlite3")
+
+    def test_threads_share_one_ledger(self, ledger: Ledger) -> None:
+        """Concurrent writers from several threads all get distinct ids."""
+        ids: list[int] = []
+        lock = threading.Lock()
+
+        def worker(n: int) -> None:
+            for i in range(50):
+                file_id = claim(ledger, sha=f"{n}-{i}")
+                parse(ledger, file_id)
+                with lock:
+                    ids.append(file_id)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(set(ids)) == 200
+        assert ledger.summary(date(2024, 3, 7)).in_flight == 200
+
+    def test_naive_clock_is_refused(self, tmp_path: Path) -> None:
+        """Times must be timezone-aware, or 'today' would be ambiguous."""
+        with (
+            Ledger(tmp_path / "l.sqlite3", clock=lambda: datetime(2024, 1, 1)) as ledger,
+            pytest.raises(StorageError),
+        ):
+            claim(ledger)
