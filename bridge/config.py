@@ -90,6 +90,7 @@ class BrokerConfig:
     connect_timeout: float = 10.0
     stream_max_age: str = "30D"
     tls: TlsConfig | None = None
+    topology_suffix: str = ""  # appended to every exchange and queue name (tests, side-by-side installations)
 
     @property
     def redacted_urls(self) -> tuple[str, ...]:
@@ -315,7 +316,8 @@ def _participant(s: _Section) -> ParticipantConfig:
 
 
 def _broker(s: _Section) -> BrokerConfig:
-    s.check_keys({"urls", "heartbeat", "confirm_window", "connect_timeout", "stream_max_age", "tls"})
+    s.check_keys({"urls", "heartbeat", "confirm_window", "connect_timeout", "stream_max_age", "tls",
+                  "topology_suffix"})
     urls = s.string_list("urls", ("amqp://guest:guest@127.0.0.1:5672/",))
     if not urls:
         raise s.error("urls", "needs at least one URL")
@@ -334,6 +336,8 @@ def _broker(s: _Section) -> BrokerConfig:
             hint="a RabbitMQ max-age: a number and one of Y M D h m s",
         ),
         tls=_tls(s),
+        topology_suffix=s.string("topology_suffix", "", pattern=re.compile(r"[A-Za-z0-9._-]*"),
+                                 hint="letters, digits, '.', '_' or '-'"),
     )
 
 

@@ -1,10 +1,22 @@
-"""Shared fixtures: the shipped definitions, the real samples and the shipped examples."""
+"""Shared fixtures: the shipped definitions, the real samples and examples, and the real broker.
+
+Broker tests use the real RabbitMQ (scripts/test and CI start it) with unique names per test, deleted afterwards;
+pika is used directly here only to inspect and tidy the broker (the adapters are what is under test).
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pika
+import pika.exceptions
 import pytest
+
+from bridge.adapters.topology import Topology
 
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
@@ -29,3 +41,102 @@ def sample(name: str) -> Path:
     matches = sorted(SAMPLES.glob(f"*{name}*"))
     assert matches, f"no sample matching {name!r} in {SAMPLES}"
     return matches[0]
+
+
+AMQP_URL = os.environ.get("DTN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+class Admin:
+    """A plain pika connection for declaring probe queues, reading them back and deleting test objects."""
+
+    def __init__(self, url: str) -> None:
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+        self.queues: list[str] = []
+        self.exchanges: list[str] = []
+
+    def probe_queue(self, exchange: str, routing_key: str, arguments: dict[str, Any] | None = None) -> str:
+        """Declare a classic queue bound to `exchange`, removed after the test."""
+        name = f"dtn.test.probe-{uuid.uuid4().hex[:8]}"
+        self.channel.queue_declare(name, durable=False, arguments=arguments)
+        self.channel.queue_bind(name, exchange, routing_key=routing_key)
+        self.queues.append(name)
+        return name
+
+    def read(self, queue: str, count: int, timeout: float = 10.0) -> list[tuple[Any, Any, bytes]]:
+        """Read up to `count` messages (auto-ack), stopping after `timeout` seconds of silence."""
+        got: list[tuple[Any, Any, bytes]] = []
+        for method, props, body in self.channel.consume(queue, auto_ack=True, inactivity_timeout=timeout):
+            if method is None:
+                break
+            got.append((method, props, body))
+            if len(got) >= count:
+                break
+        self.channel.cancel()
+        return got
+
+    def message_count(self, queue: str) -> int:
+        """Ready messages in `queue` (passive declare)."""
+        return int(self.channel.queue_declare(queue, passive=True).method.message_count)
+
+    def delete(self, topology: Topology) -> None:
+        """Delete every queue and exchange of `topology` plus the probes."""
+        queues = [q.name for q in topology.queues] + self.queues
+        exchanges = [topology.exchange, topology.dead_letter_exchange] + self.exchanges
+        if self.channel.is_closed:
+            self.channel = self.connection.channel()
+        for queue in queues:
+            self.channel.queue_delete(queue)
+        for exchange in exchanges:
+            self.channel.exchange_delete(exchange)
+
+    def reconnect(self) -> None:
+        """A new connection, after the broker was restarted under the old one."""
+        self.connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        self.channel = self.connection.channel()
+
+    def close(self) -> None:
+        """Close the admin connection."""
+        if self.connection.is_open:
+            self.connection.close()
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The broker URL. No broker is a failure, not a skip: scripts/test and CI start one."""
+    try:
+        pika.BlockingConnection(pika.URLParameters(AMQP_URL)).close()
+    except pika.exceptions.AMQPError as exc:
+        pytest.fail(f"RabbitMQ not reachable at {AMQP_URL} (scripts/test starts it): {exc!r}")
+    return AMQP_URL
+
+
+@pytest.fixture
+def suffix() -> str:
+    """A unique suffix for this test's broker objects."""
+    return f".test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def topology(suffix: str) -> Topology:
+    """The production topology with unique names."""
+    return Topology().with_suffix(suffix)
+
+
+@pytest.fixture
+def client_name(suffix: str) -> str:
+    """A unique connection name, so a test can have exactly its own connection closed by the broker."""
+    return f"dtn-bridge{suffix}"
+
+
+@pytest.fixture
+def admin(amqp_url: str, topology: Topology) -> Iterator[Admin]:
+    """An inspection connection; deletes the test topology and probes afterwards."""
+    admin = Admin(amqp_url)
+    try:
+        yield admin
+    finally:
+        try:
+            admin.delete(topology)
+        finally:
+            admin.close()

@@ -24,8 +24,8 @@ class Defect:
     item_key: str | None = None
     item_format: str | None = None
 
-    def describe(self, flow_reference: str | None = None) -> str:
-        """One line: `D0010002 line 17 group 030 item 3 (register_reading, NUM(9,1)): '12x4' is not a number`."""
+    def where(self, flow_reference: str | None = None) -> str:
+        """`D0010002 line 17 group 030 item 3 (register_reading, NUM(9,1))`: as precise as the defect is."""
         parts = [flow_reference] if flow_reference else []
         if self.line is not None:
             parts.append(f"line {self.line}")
@@ -35,8 +35,16 @@ class Defect:
             parts.append(f"item {self.item}")
             if self.item_key:
                 parts.append(f"({self.item_key}, {self.item_format})" if self.item_format else f"({self.item_key})")
-        where = " ".join(parts)
+        return " ".join(parts)
+
+    def describe(self, flow_reference: str | None = None) -> str:
+        """One line: `D0010002 line 17 group 030 item 3 (register_reading, NUM(9,1)): '12x4' is not a number`."""
+        where = self.where(flow_reference)
         return f"{where}: {self.message}" if where else self.message
+
+    def locate(self, flow_reference: str | None = None) -> str:
+        """The location and the rule, without the message, which may quote meter data: safe for logs."""
+        return f"{self.where(flow_reference) or 'file'}: {self.rule}"
 
     def as_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}

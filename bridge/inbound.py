@@ -1,0 +1,172 @@
+"""The inbound chain for one claimed file: check -> (quarantine | build events -> sign -> publish -> manifest ->
+archive), with every step recorded in the ledger so that a crash at any moment resumes without loss.
+
+    claim -> hash -> ledger.claimed -> [duplicate? archive] -> check (whole file) -> defects? quarantine + report
+          -> events -> sign -> publish (windowed confirms) -> manifest -> ledger.published -> archive
+
+Nothing of a defective file is published: the first pass reads it to its end before the first publish. Event ids
+are deterministic, so a file resumed after a crash republishes the same ids (consumers de-duplicate by id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import orjson
+import structlog
+
+from bridge.adapters.ledger import Ledger
+from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
+from bridge.adapters.spool import Claim, Spool
+from bridge.dtn.model import Defect
+from bridge.dtn.reader import FileParse, FlowFileReader
+from bridge.events.envelope import Event
+from bridge.events.manifest import build_manifest, manifest_routing_key, routing_key
+from bridge.flowfile import check_file, file_events
+
+Outcome = Literal["archived", "quarantined", "duplicate"]
+log = structlog.get_logger("dtn_bridge.inbound")
+
+
+class Publisher(Protocol):
+    """What the inbound chain needs of a broker (bridge.adapters.rabbitmq.RabbitPublisher, or a fake)."""
+
+    def publish_all(self, messages: Any, timeout: float = 60.0) -> PublishResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutcome:
+    """How one file ended, for the canonical log line and the tests."""
+
+    outcome: Outcome
+    ledger_id: int
+    final_path: Path
+    events: int = 0
+    reason: str | None = None
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of the file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def defect_report(claim: Claim, sha256: str, size: int, checked: FileParse | None, reason: str,
+                  defects: list[Defect] | None = None, when: datetime | None = None) -> dict[str, Any]:
+    """The `.error.json` written beside a quarantined file: every defect, located, in words and as fields."""
+    flow = checked.flow_reference if checked else None
+    listed = list(defects if defects is not None else (checked.defects if checked else []))
+    return {
+        "file": claim.original_name,
+        "sha256": sha256,
+        "size": size,
+        "flow": flow,
+        "reason": reason,
+        "rejected_at": (when or datetime.now(UTC)).isoformat(),
+        "defects": [{**defect.as_dict(), "text": defect.describe(flow)} for defect in listed],
+        "defects_truncated": bool(checked and checked.defects_truncated),
+    }
+
+
+class InboundPipeline:
+    """Processes one claimed file to its end: archived with its events confirmed, or quarantined with a report."""
+
+    def __init__(self, *, reader: FlowFileReader, sign: Callable[[Event], Event], publisher: Publisher,
+                 ledger: Ledger, spool: Spool, duplicates: str = "skip", max_file_bytes: int = 1 << 30,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.reader = reader
+        self.sign = sign
+        self.publisher = publisher
+        self.ledger = ledger
+        self.spool = spool
+        self.duplicates = duplicates
+        self.max_file_bytes = max_file_bytes
+        self.clock = clock
+
+    def process(self, claim: Claim) -> FileOutcome:
+        """Take the file to its end. Broker errors propagate (the file stays claimed and is retried)."""
+        size = claim.path.stat().st_size
+        sha256 = sha256_of(claim.path)
+        record = self.ledger.get_by_claim_path(str(claim.path))
+        ledger_id = record.id if record else self.ledger.record_claimed(sha256, claim.original_name,
+                                                                         str(claim.path), size)
+        structlog.contextvars.bind_contextvars(file=claim.original_name, ledger_id=ledger_id)
+        try:
+            if size > self.max_file_bytes:
+                reason = f"the file is {size} bytes, more than inbound.max_file_bytes ({self.max_file_bytes})"
+                too_big = Defect("max-file-bytes", reason)
+                return self._quarantine(claim, ledger_id, defect_report(claim, sha256, size, None, reason,
+                                                                        [too_big], self.clock()), reason)
+            previous = self.ledger.find_completed_by_sha256(sha256)
+            if previous is not None and previous.id != ledger_id and self.duplicates == "skip":
+                final = self.spool.archive(claim, self.clock().date())
+                self.ledger.record_archived(ledger_id, str(final))
+                log.info("file_settled", outcome="duplicate", duplicate_of=previous.id, path=str(final))
+                return FileOutcome("duplicate", ledger_id, final, reason=f"same content as ledger #{previous.id}")
+            checked = check_file(claim.path, self.reader)
+            if not checked.ok:
+                reason = checked.describe_defects()[0]
+                report = defect_report(claim, sha256, size, checked, reason, when=self.clock())
+                return self._quarantine(claim, ledger_id, report, reason,
+                                        checked.defects[0].locate(checked.flow_reference))
+            return self._publish(claim, ledger_id, checked, sha256, size)
+        except (OSError, ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
+            if isinstance(exc, OSError) and not claim.path.exists():
+                raise
+            # A bug or an unreadable file must not loop forever: quarantine it with the error, loudly.
+            reason = f"internal error while processing: {type(exc).__name__}: {exc}"
+            log.error("file_internal_error", error=reason, traceback=traceback.format_exc())
+            return self._quarantine(claim, ledger_id, defect_report(claim, sha256, size, None, reason,
+                                                                    [Defect("internal-error", reason)],
+                                                                    self.clock()), reason)
+        finally:
+            structlog.contextvars.unbind_contextvars("file", "ledger_id")
+
+    def _quarantine(self, claim: Claim, ledger_id: int, report: dict[str, Any], reason: str,
+                    first: str | None = None) -> FileOutcome:
+        final = self.spool.quarantine(claim, report)
+        self.ledger.record_quarantined(ledger_id, str(final), reason)
+        log.warning("file_settled", outcome="quarantined", first_defect=first or reason,
+                    defects=len(report["defects"]), path=str(final))
+        return FileOutcome("quarantined", ledger_id, final, reason=reason)
+
+    def _publish(self, claim: Claim, ledger_id: int, checked: FileParse, sha256: str, size: int) -> FileOutcome:
+        header = checked.header
+        assert header is not None
+        self.ledger.record_parsed(ledger_id, file_identifier=header.file_identifier, flow=header.flow_reference,
+                                  from_participant=header.from_participant, to_participant=header.to_participant,
+                                  instances=checked.flow_count)
+        key = routing_key("inbound", header.flow_reference, header.from_participant, header.to_participant)
+        ids: list[str] = []  # the first and the last event id, for the manifest
+
+        def messages() -> Iterator[OutgoingMessage]:
+            for event in file_events(claim.path, self.reader, checked):
+                ids[1:] = [event["id"]] if ids else [event["id"], event["id"]]
+                yield OutgoingMessage(key, orjson.dumps(self.sign(event)), event["id"])
+
+        timeout = 120.0 + size / 50_000  # generous for big files: confirms are batched by fsync
+        result = self.publisher.publish_all(messages(), timeout=timeout)
+        first_id, last_id = ids[0], ids[-1]
+        manifest = build_manifest(header, sha256=sha256, size=size, original_name=claim.original_name,
+                                  flow_count=checked.flow_count, group_count=checked.group_count,
+                                  first_event_id=first_id, last_event_id=last_id)
+        manifest_key = manifest_routing_key(header.flow_reference, header.from_participant, header.to_participant)
+        self.publisher.publish_all([OutgoingMessage(manifest_key, orjson.dumps(self.sign(manifest)), manifest["id"])])
+        self.ledger.record_published(ledger_id, events=result.confirmed, first_event_id=first_id,
+                                     last_event_id=last_id)
+        final = self.spool.archive(claim, self.clock().date())
+        self.ledger.record_archived(ledger_id, str(final))
+        log.info("file_settled", outcome="archived", flow=header.flow_reference, file_identifier=header.file_identifier,
+                 sender=header.from_participant, recipient=header.to_participant, events=result.confirmed,
+                 path=str(final))
+        return FileOutcome("archived", ledger_id, final, events=result.confirmed)
+

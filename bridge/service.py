@@ -1,0 +1,210 @@
+"""The composition root: configuration -> adapters -> chains, and the daemon's main loop, signals and drain.
+
+This is the one place where real adapters are chosen and connected (nothing connects at import time). The inbound
+chain runs on the main thread: watcher -> claim -> InboundPipeline.process. Broker trouble never loses a file: the
+claimed file stays in the processing area, the loop reconnects with jittered backoff and retries it, and files that
+arrive meanwhile wait in the inbound folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from bridge.adapters.ledger import Ledger
+from bridge.adapters.rabbitmq import Backoff, RabbitPublisher
+from bridge.adapters.spool import Claim, Spool, write_atomic
+from bridge.adapters.topology import Topology
+from bridge.adapters.watcher import DropWatcher
+from bridge.config import BridgeConfig, ensure_folders
+from bridge.dtn.definitions import load_definitions
+from bridge.dtn.reader import FlowFileReader
+from bridge.errors import BrokerError, BrokerUnavailable, StorageError
+from bridge.inbound import FileOutcome, InboundPipeline
+from bridge.signing import Signer, check_private_key_permissions
+from bridge.signing.keys import write_private_key
+
+log = structlog.get_logger("dtn_bridge.service")
+
+DEV_KEY_NAME = "dev-signing.key.pem"
+STATUS_FILE = "status.json"
+
+
+def topology_for(config: BridgeConfig) -> Topology:
+    """The broker objects this configuration declares."""
+    topology = Topology(store_max_age=config.broker.stream_max_age)
+    suffix = config.broker.topology_suffix
+    return topology.with_suffix(suffix) if suffix else topology
+
+
+def load_signer(config: BridgeConfig) -> Signer:
+    """The configured signing key, or a development key generated into the state folder with a loud warning."""
+    if config.signing.key is not None:
+        check_private_key_permissions(config.signing.key)
+        return Signer.from_key_file(config.signing.key)
+    path = Path(config.state.dir) / DEV_KEY_NAME
+    if not path.exists():
+        signer = Signer.generate()
+        write_private_key(path, signer.private_key)
+        (path.parent / "dev-signing.jwks.json").write_text(json.dumps(signer.public_jwks(), indent=2) + "\n")
+        log.warning("development_signing_key_generated", path=str(path), kid=signer.kid,
+                    advice="a development key: production configs must name signing.key")
+    else:
+        log.warning("development_signing_key_in_use", path=str(path),
+                    advice="a development key: production configs must name signing.key")
+    check_private_key_permissions(path)
+    return Signer.from_key_file(path)
+
+
+@dataclass
+class StatusBoard:
+    """What `dtn-bridge status` shows of the running daemon (the ledger shows the rest), kept in a small file."""
+
+    path: Path
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def update(self, **values: Any) -> None:
+        self.values.update(values, pid=os.getpid(), updated_at=datetime.now(UTC).isoformat())
+        try:
+            write_atomic(self.path, json.dumps(self.values).encode(), mode=0o640)
+        except StorageError as exc:  # status is informative; never stop the work for it
+            log.warning("status_not_written", error=str(exc))
+
+
+class InboundService:
+    """The daemon's inbound half: resume what a crash left claimed, then watch, claim and process files."""
+
+    def __init__(self, config: BridgeConfig, *, publisher: RabbitPublisher | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.config = config
+        ensure_folders(config)
+        definitions = load_definitions(config.flows.definitions)
+        self.reader = FlowFileReader(definitions, strict=config.flows.strict)
+        self.signer = load_signer(config)
+        self.ledger = Ledger(config.state.ledger_path)
+        self.spool = Spool(config.spool.processing, config.spool.archive, config.spool.quarantine,
+                           file_mode=config.spool.file_mode, dir_mode=config.spool.dir_mode)
+        self.publisher = publisher or RabbitPublisher(
+            list(config.broker.urls), topology=topology_for(config), window=config.broker.confirm_window,
+            heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout)
+        self.pipeline = InboundPipeline(reader=self.reader, sign=self.signer.sign, publisher=self.publisher,
+                                        ledger=self.ledger, spool=self.spool, duplicates=config.inbound.duplicates,
+                                        max_file_bytes=config.inbound.max_file_bytes, clock=clock)
+        watch = config.watch
+        self.watcher = DropWatcher(watch.inbound, mode=watch.mode, stable_seconds=watch.stable_seconds,
+                                   rescan_seconds=watch.rescan_seconds, poll_interval=watch.poll_interval,
+                                   ignore=watch.ignore)
+        self.status = StatusBoard(Path(config.state.dir) / STATUS_FILE)
+        self.backoff = Backoff()
+        self.processed = 0
+
+    def connect(self, stop: threading.Event) -> bool:
+        """Connect (and declare the topology), retrying with jittered backoff until `stop`."""
+        self.status.update(broker_connected=False, state="connecting")
+        try:
+            self.publisher.ensure_connected(self.backoff, stop=stop)
+        except BrokerError as exc:
+            if not isinstance(exc, BrokerUnavailable):
+                raise  # a topology that does not match the broker's: an operator must act
+            return False
+        connected = self.publisher.connected
+        self.status.update(broker_connected=connected, state="running" if connected else "stopping")
+        if connected:
+            log.info("broker_connected", urls=list(self.config.broker.redacted_urls))
+        return connected
+
+    def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
+        """Run until `stop` is set: then finish the file in hand (or leave it claimed) and return."""
+        if not self.connect(stop):
+            return
+        if on_ready is not None:
+            on_ready()
+        for claim in self.spool.pending_claims():  # a crash left these claimed: finish them first, in order
+            log.info("file_resumed", file=claim.original_name)
+            if not self.settle(claim, stop):
+                return
+        with self.watcher:
+            while not stop.is_set():
+                for path in self.watcher.ready_files(timeout=0.5):
+                    if stop.is_set():
+                        break
+                    claim = self.spool.claim(path)
+                    self.watcher.forget(path)
+                    if claim is not None and not self.settle(claim, stop):
+                        break
+
+    def settle(self, claim: Claim, stop: threading.Event) -> FileOutcome | None:
+        """Process one claimed file, retrying through broker outages; None when stopped with the file claimed."""
+        attempt = 0
+        while True:
+            try:
+                outcome = self.pipeline.process(claim)
+            except (BrokerError, StorageError) as exc:
+                attempt += 1
+                broker = isinstance(exc, BrokerError)
+                log.warning("file_retry", file=claim.original_name, attempt=attempt, error=str(exc),
+                            cause="broker" if broker else "storage")
+                self.status.update(broker_connected=self.publisher.connected, last_error=str(exc))
+                if stop.wait(self.backoff.delay(attempt)):
+                    return None
+                if broker and not self.connect(stop):
+                    return None
+                continue
+            self.processed += 1
+            self.status.update(broker_connected=True, processed=self.processed, last_file=claim.original_name,
+                               last_outcome=outcome.outcome)
+            return outcome
+
+    def close(self) -> None:
+        self.status.update(broker_connected=False, state="stopped")
+        self.publisher.close()
+        self.ledger.close()
+
+
+def run_daemon(config: BridgeConfig, *, drain_timeout: float = 30.0) -> int:
+    """`dtn-bridge run`: the service with SIGTERM/SIGINT drain. Returns the exit code."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    service = InboundService(config)
+    log.info("daemon_starting", inbound=str(config.watch.inbound), participant=config.participant.id)
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            service.run(stop)
+        except BaseException as exc:  # reported below, once, as the daemon's exit
+            failures.append(exc)
+            stop.set()
+
+    worker = threading.Thread(target=work, name="inbound", daemon=True)
+    worker.start()
+    while worker.is_alive() and not stop.is_set():
+        worker.join(0.5)
+    deadline = time.monotonic() + drain_timeout
+    while worker.is_alive() and time.monotonic() < deadline:
+        worker.join(0.5)
+    if worker.is_alive():
+        log.warning("drain_timeout", seconds=drain_timeout, advice="the file in hand stays claimed and resumes")
+    service.close()
+    if failures:
+        log.error("daemon_failed", error=f"{type(failures[0]).__name__}: {failures[0]}")
+        raise failures[0]
+    log.info("daemon_stopped", processed=service.processed)
+    return 0

@@ -1,0 +1,184 @@
+"""End-to-end fixtures: a bridge configuration in a temp folder, a capture queue on the real broker, a running daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bridge.adapters.topology import Topology
+from bridge.config import BridgeConfig, ensure_folders, load_config
+from bridge.service import InboundService
+from bridge.signing import Signer, TrustStore
+from bridge.signing.keys import write_private_key
+from tests.conftest import REPO, Admin
+
+
+@dataclass
+class Bridge:
+    """One bridge installation under a temp folder, with its broker objects and a queue capturing all events."""
+
+    root: Path
+    config_path: Path
+    topology: Topology
+    admin: Admin
+    capture: str
+    trust: TrustStore
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def config(self) -> BridgeConfig:
+        return load_config(self.config_path)
+
+    @property
+    def inbound(self) -> Path:
+        return self.root / "var" / "dtn" / "inbound"
+
+    def folder(self, name: str) -> Path:
+        return self.root / "var" / name
+
+    def drop(self, source: Path, name: str | None = None) -> Path:
+        """Drop a file the way a gateway does: written under a temporary name, then renamed."""
+        target = self.inbound / (name or source.name)
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_bytes(source.read_bytes())
+        temporary.rename(target)
+        return target
+
+    def archived(self) -> list[Path]:
+        return sorted(p for p in self.folder("archive").rglob("*") if p.is_file())
+
+    def quarantined(self) -> list[Path]:
+        return sorted(p for p in self.folder("quarantine").iterdir() if not p.name.endswith(".error.json"))
+
+    def wait_settled(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until `count` files are archived or quarantined."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.archived()) + len(self.quarantined()) >= count:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"only {len(self.archived())} archived and {len(self.quarantined())} quarantined "
+                             f"of {count} after {timeout} s")
+
+    def captured(self, expected: int | None = None, silence: float = 2.0) -> list[tuple[Any, dict[str, Any]]]:
+        """Everything published so far, as (properties, event); verifies nothing."""
+        count = expected if expected is not None else 10**9
+        got = self.admin.read(self.capture, count, timeout=silence)
+        return [(props, orjson.loads(body)) for _method, props, body in got]
+
+    def wait_running(self, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+        """Wait until this daemon process reports itself running (connected, signal handlers in place)."""
+        status = self.folder("state") / "status.json"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if status.exists():
+                values = json.loads(status.read_text() or "{}")
+                if values.get("pid") == process.pid and values.get("state") == "running":
+                    return
+            assert process.poll() is None, f"the daemon exited with {process.returncode}"
+            time.sleep(0.05)
+        raise AssertionError(f"the daemon did not report running within {timeout} s")
+
+    def start_process(self) -> subprocess.Popen[bytes]:
+        """`dtn-bridge run` as a real process, logs to var/daemon.log."""
+        log = open(self.root / "daemon.log", "ab")
+        process = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(self.config_path)],
+                                   stdout=log, stderr=log, cwd=REPO)
+        self.processes.append(process)
+        return process
+
+
+def write_config(root: Path, suffix: str, **overrides: Any) -> Path:
+    """A configuration like config/bridge.example.yaml, under `root`, with unique broker names."""
+    sections: dict[str, dict[str, Any]] = {
+        "participant": {"id": "DTNB", "role": "X"},
+        "broker": {"urls": ["amqp://guest:guest@127.0.0.1:5672/"], "topology_suffix": suffix, "heartbeat": 10},
+        "watch": {"inbound": "var/dtn/inbound", "stable_seconds": 0.3, "rescan_seconds": 1.0, "poll_interval": 0.2},
+        "spool": {"processing": "var/processing", "archive": "var/archive", "quarantine": "var/quarantine"},
+        "state": {"dir": "var/state"},
+        "signing": {"key": "keys/bridge.key.pem"},
+        "flows": {"definitions": str(REPO / "flow_definitions")},
+        "outbound": {"folder": "var/dtn/outbound"},
+        "log": {"level": "debug", "format": "json"},
+    }
+    for section, values in overrides.items():
+        sections.setdefault(section, {}).update(values)
+    path = root / "bridge.yaml"
+    path.write_text(json.dumps(sections, indent=2))  # JSON is YAML
+    return path
+
+
+@pytest.fixture
+def make_bridge(tmp_path: Path, amqp_url: str, suffix: str, admin: Admin,
+                topology: Topology) -> Iterator[Callable[..., Bridge]]:
+    """Build a bridge installation; kills any daemon process it started afterwards."""
+    made: list[Bridge] = []
+
+    def make(**overrides: Any) -> Bridge:
+        (tmp_path / "keys").mkdir(exist_ok=True)
+        signer = Signer.generate()
+        write_private_key(tmp_path / "keys" / "bridge.key.pem", signer.private_key)
+        trust = TrustStore.from_jwks(signer.public_jwks())
+        config_path = write_config(tmp_path, suffix, **overrides)
+        ensure_folders(load_config(config_path))
+        admin.channel.exchange_declare(topology.exchange, exchange_type="topic", durable=True)
+        capture = admin.probe_queue(topology.exchange, "#")
+        bridge = Bridge(tmp_path, config_path, topology, admin, capture, trust)
+        made.append(bridge)
+        return bridge
+
+    yield make
+    for bridge in made:
+        for process in bridge.processes:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+
+@dataclass
+class RunningService:
+    """The inbound service on a thread of the test process (faster and easier to observe than a process)."""
+
+    service: InboundService
+    stop: threading.Event
+    thread: threading.Thread
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the service did not stop within 30 s"
+        self.service.close()
+
+
+@pytest.fixture
+def run_service() -> Iterator[Callable[[Bridge], RunningService]]:
+    """Start InboundService.run on a thread; stopped after the test."""
+    running: list[RunningService] = []
+
+    def start(bridge: Bridge) -> RunningService:
+        service = InboundService(bridge.config)
+        stop = threading.Event()
+        ready = threading.Event()
+        thread = threading.Thread(target=service.run, args=(stop, ready.set), daemon=True)
+        thread.start()
+        assert ready.wait(30), "the service did not connect within 30 s"
+        handle = RunningService(service, stop, thread)
+        running.append(handle)
+        return handle
+
+    yield start
+    for handle in running:
+        if handle.thread.is_alive():
+            handle.close()

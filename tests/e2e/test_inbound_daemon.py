@@ -1,0 +1,244 @@
+"""The inbound daemon end to end against the real RabbitMQ: nothing lost, nothing changed, clear reports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bridge.dtn.definitions import DefinitionSet
+from bridge.dtn.reader import FlowFileReader
+from bridge.dtn.synthetic import synthetic_file
+from bridge.events.manifest import MANIFEST_TYPE
+from bridge.flowfile import check_file, file_events
+from tests.conftest import EXAMPLES, sample
+from tests.e2e.conftest import Bridge
+
+VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "igloo-airflow", "OVOE1359", "OVOE1429"]
+
+
+def expected_ids(paths: list[Path], reader: FlowFileReader) -> list[str]:
+    """The event ids the bridge must publish for these files (parse is deterministic)."""
+    ids = []
+    for path in paths:
+        checked = check_file(path, reader)
+        ids += [event["id"] for event in file_events(path, reader, checked)]
+    return ids
+
+
+def corpus(folder: Path, definitions: DefinitionSet, files: int, instances: int, flow: str = "D0275001") -> list[Path]:
+    """Generated valid files with distinct content."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number in range(files):
+        path = folder / f"{flow}_{number:04d}.usr"
+        path.write_text("".join(synthetic_file(definitions[flow], 1000 + number, instances=instances,
+                                               file_number=number + 1)))
+        paths.append(path)
+    return paths
+
+
+def split(captured: list[tuple[Any, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    events = [event for _props, event in captured if event["type"] != MANIFEST_TYPE]
+    manifests = [event for _props, event in captured if event["type"] == MANIFEST_TYPE]
+    return events, manifests
+
+
+class TestPublishing:
+    def test_examples_samples_and_corpus(self, make_bridge: Any, run_service: Any, reader: FlowFileReader,
+                                         tmp_path: Path) -> None:
+        """Every flow instance is published once, signed, with its id, routing key and a manifest per file."""
+        bridge: Bridge = make_bridge()
+        files = sorted(EXAMPLES.glob("*.txt")) + [sample(name) for name in VALID_SAMPLES]
+        files += corpus(tmp_path / "corpus", reader.definitions, files=20, instances=5)
+        running = run_service(bridge)
+        for path in files:
+            bridge.drop(path)
+        bridge.wait_settled(len(files))
+        running.close()
+        ids = expected_ids(files, reader)
+        captured = bridge.captured(len(ids) + len(files))
+        events, manifests = split(captured)
+        assert sorted(event["id"] for event in events) == sorted(ids)
+        assert len(manifests) == len(files) and bridge.quarantined() == []
+        for props, event in captured:
+            assert props.delivery_mode == 2 and props.content_type == "application/cloudevents+json"
+            assert props.message_id == event["id"]
+            bridge.trust.verify(event)
+        by_sha = {hashlib.sha256(path.read_bytes()).hexdigest(): path for path in files}
+        first_ids = {event["id"] for event in events if event["dtcindex"] == 1}
+        for manifest in manifests:
+            data = manifest["data"]
+            assert data["sha256"] in by_sha and data["first_event_id"] in first_ids
+            assert data["size"] == by_sha[data["sha256"]].stat().st_size
+        kraken = next(event for event in events if event["type"] == "uk.dtc.D0010.v002" and event["dtcfrom"] == "UDMS")
+        assert kraken["source"] == "urn:mpid:UDMS"
+
+    def test_routing_keys(self, make_bridge: Any, run_service: Any) -> None:
+        """Events route by flow and participants; manifests by file.received."""
+        bridge: Bridge = make_bridge()
+        readings = bridge.admin.probe_queue(bridge.topology.exchange, "inbound.D0010002.UDMS.*")
+        manifests = bridge.admin.probe_queue(bridge.topology.exchange, "file.received.#")
+        running = run_service(bridge)
+        bridge.drop(sample("DTC5259515123502080915D0010"))
+        bridge.drop(sample("ocdiff_D0155001_a"))
+        bridge.wait_settled(2)
+        running.close()
+        assert len(bridge.admin.read(readings, 100, timeout=1)) == 11
+        assert len(bridge.admin.read(manifests, 100, timeout=1)) == 2
+
+
+class TestBadInput:
+    def test_bad_files_quarantined_with_reports(self, make_bridge: Any, run_service: Any, tmp_path: Path) -> None:
+        """Garbage, empty, binary, truncated and oversize files are quarantined with a report; nothing published."""
+        bridge: Bridge = make_bridge(inbound={"max_file_bytes": 20_000})
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        kraken = sample("DTC5259515123502080915D0010").read_bytes()
+        cases = {
+            "garbage.usr": b"hello world\n",
+            "empty.usr": b"",
+            "binary.usr": bytes(range(256)) * 4,
+            "truncated.usr": kraken[: len(kraken) // 2],
+            "oversize.usr": kraken * 600,
+            "excerpt.usr": sample("sureserve").read_bytes(),
+        }
+        for name, content in cases.items():
+            (bad / name).write_bytes(content)
+            bridge.drop(bad / name)
+        running = run_service(bridge)
+        bridge.wait_settled(len(cases))
+        running.close()
+        assert sorted(p.name for p in bridge.quarantined()) == sorted(cases)
+        rules = {}
+        for path in bridge.quarantined():
+            report = json.loads(path.with_name(path.name + ".error.json").read_text())
+            assert report["defects"] and report["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+            rules[path.name] = report["defects"][0]["rule"]
+        assert rules == {"garbage.usr": "header-missing", "empty.usr": "file-empty", "binary.usr": "encoding",
+                         "truncated.usr": "line-terminator", "oversize.usr": "max-file-bytes",
+                         "excerpt.usr": "trailer-group-count"}
+        assert bridge.captured(silence=1.0) == []
+
+    def test_half_written_file_waits(self, make_bridge: Any, run_service: Any) -> None:
+        """A file written slowly in place is taken only once complete, and published once."""
+        bridge: Bridge = make_bridge(watch={"stable_seconds": 1.0})
+        running = run_service(bridge)
+        content = sample("DTC5259515123502080915D0010").read_bytes()
+        target = bridge.inbound / "slow.uff"
+        with open(target, "wb") as stream:
+            for start in range(0, len(content), 300):
+                stream.write(content[start:start + 300])
+                stream.flush()
+                time.sleep(0.3)
+        bridge.wait_settled(1)
+        running.close()
+        assert [p.name for p in bridge.archived()] == ["slow.uff"] and bridge.quarantined() == []
+        events, manifests = split(bridge.captured(12))
+        assert len(events) == 11 and len(manifests) == 1
+
+
+class TestDuplicates:
+    def test_same_file_twice_is_skipped(self, make_bridge: Any, run_service: Any) -> None:
+        """A file dropped again (under another name) is archived without publishing twice."""
+        bridge: Bridge = make_bridge()
+        running = run_service(bridge)
+        bridge.drop(sample("DTC5259515123502080915D0010"), "first.uff")
+        bridge.wait_settled(1)
+        bridge.drop(sample("DTC5259515123502080915D0010"), "again.uff")
+        bridge.wait_settled(2)
+        running.close()
+        assert sorted(p.name for p in bridge.archived()) == ["again.uff", "first.uff"]
+        events, manifests = split(bridge.captured())
+        assert len(events) == 11 and len(manifests) == 1
+
+    def test_republish_keeps_ids(self, make_bridge: Any, run_service: Any) -> None:
+        """With duplicates: republish, the second copy carries the very same event ids."""
+        bridge: Bridge = make_bridge(inbound={"duplicates": "republish"})
+        running = run_service(bridge)
+        bridge.drop(sample("DTC5259515123502080915D0010"), "first.uff")
+        bridge.wait_settled(1)
+        bridge.drop(sample("DTC5259515123502080915D0010"), "again.uff")
+        bridge.wait_settled(2)
+        running.close()
+        events, manifests = split(bridge.captured())
+        counts = Counter(event["id"] for event in events)
+        assert len(counts) == 11 and set(counts.values()) == {2}
+        assert len({manifest["id"] for manifest in manifests}) == 1
+
+
+class TestSurvival:
+    def test_kill_9_and_restart(self, make_bridge: Any, reader: FlowFileReader, tmp_path: Path) -> None:
+        """SIGKILL at random moments, restart: every instance published at least once, same ids, all archived."""
+        bridge: Bridge = make_bridge(log={"level": "info"})
+        files = corpus(tmp_path / "corpus", reader.definitions, files=12, instances=150)
+        for path in files:
+            bridge.drop(path)
+        rng = random.Random(7)
+        kills_mid_file = 0
+        for _ in range(5):
+            process = bridge.start_process()
+            bridge.wait_running(process)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not any(bridge.folder("processing").iterdir()):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.4))
+            kills_mid_file += any(bridge.folder("processing").iterdir())
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+        assert kills_mid_file >= 3, "the test must kill the daemon while it holds a claimed file"
+        process = bridge.start_process()
+        bridge.wait_running(process)
+        bridge.wait_settled(len(files), timeout=120)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        ids = expected_ids(files, reader)
+        events, manifests = split(bridge.captured())
+        assert set(event["id"] for event in events) == set(ids)  # nothing lost; duplicates carry the same ids
+        for event in events:
+            bridge.trust.verify(event)
+        assert len({m["id"] for m in manifests}) == len(files)
+        assert len(bridge.archived()) == len(files) and bridge.quarantined() == []
+        assert list(bridge.folder("processing").iterdir()) == []
+        assert (bridge.root / "daemon.log").read_text().count("file_resumed") >= kills_mid_file
+
+    def test_broker_restart_mid_file(self, make_bridge: Any, run_service: Any, reader: FlowFileReader,
+                                     tmp_path: Path) -> None:
+        """`rabbitmqctl stop_app`/`start_app` while files flow: the daemon waits, reconnects, loses nothing."""
+        bridge: Bridge = make_bridge()
+        files = corpus(tmp_path / "corpus", reader.definitions, files=6, instances=200)
+        running = run_service(bridge)
+        for path in files:
+            bridge.drop(path)
+        time.sleep(1.0)
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+        time.sleep(2.0)
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+        subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True, timeout=120)
+        bridge.wait_settled(len(files), timeout=120)
+        running.close()
+        bridge.admin.reconnect()
+        events, _ = split(bridge.captured())
+        assert set(event["id"] for event in events) == set(expected_ids(files, reader))
+        assert len(bridge.archived()) == len(files)
+
+    def test_sigterm_drains(self, make_bridge: Any) -> None:
+        """SIGTERM stops the daemon within the timeout with exit code 0; the status says it stopped."""
+        bridge: Bridge = make_bridge()
+        process = bridge.start_process()
+        bridge.wait_running(process)
+        status = bridge.folder("state") / "status.json"
+        bridge.drop(sample("DTC5259515123502080915D0010"))
+        bridge.wait_settled(1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert orjson.loads(status.read_bytes())["state"] == "stopped"
