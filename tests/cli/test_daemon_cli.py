@@ -1,0 +1,57 @@
+"""The daemon's commands: check-config, status, and run's refusals at start."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.signing import Signer
+from bridge.signing.keys import write_private_key
+from tests.conftest import REPO
+from tests.e2e.conftest import write_config
+
+
+class TestCheckConfig:
+    def test_example_config_is_valid(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The shipped example configuration validates and names what it resolved."""
+        assert main(["check-config", "--config", str(REPO / "config" / "bridge.example.yaml")]) == 0
+        out = capsys.readouterr().out
+        assert "valid" in out and "amqp://guest:***@127.0.0.1:5672/" in out and "17 definitions" in out
+
+    def test_bad_key_is_named(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A misspelt key is reported with its dotted path, exit 2."""
+        path = tmp_path / "bridge.yaml"
+        path.write_text("broker:\n  hearbeat: 5\n")
+        assert main(["check-config", "--config", str(path)]) == 2
+        assert "broker.hearbeat: unknown key" in capsys.readouterr().err
+
+
+class TestRunRefuses:
+    def test_readable_private_key(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """The daemon refuses to start with a signing key that group or others can read."""
+        (tmp_path / "keys").mkdir()
+        key = tmp_path / "keys" / "bridge.key.pem"
+        write_private_key(key, Signer.generate().private_key)
+        key.chmod(0o644)
+        config = write_config(tmp_path, ".unused")
+        assert main(["run", "--config", str(config)]) != 0
+        err = capsys.readouterr().err
+        assert "bridge.key.pem" in err and "BEGIN" not in err
+
+
+class TestStatus:
+    def test_status_before_first_run(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Status works on a fresh installation and says nothing ran yet."""
+        config = write_config(tmp_path, ".unused")
+        assert main(["status", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert "never started" in out and "ledger:      empty" in out
+
+    def test_status_json(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json is machine-readable."""
+        config = write_config(tmp_path, ".unused")
+        assert main(["status", "--config", str(config), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["ledger"] is None
