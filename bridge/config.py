@@ -156,6 +156,7 @@ class InboundConfig:
 
     duplicates: str = "skip"
     max_file_bytes: int = 1073741824
+    shadow: bool = False  # parse, validate and report, but publish nothing (running beside a current DTN setup)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +202,7 @@ class BridgeConfig:
     outbound: OutboundConfig
     log: LogConfig
     metrics: MetricsConfig
+    rules: Mapping[str, Any] | None = None  # the governance rules, validated by bridge.rules.parse_rules
     source: Path | None = field(default=None, compare=False)
 
     @property
@@ -262,9 +264,12 @@ def parse_config(
         "log": _log,
         "metrics": _metrics,
     }
-    root.check_keys(sections)
+    root.check_keys({*sections, "rules"})
     values = {name: build(root.section(name)) for name, build in sections.items()}
-    return BridgeConfig(**values, source=Path(src) if src is not None else None)
+    rules = root.raw("rules", None)
+    if rules is not None and not isinstance(rules, Mapping):
+        raise root.error("rules", f"expected a mapping, got {_kind(rules)}")
+    return BridgeConfig(**values, rules=rules, source=Path(src) if src is not None else None)
 
 
 def ensure_folders(config: BridgeConfig) -> tuple[Path, ...]:
@@ -406,10 +411,11 @@ def _flows(s: _Section) -> FlowsConfig:
 
 
 def _inbound(s: _Section) -> InboundConfig:
-    s.check_keys({"duplicates", "max_file_bytes"})
+    s.check_keys({"duplicates", "max_file_bytes", "shadow"})
     return InboundConfig(
         duplicates=s.choice("duplicates", "skip", ("skip", "republish")),
         max_file_bytes=s.integer("max_file_bytes", 1073741824, minimum=1),
+        shadow=s.boolean("shadow", False),
     )
 
 

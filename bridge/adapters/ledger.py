@@ -28,7 +28,16 @@ from typing import Any, Self
 
 from bridge.errors import StorageError
 
-__all__ = ["SCHEMA_VERSION", "STATES", "FileRecord", "Ledger", "LedgerSummary", "QuarantinedFile"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATES",
+    "FileRecord",
+    "Ledger",
+    "LedgerSummary",
+    "OutboundFileDraft",
+    "OutboundFileRecord",
+    "QuarantinedFile",
+]
 
 STATES = ("claimed", "parsed", "published", "archived", "quarantined")
 
@@ -77,6 +86,43 @@ _MIGRATIONS: tuple[str, ...] = (
         written_at TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: outbound files (the exactly-once protocol of bridge.outbound), file identifier counters, manifests
+    """
+    CREATE TABLE outbound_counters (
+        sender     TEXT PRIMARY KEY,
+        last_value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE outbound_files (
+        id               INTEGER PRIMARY KEY,
+        state            TEXT NOT NULL CHECK (state IN ('pending', 'written')),
+        kind             TEXT NOT NULL,
+        path             TEXT NOT NULL,
+        tmp_path         TEXT NOT NULL,
+        sha256           TEXT NOT NULL,
+        size             INTEGER NOT NULL,
+        flow             TEXT NOT NULL,
+        from_participant TEXT NOT NULL,
+        to_participant   TEXT NOT NULL,
+        file_identifier  TEXT NOT NULL,
+        test_flag        TEXT NOT NULL,
+        events           INTEGER NOT NULL,
+        origin           TEXT,
+        manifest_sha256  TEXT,
+        manifest_match   INTEGER,
+        created_at       TEXT NOT NULL,
+        written_at       TEXT
+    );
+    CREATE INDEX outbound_files_state ON outbound_files (state);
+    CREATE INDEX outbound_files_origin ON outbound_files (origin);
+    CREATE TABLE outbound_manifests (
+        first_event_id TEXT PRIMARY KEY,
+        manifest_id    TEXT NOT NULL,
+        sha256         TEXT NOT NULL,
+        received_at    TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE written_events ADD COLUMN outbound_file INTEGER;
+    CREATE INDEX written_events_outbound_file ON written_events (outbound_file);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _RECENT_QUARANTINED = 20
@@ -107,6 +153,47 @@ class FileRecord:
     archived_at: datetime | None
     quarantined_at: datetime | None
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundFileDraft:
+    """An outbound file about to be renamed into place: what `begin_outbound_file` records before the rename."""
+
+    kind: str  # "original" (a source file reproduced) or "batch" (a new file of batched events)
+    path: Path  # the final name in the outbound folder
+    tmp_path: Path  # the hidden temporary name it is written under first
+    sha256: str
+    size: int
+    flow: str
+    from_participant: str
+    to_participant: str
+    file_identifier: str
+    test_flag: str
+    origin: str | None = None  # the source file's key (sender|file id|created|flow) for a reproduced file
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundFileRecord:
+    """One outbound file of the ledger: `pending` between its recording and its rename, then `written`."""
+
+    id: int
+    state: str
+    kind: str
+    path: Path
+    tmp_path: Path
+    sha256: str
+    size: int
+    flow: str
+    from_participant: str
+    to_participant: str
+    file_identifier: str
+    test_flag: str
+    events: int
+    origin: str | None
+    manifest_sha256: str | None
+    manifest_match: bool | None
+    created_at: datetime
+    written_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +478,110 @@ class Ledger:
             )
             return conn.total_changes - before
 
+    # ------------------------------------------------------------------------------------------ outbound files
+
+    def allocate_file_identifier(self, sender: str) -> int:
+        """The next number of `sender`'s durable file identifier counter (1, 2, ...); never handed out twice.
+
+        A number whose file is later rolled back is not reused: gaps are allowed, repeats are not.
+        """
+        with self._transaction("allocate_file_identifier") as conn:
+            conn.execute(
+                "INSERT INTO outbound_counters (sender, last_value) VALUES (?, 1)"
+                " ON CONFLICT (sender) DO UPDATE SET last_value = last_value + 1",
+                (sender,),
+            )
+            return int(
+                conn.execute("SELECT last_value FROM outbound_counters WHERE sender = ?", (sender,)).fetchone()[0]
+            )
+
+    def begin_outbound_file(self, draft: OutboundFileDraft, event_ids: Iterable[str]) -> int:
+        """Record a file as `pending` together with its event ids, in one transaction, before it is renamed.
+
+        Returns the file's ledger id. Raises StorageError (and records nothing) when one of the ids is already
+        written: an event must never reach two files.
+        """
+        now = self._now()
+        ids = list(event_ids)
+        with self._transaction("begin_outbound_file") as conn:
+            cursor = conn.execute(
+                "INSERT INTO outbound_files (state, kind, path, tmp_path, sha256, size, flow, from_participant,"
+                " to_participant, file_identifier, test_flag, events, origin, created_at)"
+                " VALUES ('pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (draft.kind, str(draft.path), str(draft.tmp_path), draft.sha256, draft.size, draft.flow,
+                 draft.from_participant, draft.to_participant, draft.file_identifier, draft.test_flag, len(ids),
+                 draft.origin, now),
+            )
+            file_id = cursor.lastrowid
+            assert file_id is not None
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO written_events (event_id, file, written_at, outbound_file) VALUES (?, ?, ?, ?)",
+                [(event_id, str(draft.path), now, file_id) for event_id in ids],
+            )
+            if conn.total_changes - before != len(set(ids)):
+                raise StorageError(f"ledger {self.path}: begin_outbound_file: some events of {draft.path.name} "
+                                   "are already written")
+            return file_id
+
+    def finish_outbound_file(self, file_id: int) -> None:
+        """The file is in place under its final name (renamed and the folder fsynced)."""
+        with self._transaction("finish_outbound_file") as conn:
+            conn.execute("UPDATE outbound_files SET state = 'written', written_at = ? WHERE id = ?",
+                         (self._now(), file_id))
+
+    def abandon_outbound_file(self, file_id: int) -> None:
+        """Forget a pending file and its event ids (it never reached its final name): they may be written again."""
+        with self._transaction("abandon_outbound_file") as conn:
+            conn.execute("DELETE FROM written_events WHERE outbound_file = ?", (file_id,))
+            conn.execute("DELETE FROM outbound_files WHERE id = ? AND state = 'pending'", (file_id,))
+
+    def pending_outbound_files(self) -> list[OutboundFileRecord]:
+        """Files recorded but not known to be in place: what recovery must finish or roll back."""
+        rows = self._read("pending_outbound_files",
+                          "SELECT * FROM outbound_files WHERE state = 'pending' ORDER BY id")
+        return [_outbound_record(row) for row in rows]
+
+    def outbound_file(self, file_id: int) -> OutboundFileRecord | None:
+        """The outbound file with this id."""
+        rows = self._read("outbound_file", "SELECT * FROM outbound_files WHERE id = ?", (file_id,))
+        return _outbound_record(rows[0]) if rows else None
+
+    def outbound_files(self) -> list[OutboundFileRecord]:
+        """Every outbound file, oldest first (tests and status)."""
+        return [_outbound_record(r) for r in self._read("outbound_files", "SELECT * FROM outbound_files ORDER BY id")]
+
+    def find_outbound_by_event(self, event_id: str) -> OutboundFileRecord | None:
+        """The outbound file (pending or written) that holds this event, if any."""
+        rows = self._read(
+            "find_outbound_by_event",
+            "SELECT f.* FROM written_events e JOIN outbound_files f ON f.id = e.outbound_file WHERE e.event_id = ?",
+            (event_id,),
+        )
+        return _outbound_record(rows[0]) if rows else None
+
+    def record_outbound_manifest(self, first_event_id: str, manifest_id: str, sha256: str) -> None:
+        """Remember a source file's manifest (keyed by its first event) until, or after, the file is reproduced."""
+        with self._transaction("record_outbound_manifest") as conn:
+            conn.execute(
+                "INSERT INTO outbound_manifests (first_event_id, manifest_id, sha256, received_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (first_event_id) DO UPDATE SET manifest_id = excluded.manifest_id,"
+                " sha256 = excluded.sha256",
+                (first_event_id, manifest_id, sha256, self._now()),
+            )
+
+    def outbound_manifest_sha256(self, first_event_id: str) -> str | None:
+        """The SHA-256 a manifest announced for the source file whose first event is `first_event_id`."""
+        rows = self._read("outbound_manifest_sha256",
+                          "SELECT sha256 FROM outbound_manifests WHERE first_event_id = ?", (first_event_id,))
+        return str(rows[0][0]) if rows else None
+
+    def record_manifest_check(self, file_id: int, manifest_sha256: str, match: bool) -> None:
+        """The result of comparing a reproduced file's bytes with its manifest."""
+        with self._transaction("record_manifest_check") as conn:
+            conn.execute("UPDATE outbound_files SET manifest_sha256 = ?, manifest_match = ? WHERE id = ?",
+                         (manifest_sha256, int(match), file_id))
+
     # -------------------------------------------------------------------------------------------------- misc
 
     def _now(self) -> str:
@@ -439,4 +630,30 @@ def _record(row: sqlite3.Row) -> FileRecord:
         archived_at=_time(row["archived_at"]),
         quarantined_at=_time(row["quarantined_at"]),
         updated_at=updated_at,
+    )
+
+
+def _outbound_record(row: sqlite3.Row) -> OutboundFileRecord:
+    created_at = _time(row["created_at"])
+    assert created_at is not None
+    match = row["manifest_match"]
+    return OutboundFileRecord(
+        id=row["id"],
+        state=row["state"],
+        kind=row["kind"],
+        path=Path(row["path"]),
+        tmp_path=Path(row["tmp_path"]),
+        sha256=row["sha256"],
+        size=row["size"],
+        flow=row["flow"],
+        from_participant=row["from_participant"],
+        to_participant=row["to_participant"],
+        file_identifier=row["file_identifier"],
+        test_flag=row["test_flag"],
+        events=row["events"],
+        origin=row["origin"],
+        manifest_sha256=row["manifest_sha256"],
+        manifest_match=None if match is None else bool(match),
+        created_at=created_at,
+        written_at=_time(row["written_at"]),
     )
