@@ -30,7 +30,7 @@ from bridge.events.envelope import Event
 from bridge.events.manifest import build_manifest, manifest_routing_key, routing_key
 from bridge.flowfile import check_file, file_events
 
-Outcome = Literal["archived", "quarantined", "duplicate"]
+Outcome = Literal["archived", "quarantined", "duplicate", "shadowed"]
 log = structlog.get_logger("dtn_bridge.inbound")
 
 
@@ -82,7 +82,8 @@ class InboundPipeline:
 
     def __init__(self, *, reader: FlowFileReader, sign: Callable[[Event], Event], publisher: Publisher,
                  ledger: Ledger, spool: Spool, duplicates: str = "skip", max_file_bytes: int = 1 << 30,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 shadow: bool = False, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """`shadow`: do everything but publish (events are still built and signed, so the report is real)."""
         self.reader = reader
         self.sign = sign
         self.publisher = publisher
@@ -90,6 +91,7 @@ class InboundPipeline:
         self.spool = spool
         self.duplicates = duplicates
         self.max_file_bytes = max_file_bytes
+        self.shadow = shadow
         self.clock = clock
 
     def process(self, claim: Claim) -> FileOutcome:
@@ -153,6 +155,14 @@ class InboundPipeline:
                 ids[1:] = [event["id"]] if ids else [event["id"], event["id"]]
                 yield OutgoingMessage(key, orjson.dumps(self.sign(event)), event["id"])
 
+        if self.shadow:
+            built = sum(1 for _ in messages())
+            final = self.spool.archive(claim, self.clock().date())
+            self.ledger.record_archived(ledger_id, str(final))
+            log.info("file_settled", outcome="shadowed", flow=header.flow_reference, events=built,
+                     file_identifier=header.file_identifier, sender=header.from_participant,
+                     recipient=header.to_participant, path=str(final))
+            return FileOutcome("shadowed", ledger_id, final, events=built)
         timeout = 120.0 + size / 50_000  # generous for big files: confirms are batched by fsync
         result = self.publisher.publish_all(messages(), timeout=timeout)
         first_id, last_id = ids[0], ids[-1]

@@ -100,7 +100,8 @@ class InboundService:
             heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout)
         self.pipeline = InboundPipeline(reader=self.reader, sign=self.signer.sign, publisher=self.publisher,
                                         ledger=self.ledger, spool=self.spool, duplicates=config.inbound.duplicates,
-                                        max_file_bytes=config.inbound.max_file_bytes, clock=clock)
+                                        max_file_bytes=config.inbound.max_file_bytes,
+                                        shadow=config.inbound.shadow, clock=clock)
         watch = config.watch
         self.watcher = DropWatcher(watch.inbound, mode=watch.mode, stable_seconds=watch.stable_seconds,
                                    rescan_seconds=watch.rescan_seconds, poll_interval=watch.poll_interval,
@@ -108,6 +109,7 @@ class InboundService:
         self.status = StatusBoard(Path(config.state.dir) / STATUS_FILE)
         self.backoff = Backoff()
         self.processed = 0
+        self._shadow_seen: dict[Path, tuple[int, int]] = {}
 
     def connect(self, stop: threading.Event) -> bool:
         """Connect (and declare the topology), retrying with jittered backoff until `stop`."""
@@ -126,7 +128,11 @@ class InboundService:
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Run until `stop` is set: then finish the file in hand (or leave it claimed) and return."""
-        if not self.connect(stop):
+        if self.config.inbound.shadow:  # publishes nothing, so needs no broker
+            self.status.update(broker_connected=False, state="running", mode="shadow")
+            log.warning("shadow_mode", advice="files are checked and reported; nothing is published and the "
+                        "inbound folder is left as it is")
+        elif not self.connect(stop):
             return
         if on_ready is not None:
             on_ready()
@@ -139,10 +145,27 @@ class InboundService:
                 for path in self.watcher.ready_files(timeout=0.5):
                     if stop.is_set():
                         break
-                    claim = self.spool.claim(path)
+                    claim = self.take(path)
                     self.watcher.forget(path)
                     if claim is not None and not self.settle(claim, stop):
                         break
+
+    def take(self, path: Path) -> Claim | None:
+        """Claim a dropped file; in shadow mode, claim a copy and leave the gateway's file where it is."""
+        if not self.config.inbound.shadow:
+            return self.spool.claim(path)
+        try:
+            details = path.stat()
+        except FileNotFoundError:
+            return None
+        signature = (details.st_size, details.st_mtime_ns)
+        if self._shadow_seen.get(path) == signature:
+            return None  # seen already: the rescan finds files that stay in the folder
+        target = Path(self.config.spool.processing) / f"{time.time_ns():020d}-{os.getpid()}-{path.name}"
+        with open(path, "rb") as source:
+            write_atomic(target, iter(lambda: source.read(1 << 20), b""), mode=self.config.spool.file_mode)
+        self._shadow_seen[path] = signature
+        return Claim.from_path(target)
 
     def settle(self, claim: Claim, stop: threading.Event) -> FileOutcome | None:
         """Process one claimed file, retrying through broker outages; None when stopped with the file claimed."""

@@ -132,6 +132,7 @@ class Delivery:
     delivery_tag: int
     content_type: str | None = None
     generation: int = field(default=0, compare=False)
+    timestamp: int | None = None  # the AMQP timestamp property (seconds since the epoch), when the publisher set it
 
 
 @dataclass(frozen=True, slots=True)
@@ -807,7 +808,9 @@ class RabbitConsumer(_Client):
         connect_timeout: float = 10.0,
         ssl_options: ssl.SSLContext | None = None,
         client_name: str = "dtn-bridge-consumer",
+        consumer_arguments: Mapping[str, Any] | None = None,
     ) -> None:
+        """`consumer_arguments` go to basic.consume, e.g. {"x-stream-offset": datetime} to read a stream."""
         if prefetch < 1:
             raise ConfigError("rabbitmq.prefetch", "must be at least 1")
         super().__init__(
@@ -821,6 +824,7 @@ class RabbitConsumer(_Client):
         self._queue = queue
         self._prefetch = prefetch
         self._declare = declare
+        self._consumer_arguments = dict(consumer_arguments or {})
         self._buffer: queue_module.SimpleQueue[Any] = queue_module.SimpleQueue()
         self._consume_channel: Channel | None = None
         self._reject_channel: Channel | None = None
@@ -951,6 +955,7 @@ class RabbitConsumer(_Client):
                     delivery_tag=method.delivery_tag,
                     content_type=props.content_type,
                     generation=generation,
+                    timestamp=props.timestamp,
                 )
             )
 
@@ -961,7 +966,8 @@ class RabbitConsumer(_Client):
 
         def consume(done: Callable[[Any], None]) -> None:
             channel.add_on_cancel_callback(on_cancel)
-            channel.basic_consume(self._queue, on_message, callback=done)
+            channel.basic_consume(self._queue, on_message, callback=done,
+                                  arguments=self._consumer_arguments or None)
 
         link.rpc(f"consuming queue {self._queue!r}", consume)
         self._consume_channel = channel

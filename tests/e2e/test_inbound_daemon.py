@@ -242,3 +242,18 @@ class TestSurvival:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
         assert orjson.loads(status.read_bytes())["state"] == "stopped"
+
+
+class TestShadowMode:
+    def test_shadow_publishes_nothing_and_leaves_files(self, make_bridge: Any, run_service: Any) -> None:
+        """Shadow mode checks and reports every file, publishes nothing and leaves the gateway's folder alone."""
+        bridge: Bridge = make_bridge(inbound={"shadow": True})
+        good = bridge.drop(sample("DTC5259515123502080915D0010"))
+        bad = bridge.drop(sample("sureserve"))
+        running = run_service(bridge)
+        bridge.wait_settled(2)
+        time.sleep(1.5)  # a rescan or two: the files still there must not be taken twice
+        running.close()
+        assert good.exists() and bad.exists()
+        assert len(bridge.archived()) == 1 and len(bridge.quarantined()) == 1
+        assert bridge.captured(silence=1.0) == []
