@@ -31,6 +31,11 @@ def redact(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> M
     return event_dict
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger on the *current* sys.stderr (looked up per call, so a replaced stream is followed)."""
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     """Set up structlog once, at start (the composition root calls this)."""
     console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -45,6 +50,6 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

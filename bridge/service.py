@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -27,10 +27,10 @@ from bridge.adapters.rabbitmq import Backoff, RabbitPublisher
 from bridge.adapters.spool import Claim, Spool, write_atomic
 from bridge.adapters.topology import Topology
 from bridge.adapters.watcher import DropWatcher
-from bridge.config import BridgeConfig, ensure_folders
+from bridge.config import BridgeConfig, ensure_folders, load_config
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
-from bridge.errors import BrokerError, BrokerUnavailable, StorageError
+from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, StorageError
 from bridge.inbound import FileOutcome, InboundPipeline
 from bridge.signing import Signer, check_private_key_permissions
 from bridge.signing.keys import write_private_key
@@ -88,28 +88,62 @@ class InboundService:
     def __init__(self, config: BridgeConfig, *, publisher: RabbitPublisher | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config = config
+        self.clock = clock
         ensure_folders(config)
-        definitions = load_definitions(config.flows.definitions)
-        self.reader = FlowFileReader(definitions, strict=config.flows.strict)
-        self.signer = load_signer(config)
         self.ledger = Ledger(config.state.ledger_path)
         self.spool = Spool(config.spool.processing, config.spool.archive, config.spool.quarantine,
                            file_mode=config.spool.file_mode, dir_mode=config.spool.dir_mode)
         self.publisher = publisher or RabbitPublisher(
             list(config.broker.urls), topology=topology_for(config), window=config.broker.confirm_window,
             heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout)
-        self.pipeline = InboundPipeline(reader=self.reader, sign=self.signer.sign, publisher=self.publisher,
-                                        ledger=self.ledger, spool=self.spool, duplicates=config.inbound.duplicates,
-                                        max_file_bytes=config.inbound.max_file_bytes,
-                                        shadow=config.inbound.shadow, clock=clock)
-        watch = config.watch
-        self.watcher = DropWatcher(watch.inbound, mode=watch.mode, stable_seconds=watch.stable_seconds,
-                                   rescan_seconds=watch.rescan_seconds, poll_interval=watch.poll_interval,
-                                   ignore=watch.ignore)
+        self.pipeline, self.watcher = self._chain(config)
         self.status = StatusBoard(Path(config.state.dir) / STATUS_FILE)
         self.backoff = Backoff()
         self.processed = 0
         self._shadow_seen: dict[Path, tuple[int, int]] = {}
+        self._reload = threading.Event()
+
+    def _chain(self, config: BridgeConfig) -> tuple[InboundPipeline, DropWatcher]:
+        """What a reload can change: definitions, signing key, inbound policy, and the watched folder."""
+        reader = FlowFileReader(load_definitions(config.flows.definitions), strict=config.flows.strict)
+        signer = load_signer(config)
+        pipeline = InboundPipeline(reader=reader, sign=signer.sign, publisher=self.publisher, ledger=self.ledger,
+                                   spool=self.spool, duplicates=config.inbound.duplicates,
+                                   max_file_bytes=config.inbound.max_file_bytes, shadow=config.inbound.shadow,
+                                   clock=self.clock)
+        watch = config.watch
+        watcher = DropWatcher(watch.inbound, mode=watch.mode, stable_seconds=watch.stable_seconds,
+                              rescan_seconds=watch.rescan_seconds, poll_interval=watch.poll_interval,
+                              ignore=watch.ignore)
+        return pipeline, watcher
+
+    def request_reload(self) -> None:
+        """Ask for a reload at the next file boundary (called from the SIGHUP handler)."""
+        self._reload.set()
+
+    def reload(self) -> bool:
+        """Load the configuration file again; a bad one is refused and the running one stays in force."""
+        self._reload.clear()
+        if self.config.source is None:
+            return False
+        try:
+            new = load_config(self.config.source)
+            ensure_folders(new)
+            pipeline, watcher = self._chain(new)
+        except BridgeError as exc:
+            log.error("reload_refused", error=str(exc), advice="the running configuration stays in force")
+            return False
+        fixed = [name for name in ("broker", "state", "spool") if getattr(new, name) != getattr(self.config, name)]
+        if fixed:
+            log.warning("reload_needs_restart", sections=fixed, advice="these sections apply at the next start")
+        if new.watch != self.config.watch:
+            self.watcher.stop()
+            watcher.start()
+            self.watcher = watcher
+        self.pipeline = pipeline
+        self.config = replace(new, broker=self.config.broker, state=self.config.state, spool=self.config.spool)
+        log.info("config_reloaded", definitions=len(pipeline.reader.definitions))
+        return True
 
     def connect(self, stop: threading.Event) -> bool:
         """Connect (and declare the topology), retrying with jittered backoff until `stop`."""
@@ -140,15 +174,20 @@ class InboundService:
             log.info("file_resumed", file=claim.original_name)
             if not self.settle(claim, stop):
                 return
-        with self.watcher:
+        self.watcher.start()
+        try:
             while not stop.is_set():
+                if self._reload.is_set():
+                    self.reload()
                 for path in self.watcher.ready_files(timeout=0.5):
-                    if stop.is_set():
+                    if stop.is_set() or self._reload.is_set():
                         break
                     claim = self.take(path)
                     self.watcher.forget(path)
                     if claim is not None and not self.settle(claim, stop):
                         break
+        finally:
+            self.watcher.stop()
 
     def take(self, path: Path) -> Claim | None:
         """Claim a dropped file; in shadow mode, claim a copy and leave the gateway's file where it is."""
@@ -203,9 +242,10 @@ def run_daemon(config: BridgeConfig, *, drain_timeout: float = 30.0) -> int:
         log.info("stop_requested", signal=signal.Signals(signum).name)
         stop.set()
 
+    service = InboundService(config)
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    service = InboundService(config)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: service.request_reload())
     log.info("daemon_starting", inbound=str(config.watch.inbound), participant=config.participant.id)
     failures: list[BaseException] = []
 

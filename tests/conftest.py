@@ -15,6 +15,7 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
+import structlog
 
 from bridge.adapters.topology import Topology
 
@@ -24,6 +25,13 @@ from bridge.dtn.reader import FlowFileReader
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "dtn-samples"
 EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> Iterator[None]:
+    """A test that runs `dtn-bridge run` in-process configures structlog; the next test starts afresh."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
@@ -55,10 +63,11 @@ class Admin:
         self.queues: list[str] = []
         self.exchanges: list[str] = []
 
-    def probe_queue(self, exchange: str, routing_key: str, arguments: dict[str, Any] | None = None) -> str:
-        """Declare a classic queue bound to `exchange`, removed after the test."""
+    def probe_queue(self, exchange: str, routing_key: str, arguments: dict[str, Any] | None = None,
+                    durable: bool = False) -> str:
+        """Declare a classic queue bound to `exchange`, removed after the test (durable: survives a restart)."""
         name = f"dtn.test.probe-{uuid.uuid4().hex[:8]}"
-        self.channel.queue_declare(name, durable=False, arguments=arguments)
+        self.channel.queue_declare(name, durable=durable, arguments=arguments)
         self.channel.queue_bind(name, exchange, routing_key=routing_key)
         self.queues.append(name)
         return name

@@ -2,7 +2,8 @@
 
 The YAML holds the DTC facts (docs/flow-definitions.md); this module checks them against a schema once, at load,
 with errors that name the file and the key, and compiles what the reader needs on its hot path: a regular
-expression per group line and, per group, which child codes may follow.
+expression per group line, per group which child codes may follow, and per level-1 group an expression for whole flow
+instances (the validation pass matches many lines with one call).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ _PRESENCE = ("mandatory", "optional", "unused")
 _TOP_KEYS = {"flow", "version", "name", "ownership", "description", "source", "routes", "groups"}
 _GROUP_KEYS = {"code", "key", "name", "parent", "range", "lenient_range", "lenient_reason", "items", "note"}
 _ITEM_KEYS = {"ref", "key", "name", "format", "presence", "values", "note"}
+_LINE_END = r"(?:\r\n|\n|\r)"  # as a text stream opened with newline='' splits lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,23 @@ class Cardinality:
         """True when one more instance than `count` can still be admitted."""
         return self.maximum is None or count < self.maximum
 
+    def repeat(self, source: str) -> str:
+        """`source` (one instance of a group) repeated as often as this range admits, as a regular expression.
+
+        Possessive: the instances of one group are told apart from what follows by their code, so giving one back
+        can never help a match, and a failing match must not backtrack through every repetition.
+        """
+        group = f"(?:{source})"
+        if self.allowed is not None:  # 46,48,50 -> X{46}(?:X{2}(?:X{2})?+)?+
+            counts = sorted(self.allowed)
+            nested = ""
+            for low, high in reversed(list(zip(counts, counts[1:]))):
+                nested = f"(?:{group}{{{high - low}}}{nested})?+"
+            return f"{group}{{{counts[0]}}}{nested}"
+        if self.maximum == self.minimum:
+            return f"{group}{{{self.minimum}}}"
+        return f"{group}{{{self.minimum},{'' if self.maximum is None else self.maximum}}}+"
+
 
 @dataclass(frozen=True, slots=True)
 class DataItem:
@@ -95,11 +114,14 @@ class DataItem:
 
     def pattern(self) -> str:
         """The item's regular-expression fragment, as a capturing group."""
+        return f"({self.fragment()})"
+
+    def fragment(self) -> str:
+        """The item's regular-expression fragment without a group, to match many lines at once."""
         if self.presence == "unused":
-            return "()"
+            return ""
         body = "|".join(re.escape(value) for value in self.values) if self.values else self.format.pattern
-        body = f"(?:{body})"
-        return f"({body})" if self.presence == "mandatory" else f"({body}?)"
+        return f"(?:{body})" if self.presence == "mandatory" else f"(?:{body})?"
 
 
 @dataclass(eq=False, slots=True)
@@ -119,7 +141,8 @@ class GroupDefinition:
     children: list[GroupDefinition] = field(default_factory=list)
     child_codes: dict[str, tuple[GroupDefinition, ...]] = field(default_factory=dict)
     line_patterns: dict[bool, re.Pattern[str]] = field(default_factory=dict)
-    calendar_positions: tuple[int, ...] = ()
+    # level-1 groups only, by (terminated, strict): see FlowDefinition.compile_instances
+    instance_patterns: dict[tuple[bool, bool], re.Pattern[str]] = field(default_factory=dict)
 
     def compile(self) -> None:
         """Build the lookups and the line expressions the reader uses on every line."""
@@ -129,10 +152,22 @@ class GroupDefinition:
         self.child_codes = {code: tuple(defs) for code, defs in by_code.items()}
         body = re.escape(self.code) + "".join("\\|" + item.pattern() for item in self.items)
         self.line_patterns = {True: re.compile(body + "\\|"), False: re.compile(body)}
-        self.calendar_positions = tuple(item.position for item in self.items if item.format.has_calendar_date)
 
     def range_for(self, strict: bool) -> Cardinality:
         return self.strict_range if strict else self.range
+
+    def instance_source(self, terminated: bool, strict: bool) -> str:
+        """One instance of this group as a regular expression: its line (with its line end), then its child groups in
+        definition order, each as often as its range admits. `terminated`: lines end with '|', as the header does."""
+        line = (re.escape(self.code) + "".join("\\|" + item.fragment() for item in self.items)
+                + ("\\|" if terminated else "") + _LINE_END)
+        return line + "".join(child.range_for(strict).repeat(child.instance_source(terminated, strict))
+                              for child in self.children)
+
+    def descendants(self) -> Iterator[GroupDefinition]:
+        for child in self.children:
+            yield child
+            yield from child.descendants()
 
 
 @dataclass(eq=False, slots=True)
@@ -148,6 +183,38 @@ class FlowDefinition:
     description: str | None = None
     routes: tuple[tuple[str, str], ...] = ()
     root: GroupDefinition | None = None  # the invisible parent of level-1 groups
+    # Where a flow instance may end: a line end before a level-1 code or ZPT. None when the flow cannot be read by
+    # whole instances (a level-1 code also stands deeper, so a code alone does not say where an instance starts).
+    boundary: re.Pattern[str] | None = None
+    boundary_codes: tuple[str, ...] = ()  # the level-1 codes and ZPT
+
+    def compile_instances(self) -> None:
+        """Compile, per level-1 group, the expression the validation pass matches whole instances with.
+
+        A group whose subtree repeats a code gets none: the reader places such a line by the DTC's nearest-open-
+        group rule, which one expression cannot follow, so those instances are read line by line. The expression
+        ends each instance with a look-ahead for the next instance (or ZPT, or the end of the text), so that it
+        matches a whole span between boundaries or nothing; for a level-1 group without a maximum it matches a run
+        of consecutive instances.
+        """
+        assert self.root is not None
+        level1 = self.root.children
+        codes = sorted({group.code for group in level1})
+        deeper = {group.code for group in self.groups if group.level > 1}
+        if deeper & set(codes):
+            return
+        self.boundary_codes = (*codes, "ZPT")
+        ahead = "|".join(re.escape(code) for code in self.boundary_codes)
+        self.boundary = re.compile(f"[\\r\\n](?={ahead})")
+        for group in level1:
+            below = [child.code for child in group.descendants()]
+            if len(below) != len(set(below)):
+                continue
+            for terminated in (True, False):
+                for strict in (True, False):
+                    one = f"{group.instance_source(terminated, strict)}(?=(?:{ahead})|\\Z)"
+                    run = group.range_for(strict).maximum is None
+                    group.instance_patterns[terminated, strict] = re.compile(f"(?:{one})++" if run else one)
 
     @property
     def reference(self) -> str:
@@ -265,8 +332,10 @@ class _Compiler:
         groups = [self.group(doc, f"groups[{index}]", index, root, by_key) for index, doc in enumerate(groups_doc)]
         for group in [root, *groups]:
             group.compile()
-        return FlowDefinition(flow, version, self.text(top["name"], "name"), tuple(groups), self.path,
-                              top.get("ownership"), top.get("description"), routes, root)
+        definition = FlowDefinition(flow, version, self.text(top["name"], "name"), tuple(groups), self.path,
+                                    top.get("ownership"), top.get("description"), routes, root)
+        definition.compile_instances()
+        return definition
 
     def routes(self, value: Any) -> tuple[tuple[str, str], ...]:
         if value is None:

@@ -17,9 +17,12 @@ Kind = Literal["CHAR", "NUM", "INT", "DATE", "DATETIME", "TIME", "BOOLEAN"]
 JsonValue = str | int | bool
 
 _FORMAT = re.compile(r"^(?P<sign>±|\+/-)?(?P<kind>CHAR|NUM|INT|DATE|DATETIME|TIME|BOOLEAN)(?:\((?P<n>\d+)(?:,(?P<m>\d+))?\))?$")
-_YEAR = r"(?:19[5-9][0-9]|2[01][0-9][0-9])"  # DTC Domains: valid years 1950-2199
-_MONTH = r"(?:0[1-9]|1[0-2])"
-_DAY = r"(?:0[1-9]|[12][0-9]|3[01])"
+# A calendar date ccyymmdd, exactly: DTC Domains' years 1950-2199, each month's own length, and 29 February only in
+# leap years (every fourth year, 2000 included and 2100 not). Exact, so that a whole line can be judged by one match.
+_DATE = ("(?:(?:19[5-9][0-9]|2[01][0-9][0-9])"
+         "(?:(?:0[13578]|1[02])(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)(?:0[1-9]|[12][0-9]|30)"
+         "|02(?:0[1-9]|1[0-9]|2[0-8]))"
+         "|(?:19(?:5[26]|[68][048]|[79][26])|20(?:[02468][048]|[13579][26])|21(?:0[48]|[2468][048]|[13579][26]))0229)")
 _HMS = r"(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]"
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _ISO_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})$")
@@ -68,9 +71,12 @@ class LogicalFormat:
 
     @property
     def pattern(self) -> str:
-        """A regular-expression fragment (no groups) matching exactly the texts `check` accepts (but leap days)."""
+        """A regular-expression fragment (no groups) matching exactly the texts `check` accepts within one line.
+
+        A line never holds a line break, so CHAR excludes them too: that lets the reader match many lines at once.
+        """
         if self.kind == "CHAR":
-            return f"[^|]{{1,{self.length}}}"
+            return f"[^|\\r\\n]{{1,{self.length}}}"
         if self.kind == "INT":
             return f"[0-9]{{1,{self.length}}}"
         if self.kind == "NUM":
@@ -80,17 +86,18 @@ class LogicalFormat:
             fraction = f"(?:\\.[0-9]{{1,{self.scale}}})?" if self.scale else ""
             return f"{sign}[0-9]{{1,{integer_digits}}}{fraction}"
         if self.kind == "DATE":
-            return _YEAR + _MONTH + _DAY
+            return _DATE
         if self.kind == "DATETIME":
-            return _YEAR + _MONTH + _DAY + _HMS
+            return _DATE + _HMS
         if self.kind == "TIME":
             return _HMS
         return "[TF]"
 
     @property
     def has_calendar_date(self) -> bool:
-        """True when a text that matches `pattern` may still name a day that does not exist (31 April)."""
-        return self.kind in ("DATE", "DATETIME")
+        """True when a text that matches `pattern` may still name a day that does not exist: never, since `pattern`
+        is calendar-exact (kept for callers that guarded against 31 April)."""
+        return False
 
     def check(self, text: str) -> str | None:
         """Say what is wrong with a non-empty text, or None when it is valid."""

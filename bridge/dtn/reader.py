@@ -1,14 +1,22 @@
 """Streaming reader: lines of a DTN file -> flow instances, with every defect collected as a value.
 
 Memory does not grow with the file: one flow instance (a level-1 group and its subtree) is held at a time. Lines are
-checked whole against a compiled expression per group (the fast path); only a line that fails is split and checked
-item by item, so that its defects can be located precisely. Nesting follows the DTC: a group belongs to the nearest
-open group that may contain it, and siblings appear in definition order.
+checked whole against a compiled expression per group; only a line that fails is split and checked item by item, so
+that its defects can be located precisely. Nesting follows the DTC: a group belongs to the nearest open group that may
+contain it, and siblings appear in definition order.
+
+The validation pass over a text stream (`FileParse.check`, which every file goes through first) goes faster still: it
+reads the stream in blocks of lines and matches whole runs of flow instances with one expression per run (see
+`FlowDefinition.compile_instances`). Only a span that does not match is read line by line, by the very code that reads
+every line otherwise, so the defects, counts and envelope are the same either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, islice
 from typing import Final
 
 from bridge.dtn.checksum import PoolChecksum
@@ -19,6 +27,10 @@ from bridge.dtn.model import Defect, FileHeader, FileTrailer, FlowInstance, Grou
 DEFAULT_MAX_DEFECTS: Final = 100
 _GROUP_COUNT_MODULUS: Final = 10**10  # J1067: only the 10 least significant digits are written
 _DATETIME = LogicalFormat.parse("DATETIME")
+BLOCK_LINES: Final = 8192  # lines read from the stream at a time by the validation pass
+SPAN_CAP: Final = 8 << 20  # characters held waiting for the end of one flow instance before reading it line by line
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)")  # a line as a text stream opened with newline='' yields it
+_RECORD = re.compile(r"([^\r\n]*)(?:\r\n|\n|\r)")  # the same line without its end, as the pool checksum takes it
 
 
 class _Frame:
@@ -42,6 +54,10 @@ class FileParse(Iterator[FlowInstance]):
     def __init__(self, reader: FlowFileReader, lines: Iterable[str]) -> None:
         self.strict = reader.strict
         self.max_defects = reader.max_defects
+        # Only a text stream is read in blocks: its lines each end with one line end, as the block matching assumes
+        self._blocks = reader.fast and isinstance(lines, io.TextIOBase)
+        self._block_lines = reader.block_lines
+        self._span_cap = reader.span_cap
         self.defects: list[Defect] = []
         self.defects_truncated = False
         self.header: FileHeader | None = None
@@ -54,6 +70,15 @@ class FileParse(Iterator[FlowInstance]):
         self._line_number = 0
         self._checksum = PoolChecksum()
         self._generator: Iterator[FlowInstance] = iter(())
+        # the state of the body, kept between the blocks of the validation pass
+        self._stack: list[_Frame] = []
+        self._limits: dict[GroupDefinition, int | None] = {}
+        self._current: FlowInstance | None = None
+        self._groups = 0
+        self._flows = 0
+        self._trailer_line: str | None = None
+        self._undecodable = False
+        self._body_started = False
         first = self._next_line()
         if first is None:
             self._defect("file-empty", "the file is empty: no ZHV header", line=1)
@@ -63,6 +88,9 @@ class FileParse(Iterator[FlowInstance]):
         if self.definition is None:
             self.finished = True
             return
+        assert self.definition.root is not None and self.header is not None
+        self._stack = [_Frame(self.definition.root, None)]
+        self._limits = {group: group.range_for(self.strict).maximum for group in self.definition.groups}
         self._generator = self._body()
 
     # -- public ---------------------------------------------------------------------------------------------------
@@ -77,10 +105,16 @@ class FileParse(Iterator[FlowInstance]):
         return self.header.flow_reference if self.header else None
 
     def __next__(self) -> FlowInstance:
+        self._body_started = True
         return next(self._generator)
 
     def check(self) -> FileParse:
         """Read to the end, discarding the instances (a validation pass)."""
+        if (self._blocks and not self.finished and not self._body_started and self.definition is not None
+                and self.definition.boundary is not None):
+            self._generator = iter(())
+            self._check_blocks()
+            return self
         for _ in self:
             pass
         return self
@@ -183,32 +217,38 @@ class FileParse(Iterator[FlowInstance]):
     # -- body -----------------------------------------------------------------------------------------------------
 
     def _body(self) -> Iterator[FlowInstance]:
-        """The hot loop: kept flat, with locals only, because it runs once per line of every file."""
+        yield from self._walk(self._lines)
+        if not self._undecodable:
+            yield from self._end()
+        self.finished = True
+
+    def _walk(self, lines: Iterable[str]) -> Iterator[FlowInstance]:
+        """The hot loop: kept flat, with locals only, because it runs once per line of every file.
+
+        Reads body lines until the ZPT trailer (kept in `_trailer_line`), the end of `lines` or the defect limit; the
+        state it leaves in `self` lets the validation pass hand it any span of lines.
+        """
         assert self.definition is not None and self.header is not None
-        definition = self.definition
-        root = definition.root
-        assert root is not None
-        terminated = self.header.terminated
         strict = self.strict
-        limits = {group: group.range_for(strict).maximum for group in definition.groups}
+        limits = self._limits
+        terminated = self.header.terminated
         # Only pool files are held to a checksum: for ZHV files the DTC is silent on the algorithm (dtc-format.md
         # 1.3), so a ZHV checksum is carried verbatim into the events rather than judged.
         checksum_add = self._checksum.add if self.header.layout != "ZHV" else None
-        stack: list[_Frame] = [_Frame(root, None)]
-        current: FlowInstance | None = None
-        flow_count = 0
-        group_count = 0
+        stack = self._stack
+        current = self._current
+        flow_count = self._flows
+        group_count = self._groups
         line_number = self._line_number
-        trailer_line: str | None = None
         new_instance = GroupInstance
         try:
-            for raw in self._lines:
+            for raw in lines:
                 line_number += 1
                 self._line_number = line_number
                 line = raw.rstrip("\r\n")
                 code = line[:3]
                 if code == "ZPT":
-                    trailer_line = line
+                    self._trailer_line = line
                     break
                 group_count += 1
                 if checksum_add is not None:
@@ -244,15 +284,8 @@ class FileParse(Iterator[FlowInstance]):
                 if terminated and line[-1:] != "|":  # in pool files a final '|' just ends an empty last item
                     self._defect("line-terminator", "the line must end with '|', as the header does",
                                  line=line_number, group=code)
-                match = group.line_patterns[terminated].fullmatch(line)
-                if match is not None:
-                    values = match.groups()
-                    for position in group.calendar_positions:
-                        text = values[position - 1]
-                        if text and text[6:8] > "28":
-                            self._check_item(group, position, text)
-                else:
-                    values = self._check_line(group, line, terminated)
+                match = group.line_patterns[terminated].fullmatch(line)  # calendar-exact: no day to re-check
+                values = match.groups() if match is not None else self._check_line(group, line, terminated)
                 instance = new_instance(group, values, line_number, [] if group.children else None)
                 while len(stack) > depth + 1:
                     self._close(stack.pop(), strict)
@@ -270,26 +303,182 @@ class FileParse(Iterator[FlowInstance]):
                     break
         except UnicodeDecodeError as exc:
             self._defect("encoding", f"bytes that are not UTF-8 text ({exc.reason})", line=line_number + 1)
-            self.finished = True
-            return
+            self._undecodable = True
+        finally:
+            self._current = current
+            self._flows = flow_count
+            self._groups = group_count
+
+    def _end(self) -> Iterator[FlowInstance]:
+        """After the last body line: close the open groups, yield the last instance, read the trailer."""
+        stack = self._stack
+        strict = self.strict
         while len(stack) > 1:
             self._close(stack.pop(), strict)
-        self.group_count = group_count
-        self.flow_count = flow_count
+        self.group_count = self._groups
+        self.flow_count = self._flows
         if self.defects_truncated:
-            self.finished = True
             return
         self._close(stack[0], strict)
-        if current is not None:
-            yield current
-        if trailer_line is None:
-            self._defect("trailer-missing", "the file ends without a ZPT trailer (truncated?)", line=line_number + 1)
+        if self._current is not None:
+            yield self._current
+        if self._trailer_line is None:
+            self._defect("trailer-missing", "the file ends without a ZPT trailer (truncated?)",
+                         line=self._line_number + 1)
         else:
-            self._read_trailer(trailer_line)
+            self._read_trailer(self._trailer_line)
             if (extra := self._next_line()) is not None:
                 found = f"found {extra[:40]!r}" if extra.strip() else "found an empty line"
                 self._defect("after-trailer", f"nothing may follow the ZPT trailer, {found}", line=self._line_number)
+
+    # -- the validation pass, by blocks ----------------------------------------------------------------------------
+
+    def _check_blocks(self) -> None:
+        """The validation pass at C speed: read the stream in blocks of lines and match whole runs of flow instances.
+
+        Each span from one level-1 line to the next (or to ZPT) either matches its group's instance expression and
+        is counted as the line walk would count it (lines, flows, the root's order and counts), or is handed to
+        `_walk`, which says exactly what is wrong. Blocks end at the last instance boundary they hold; the rest waits
+        for the next block, up to `span_cap` characters, past which the instance is read line by line.
+        """
+        definition = self.definition
+        assert definition is not None and definition.boundary is not None and self.header is not None
+        stream = self._lines
+        strict = self.strict
+        limits = self._limits
+        style = (self.header.terminated, strict)
+        patterns = {group: group.instance_patterns.get(style) for group in definition.level1}
+        boundary = definition.boundary
+        after_lf = ["\n" + code for code in definition.boundary_codes]
+        after_cr = ["\r" + code for code in definition.boundary_codes]
+        checksum_add = self._checksum.add if self.header.layout != "ZHV" else None
+        stack = self._stack
+        root = stack[0]
+        level1 = root.definition.child_codes
+        block_lines = self._block_lines
+        carry = ""  # whole lines from an instance boundary on, waiting for the next block
+        failure: UnicodeDecodeError | None = None
+        while True:
+            lines: list[str] = []
+            try:
+                lines.extend(islice(stream, block_lines))  # keeps the lines read before a decoding error
+            except UnicodeDecodeError as exc:
+                failure = exc
+            final = failure is not None or len(lines) < block_lines
+            rest: Iterator[str] = _failing(failure) if failure is not None else stream
+            block = "".join(lines)
+            if not _one_line_each(block, lines, final) or (carry[-1:] == "\r" and block[:1] == "\n"):
+                walking = chain(_LINE.findall(carry), lines)  # not split as expected: read this block line by line
+                carry = ""
+                self._walk_all(walking)
+                if self._trailer_line is not None:
+                    self._lines = chain(walking, rest)
+                if self._trailer_line is not None or self.defects_truncated or final:
+                    break
+                continue
+            text = carry + block
+            if final and text[-1:] not in ("\n", "\r", ""):
+                text += "\n"  # the last line may lack its line end; the walk strips it all the same
+            crs = "\r" in text
+            if final:
+                limit = len(text)
+            else:  # the start of the last line that opens an instance (or is ZPT): all before it is complete
+                limit = max(text.rfind(end) for end in after_lf)
+                if crs:
+                    limit = max(limit, *(text.rfind(end) for end in after_cr))
+                limit += 1  # not found: 0
+            pos = 0
+            while True:
+                if text.startswith("ZPT", pos):  # the trailer: the walk reads it, and `_end` what follows
+                    self._lines = chain(_LINE.findall(text, pos), rest)
+                    self._walk_all(self._lines)
+                    break
+                if pos >= limit:
+                    break
+                code = text[pos:pos + 3]
+                group = None
+                for candidate in level1.get(code, ()):  # as the walk's root frame would place this line
+                    if candidate.index > root.cursor or (candidate.index == root.cursor and (
+                            limits[candidate] is None or root.counts[candidate] < limits[candidate])):
+                        group = candidate
+                        break
+                pattern = patterns.get(group) if group is not None else None
+                match = pattern.match(text, pos, limit) if pattern is not None else None
+                if match is not None:
+                    assert group is not None
+                    end = match.end()
+                    flows = 1
+                    if limits[group] is None:  # a run: count its level-1 lines
+                        flows += text.count("\n" + code, pos, end)
+                        flows += text.count("\r" + code, pos, end) if crs else 0
+                    count = flows + (root.counts[group] if group.index == root.cursor else 0)
+                    following = text[end:end + 3]
+                    if following and following != "ZPT" and not _takes(level1.get(following, ()), group, count,
+                                                                       limits):
+                        # the walk would refuse the next line and keep this instance's groups open for the lines
+                        # after it, so the last instance must be walked for its open groups to exist
+                        last = text.rfind("\n" + code, pos, end)
+                        if crs:
+                            last = max(last, text.rfind("\r" + code, pos, end))
+                        end = pos if last < 0 else last + 1
+                        flows -= 1
+                    if flows:
+                        if len(stack) > 1:  # the walk closes the groups of the previous instance here
+                            while len(stack) > 1:
+                                self._close(stack.pop(), strict)
+                            if self.defects_truncated:  # ... and stops right after this instance's first line
+                                first = _RECORD.match(text, pos)
+                                assert first is not None
+                                self._count_run(group, 1, 1, checksum_add, [first[1]])
+                                break
+                        lines_in = text.count("\n", pos, end)
+                        if crs:
+                            lines_in += text.count("\r", pos, end) - text.count("\r\n", pos, end)
+                        self._count_run(group, flows, lines_in, checksum_add,
+                                        _RECORD.findall(text, pos, end) if checksum_add is not None else [])
+                        pos = end
+                        continue
+                found = boundary.search(text, pos)
+                end = found.end() if found is not None and found.end() <= limit else limit
+                self._walk_all(iter(_LINE.findall(text, pos, end)))
+                if self.defects_truncated:
+                    break
+                pos = end
+            if self._trailer_line is not None or self.defects_truncated or final:
+                break
+            carry = text[pos:]
+            if len(carry) > self._span_cap:
+                self._walk_all(iter(_LINE.findall(carry)))  # one huge instance: its lines so far, one by one
+                carry = ""
+                if self.defects_truncated:
+                    break
+        if failure is not None and self._trailer_line is None and not self.defects_truncated:
+            self._defect("encoding", f"bytes that are not UTF-8 text ({failure.reason})", line=self._line_number + 1)
+        else:
+            for _ in self._end():
+                pass
         self.finished = True
+
+    def _walk_all(self, lines: Iterable[str]) -> None:
+        for _ in self._walk(lines):
+            pass
+
+    def _count_run(self, group: GroupDefinition, flows: int, lines: int, checksum_add: Callable[[str], None] | None,
+                   records: list[str]) -> None:
+        """Count `flows` valid instances of `group` spanning `lines` lines, as the walk would have."""
+        root = self._stack[0]
+        if group.index > root.cursor:
+            root.cursor = group.index
+            root.counts[group] = flows
+        else:
+            root.counts[group] += flows
+        self._flows += flows
+        self._groups += lines
+        self._line_number += lines
+        self._current = None  # the validation pass discards instances
+        if checksum_add is not None:
+            for record in records:
+                checksum_add(record)
 
     def _misplaced(self, stack: list[_Frame], code: str) -> None:
         assert self.definition is not None
@@ -389,6 +578,31 @@ def _int(text: str) -> int | None:
     return int(text) if text.isdigit() and text.isascii() else None
 
 
+def _one_line_each(block: str, lines: list[str], final: bool) -> bool:
+    """True when each of `lines` is one line with its line end (the last may lack it at the end of the stream), as
+    a stream opened with newline='' (or None, or '\\n') yields them; a block that is not is read line by line."""
+    ends = block.count("\n")
+    if "\r" in block:
+        ends += block.count("\r") - block.count("\r\n")
+        if "\r\n" in block and not lines[0].endswith("\n"):  # newline='\\r': CR LF split across two lines
+            return False
+    open_last = bool(lines) and lines[-1][-1:] not in ("\n", "\r")
+    return ends == len(lines) - open_last and (final or not open_last)
+
+
+def _takes(candidates: Iterable[GroupDefinition], last: GroupDefinition, count: int,
+           limits: dict[GroupDefinition, int | None]) -> bool:
+    """True when the root, having just taken `count` instances of `last`, would take a line of `candidates`' code."""
+    return any(candidate.index > last.index or (candidate is last and (limits[last] is None or count < limits[last]))
+               for candidate in candidates)
+
+
+def _failing(error: UnicodeDecodeError) -> Iterator[str]:
+    """The lines past a decoding error: raise it again when they are read, as the stream did."""
+    raise error
+    yield ""  # a generator
+
+
 class FlowFileReader:
     """Reads DTN files against a set of flow definitions.
 
@@ -397,10 +611,13 @@ class FlowFileReader:
     """
 
     def __init__(self, definitions: DefinitionSet, *, strict: bool = False,
-                 max_defects: int = DEFAULT_MAX_DEFECTS) -> None:
+                 max_defects: int = DEFAULT_MAX_DEFECTS, fast: bool = True) -> None:
         self.definitions = definitions
         self.strict = strict
         self.max_defects = max_defects
+        self.fast = fast  # False: the validation pass reads line by line too (to compare the two in tests)
+        self.block_lines = BLOCK_LINES
+        self.span_cap = SPAN_CAP
 
     def read(self, lines: Iterable[str]) -> FileParse:
         """Start a pass over `lines` (str lines, with or without terminators)."""

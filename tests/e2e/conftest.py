@@ -134,7 +134,7 @@ def make_bridge(tmp_path: Path, amqp_url: str, suffix: str, admin: Admin,
         config_path = write_config(tmp_path, suffix, **overrides)
         ensure_folders(load_config(config_path))
         admin.channel.exchange_declare(topology.exchange, exchange_type="topic", durable=True)
-        capture = admin.probe_queue(topology.exchange, "#")
+        capture = admin.probe_queue(topology.exchange, "#", durable=True)  # survives a broker restart
         bridge = Bridge(tmp_path, config_path, topology, admin, capture, trust)
         made.append(bridge)
         return bridge
@@ -154,12 +154,14 @@ class RunningService:
     service: InboundService
     stop: threading.Event
     thread: threading.Thread
+    errors: list[BaseException]
 
     def close(self) -> None:
         self.stop.set()
         self.thread.join(30)
         assert not self.thread.is_alive(), "the service did not stop within 30 s"
         self.service.close()
+        assert not self.errors, f"the service failed: {self.errors[0]!r}"
 
 
 @pytest.fixture
@@ -171,10 +173,19 @@ def run_service() -> Iterator[Callable[[Bridge], RunningService]]:
         service = InboundService(bridge.config)
         stop = threading.Event()
         ready = threading.Event()
-        thread = threading.Thread(target=service.run, args=(stop, ready.set), daemon=True)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                service.run(stop, ready.set)
+            except BaseException as exc:  # surfaced by the test, not lost in a thread
+                errors.append(exc)
+                ready.set()
+
+        thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        assert ready.wait(30), "the service did not connect within 30 s"
-        handle = RunningService(service, stop, thread)
+        assert ready.wait(30) and not errors, f"the service did not start: {errors!r}"
+        handle = RunningService(service, stop, thread, errors)
         running.append(handle)
         return handle
 

@@ -215,12 +215,13 @@ class TestSurvival:
                                      tmp_path: Path) -> None:
         """`rabbitmqctl stop_app`/`start_app` while files flow: the daemon waits, reconnects, loses nothing."""
         bridge: Bridge = make_bridge()
-        files = corpus(tmp_path / "corpus", reader.definitions, files=6, instances=200)
+        files = corpus(tmp_path / "corpus", reader.definitions, files=10, instances=200)
         running = run_service(bridge)
         for path in files:
             bridge.drop(path)
-        time.sleep(1.0)
+        bridge.wait_settled(1)
         subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+        assert len(bridge.archived()) < len(files), "the broker must go down while files are still flowing"
         time.sleep(2.0)
         subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
         subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True, timeout=120)
@@ -257,3 +258,31 @@ class TestShadowMode:
         assert good.exists() and bad.exists()
         assert len(bridge.archived()) == 1 and len(bridge.quarantined()) == 1
         assert bridge.captured(silence=1.0) == []
+
+
+class TestReload:
+    def test_sighup_reloads_and_refuses_bad_config(self, make_bridge: Any) -> None:
+        """SIGHUP applies a new watched folder; a broken config is refused and the running one stays."""
+        bridge: Bridge = make_bridge()
+        process = bridge.start_process()
+        bridge.wait_running(process)
+        good = bridge.config_path.read_text()
+        bridge.config_path.write_text(good.replace('"broker"', '"broker', 1))  # not YAML any more
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        bridge.drop(sample("DTC5259515123502080915D0010"), "before.uff")
+        bridge.wait_settled(1)
+        config = json.loads(good)
+        config["watch"]["inbound"] = "var/dtn/inbound2"
+        bridge.config_path.write_text(json.dumps(config))
+        (bridge.root / "var" / "dtn" / "inbound2").mkdir()
+        process.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        target = bridge.root / "var" / "dtn" / "inbound2" / "after.uff"
+        target.write_bytes(sample("ocdiff_D0155001_a").read_bytes())
+        bridge.wait_settled(2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        log = (bridge.root / "daemon.log").read_text()
+        assert log.count("reload_refused") == 1 and log.count("config_reloaded") == 1
+        assert sorted(p.name for p in bridge.archived()) == ["after.uff", "before.uff"]
