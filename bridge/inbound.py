@@ -27,8 +27,9 @@ from bridge.adapters.spool import Claim, Spool
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.events.envelope import Event
-from bridge.events.manifest import build_manifest, manifest_routing_key, routing_key
+from bridge.events.manifest import build_manifest, manifest_routing_key
 from bridge.flowfile import check_file, file_events
+from bridge.rules import Decision, FileFacts, RuleSet, decide_inbound_file, route_event
 
 Outcome = Literal["archived", "quarantined", "duplicate", "shadowed"]
 log = structlog.get_logger("dtn_bridge.inbound")
@@ -81,9 +82,12 @@ class InboundPipeline:
     """Processes one claimed file to its end: archived with its events confirmed, or quarantined with a report."""
 
     def __init__(self, *, reader: FlowFileReader, sign: Callable[[Event], Event], publisher: Publisher,
-                 ledger: Ledger, spool: Spool, duplicates: str = "skip", max_file_bytes: int = 1 << 30,
-                 shadow: bool = False, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """`shadow`: do everything but publish (events are still built and signed, so the report is real)."""
+                 ledger: Ledger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
+                 max_file_bytes: int = 1 << 30, shadow: bool = False,
+                 on_decision: Callable[[Decision], None] = lambda _decision: None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """`shadow`: do everything but publish (events are still built and signed, so the report is real).
+        `on_decision` sees every governance decision (metrics count them)."""
         self.reader = reader
         self.sign = sign
         self.publisher = publisher
@@ -92,6 +96,8 @@ class InboundPipeline:
         self.duplicates = duplicates
         self.max_file_bytes = max_file_bytes
         self.shadow = shadow
+        self.rules = rules
+        self.on_decision = on_decision
         self.clock = clock
 
     def process(self, claim: Claim) -> FileOutcome:
@@ -120,8 +126,14 @@ class InboundPipeline:
                 report = defect_report(claim, sha256, size, checked, reason, when=self.clock())
                 return self._quarantine(claim, ledger_id, report, reason,
                                         checked.defects[0].locate(checked.flow_reference))
+            refusal = self._govern(claim, checked, size)
+            if refusal is not None:
+                reason = f"governance rule {refusal.rule}: {refusal.reason}"
+                report = defect_report(claim, sha256, size, checked, reason, [Defect(refusal.rule, refusal.reason)],
+                                       self.clock())
+                return self._quarantine(claim, ledger_id, report, reason)
             return self._publish(claim, ledger_id, checked, sha256, size)
-        except (OSError, ValueError, KeyError, TypeError, AssertionError, RecursionError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AssertionError, RecursionError, RuntimeError) as exc:
             if isinstance(exc, OSError) and not claim.path.exists():
                 raise
             # A bug or an unreadable file must not loop forever: quarantine it with the error, loudly.
@@ -132,6 +144,23 @@ class InboundPipeline:
                                                                     self.clock()), reason)
         finally:
             structlog.contextvars.unbind_contextvars("file", "ledger_id")
+
+    def _govern(self, claim: Claim, checked: FileParse, size: int) -> Decision | None:
+        """The governance rules on the whole file (and, when an event size limit is set, on every event, before
+        anything is published); the refusing decision, or None."""
+        assert checked.header is not None
+        decision = decide_inbound_file(FileFacts.from_header(checked.header, size=size,
+                                                             flow_count=checked.flow_count), self.rules)
+        self.on_decision(decision)
+        if not decision.accepted:
+            return decision
+        if self.rules.limits.max_event_bytes is not None:
+            for event in file_events(claim.path, self.reader, checked):
+                event_decision = route_event(event, "inbound", self.rules)
+                if not event_decision.accepted:
+                    self.on_decision(event_decision)
+                    return event_decision
+        return None
 
     def _quarantine(self, claim: Claim, ledger_id: int, report: dict[str, Any], reason: str,
                     first: str | None = None) -> FileOutcome:
@@ -147,13 +176,20 @@ class InboundPipeline:
         self.ledger.record_parsed(ledger_id, file_identifier=header.file_identifier, flow=header.flow_reference,
                                   from_participant=header.from_participant, to_participant=header.to_participant,
                                   instances=checked.flow_count)
-        key = routing_key("inbound", header.flow_reference, header.from_participant, header.to_participant)
         ids: list[str] = []  # the first and the last event id, for the manifest
+        test = False
 
         def messages() -> Iterator[OutgoingMessage]:
+            nonlocal test
             for event in file_events(claim.path, self.reader, checked):
                 ids[1:] = [event["id"]] if ids else [event["id"], event["id"]]
-                yield OutgoingMessage(key, orjson.dumps(self.sign(event)), event["id"])
+                decision = route_event(event, "inbound", self.rules)
+                if not decision.accepted:  # the file-level decision accepted it: a rule changed mid-file is a bug
+                    raise RuntimeError(f"governance refused an event of an accepted file: {decision.rule}")
+                self.on_decision(decision)
+                test = decision.test
+                for output in decision.outputs:  # the full event, then any minimised copies (signed on their own)
+                    yield OutgoingMessage(output.routing_key, orjson.dumps(self.sign(output.event)), event["id"])
 
         if self.shadow:
             built = sum(1 for _ in messages())
@@ -169,7 +205,8 @@ class InboundPipeline:
         manifest = build_manifest(header, sha256=sha256, size=size, original_name=claim.original_name,
                                   flow_count=checked.flow_count, group_count=checked.group_count,
                                   first_event_id=first_id, last_event_id=last_id)
-        manifest_key = manifest_routing_key(header.flow_reference, header.from_participant, header.to_participant)
+        _exchange, manifest_key = self.rules.placement(
+            manifest_routing_key(header.flow_reference, header.from_participant, header.to_participant), test)
         self.publisher.publish_all([OutgoingMessage(manifest_key, orjson.dumps(self.sign(manifest)), manifest["id"])])
         self.ledger.record_published(ledger_id, events=result.confirmed, first_event_id=first_id,
                                      last_event_id=last_id)

@@ -28,9 +28,10 @@ from bridge.adapters.spool import Claim, Spool, write_atomic
 from bridge.adapters.topology import Topology
 from bridge.adapters.watcher import DropWatcher
 from bridge.config import BridgeConfig, ensure_folders, load_config
-from bridge.dtn.definitions import load_definitions
+from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
-from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, StorageError
+from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, ConfigError, StorageError
+from bridge.rules import Decision, RuleSet, parse_rules
 from bridge.inbound import FileOutcome, InboundPipeline
 from bridge.signing import Signer, check_private_key_permissions
 from bridge.signing.keys import write_private_key
@@ -65,6 +66,16 @@ def load_signer(config: BridgeConfig) -> Signer:
                     advice="a development key: production configs must name signing.key")
     check_private_key_permissions(path)
     return Signer.from_key_file(path)
+
+
+def load_rules(config: BridgeConfig, definitions: DefinitionSet) -> RuleSet:
+    """The governance rules of the configuration (defaults when it has no `rules:` section)."""
+    rules = parse_rules(config.rules, participant_id=config.participant.id, participant_role=config.participant.role,
+                        definitions=definitions, source=str(config.source) if config.source else None)
+    if rules.test_data.exchange is not None:
+        raise ConfigError("rules.test_data.exchange", "a separate exchange for test traffic is not supported yet; "
+                          "test events go to the main exchange under rules.test_data.routing_key_prefix")
+    return rules
 
 
 @dataclass
@@ -105,10 +116,13 @@ class InboundService:
 
     def _chain(self, config: BridgeConfig) -> tuple[InboundPipeline, DropWatcher]:
         """What a reload can change: definitions, signing key, inbound policy, and the watched folder."""
-        reader = FlowFileReader(load_definitions(config.flows.definitions), strict=config.flows.strict)
+        definitions = load_definitions(config.flows.definitions)
+        reader = FlowFileReader(definitions, strict=config.flows.strict)
         signer = load_signer(config)
+        rules = load_rules(config, definitions)
         pipeline = InboundPipeline(reader=reader, sign=signer.sign, publisher=self.publisher, ledger=self.ledger,
-                                   spool=self.spool, duplicates=config.inbound.duplicates,
+                                   spool=self.spool, rules=rules, on_decision=self.count_decision,
+                                   duplicates=config.inbound.duplicates,
                                    max_file_bytes=config.inbound.max_file_bytes, shadow=config.inbound.shadow,
                                    clock=self.clock)
         watch = config.watch
@@ -116,6 +130,11 @@ class InboundService:
                               rescan_seconds=watch.rescan_seconds, poll_interval=watch.poll_interval,
                               ignore=watch.ignore)
         return pipeline, watcher
+
+    def count_decision(self, decision: Decision) -> None:
+        """Every governance decision is counted (and logged at debug, without data values)."""
+        log.debug("governance_decision", rule=decision.rule, outcome=decision.outcome, flow=decision.flow,
+                  participant=decision.participant)
 
     def request_reload(self) -> None:
         """Ask for a reload at the next file boundary (called from the SIGHUP handler)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.adapters.ledger import SCHEMA_VERSION, Ledger
+from bridge.adapters.ledger import SCHEMA_VERSION, Ledger, OutboundFileDraft
 from bridge.errors import StorageError
 
 
@@ -298,3 +298,62 @@ class TestStorage:
             pytest.raises(StorageError),
         ):
             claim(ledger)
+
+
+class TestOutboundFiles:
+    """The outbound write protocol's records: counters, pending -> written, roll back, manifests."""
+
+    @staticmethod
+    def draft(name: str = "F.usr", origin: str | None = None) -> OutboundFileDraft:
+        return OutboundFileDraft(kind="batch", path=Path(f"/out/{name}"), tmp_path=Path(f"/out/.{name}.x.tmp"),
+                                 sha256="ab" * 32, size=10, flow="D0010002", from_participant="SYNA",
+                                 to_participant="SYNB", file_identifier="0000000001", test_flag="OPER", origin=origin)
+
+    def test_counters_are_per_sender_and_survive_reopen(self, tmp_path: Path) -> None:
+        with Ledger(tmp_path / "l.sqlite3") as ledger:
+            assert [ledger.allocate_file_identifier("SYNA") for _ in range(3)] == [1, 2, 3]
+            assert ledger.allocate_file_identifier("SYNB") == 1
+        with Ledger(tmp_path / "l.sqlite3") as ledger:
+            assert ledger.allocate_file_identifier("SYNA") == 4
+
+    def test_pending_then_written(self, ledger: Ledger) -> None:
+        file_id = ledger.begin_outbound_file(self.draft(), ["e1", "e2"])
+        assert ledger.seen_events(["e1", "e2", "e3"]) == {"e1", "e2"}
+        assert [r.id for r in ledger.pending_outbound_files()] == [file_id]
+        ledger.finish_outbound_file(file_id)
+        record = ledger.outbound_file(file_id)
+        assert record and record.state == "written" and record.events == 2 and record.written_at is not None
+        assert ledger.pending_outbound_files() == [] and ledger.find_outbound_by_event("e2") == record
+
+    def test_abandon_rolls_back_the_events(self, ledger: Ledger) -> None:
+        file_id = ledger.begin_outbound_file(self.draft(), ["e1"])
+        ledger.abandon_outbound_file(file_id)
+        assert not ledger.seen_event("e1") and ledger.outbound_file(file_id) is None
+
+    def test_an_event_never_reaches_two_files(self, ledger: Ledger) -> None:
+        ledger.begin_outbound_file(self.draft("A.usr"), ["e1"])
+        with pytest.raises(StorageError, match="already written"):
+            ledger.begin_outbound_file(self.draft("B.usr"), ["e2", "e1"])
+        assert not ledger.seen_event("e2") and len(ledger.outbound_files()) == 1
+
+    def test_manifest_and_check(self, ledger: Ledger) -> None:
+        assert ledger.outbound_manifest_sha256("e1") is None
+        ledger.record_outbound_manifest("e1", "m1", "cd" * 32)
+        assert ledger.outbound_manifest_sha256("e1") == "cd" * 32
+        file_id = ledger.begin_outbound_file(self.draft(origin="SYNA|1|2|D0010002"), ["e1"])
+        ledger.record_manifest_check(file_id, "cd" * 32, False)
+        record = ledger.outbound_file(file_id)
+        assert record and record.manifest_match is False and record.origin == "SYNA|1|2|D0010002"
+
+    def test_version_1_ledger_is_migrated(self, tmp_path: Path) -> None:
+        """A ledger from before the outbound files keeps its written events and gains the new tables."""
+        path = tmp_path / "old.sqlite3"
+        conn = sqlite3.connect(path)
+        conn.executescript(
+            "CREATE TABLE written_events (event_id TEXT PRIMARY KEY, file TEXT NOT NULL, written_at TEXT NOT NULL)"
+            " WITHOUT ROWID; INSERT INTO written_events VALUES ('old', '/out/x', '2024-01-01');"
+            " CREATE TABLE files (id INTEGER PRIMARY KEY); PRAGMA user_version = 1;")
+        conn.close()
+        with Ledger(path) as ledger:
+            assert ledger.schema_version == SCHEMA_VERSION and ledger.seen_event("old")
+            assert ledger.allocate_file_identifier("SYNA") == 1

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pika
+import pika.exceptions
 
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.flowfile import check_file, file_events
-from tests.conftest import EXAMPLES, sample
+from tests.conftest import AMQP_URL, EXAMPLES, sample
 from tests.e2e.conftest import Bridge
 
 VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "igloo-airflow", "OVOE1359", "OVOE1429"]
@@ -45,6 +47,21 @@ def corpus(folder: Path, definitions: DefinitionSet, files: int, instances: int,
                                                file_number=number + 1)))
         paths.append(path)
     return paths
+
+
+def wait_for_broker(timeout: float = 60.0) -> None:
+    """After a restart, wait until the broker really takes connections and declarations again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+            connection.channel().queue_declare("", exclusive=True)
+            connection.close()
+            return
+        except pika.exceptions.AMQPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def split(captured: list[tuple[Any, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -225,6 +242,7 @@ class TestSurvival:
         time.sleep(2.0)
         subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
         subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True, timeout=120)
+        wait_for_broker()
         bridge.wait_settled(len(files), timeout=120)
         running.close()
         bridge.admin.reconnect()
@@ -286,3 +304,48 @@ class TestReload:
         log = (bridge.root / "daemon.log").read_text()
         assert log.count("reload_refused") == 1 and log.count("config_reloaded") == 1
         assert sorted(p.name for p in bridge.archived()) == ["after.uff", "before.uff"]
+
+
+class TestGovernance:
+    def test_rules_applied_in_flight(self, make_bridge: Any, run_service: Any, tmp_path: Path) -> None:
+        """Addressee enforced, test data under its own prefix, minimised copies signed and marked."""
+        bridge: Bridge = make_bridge(participant={"id": "MRCY"}, rules={
+            "addressee": {"enforce": True},
+            "subscribers": [{"name": "readings", "routing_key_prefix": "minimised.readings", "flows": ["D0010"],
+                             "mask": ["mpan_cores.meter_reading_types.meter_id"]}]})
+        kraken = sample("DTC5259515123502080915D0010")
+        test_copy = tmp_path / "test.uff"
+        test_copy.write_text(kraken.read_text().replace("|OPER|", "|TR01|").replace("0000475656", "0000475657"))
+        running = run_service(bridge)
+        bridge.drop(kraken)
+        bridge.drop(test_copy)
+        bridge.drop(sample("ocdiff_D0155001_a"))  # addressed to OESL, not to us
+        bridge.wait_settled(3)
+        running.close()
+        [refused] = bridge.quarantined()
+        report = json.loads(refused.with_name(refused.name + ".error.json").read_text())
+        assert report["defects"][0]["rule"] == "addressee" and "governance rule addressee" in report["reason"]
+        captured = bridge.captured()
+        routing = Counter(event.get("dtcroute", "full") for _props, event in captured)
+        assert routing == {"full": 11 + 1 + 11 + 1, "readings": 11 + 11}
+        masked = [event for _props, event in captured if event.get("dtcroute") == "readings"]
+        assert all(event["data"]["mpan_cores"]["meter_reading_types"][0]["meter_id"] == "***" for event in masked)
+        for _props, event in captured:
+            bridge.trust.verify(event)
+        test_events = [event for _props, event in captured if event.get("dtctestflag") == "TR01"]
+        assert test_events and all(event["dtcfileid"] == "0000475657" for event in test_events)
+
+    def test_test_data_routing_keys(self, make_bridge: Any, run_service: Any, tmp_path: Path) -> None:
+        """A TR01 file's events and manifest never take a production routing key."""
+        bridge: Bridge = make_bridge()
+        production = bridge.admin.probe_queue(bridge.topology.exchange, "inbound.#")
+        test = bridge.admin.probe_queue(bridge.topology.exchange, "test.#")
+        test_copy = tmp_path / "test.uff"
+        test_copy.write_text(sample("DTC5259515123502080915D0010").read_text().replace("|OPER|", "|TR01|"))
+        running = run_service(bridge)
+        bridge.drop(test_copy)
+        bridge.wait_settled(1)
+        running.close()
+        assert bridge.admin.read(production, 100, timeout=1) == []
+        keys = {method.routing_key for method, _p, _b in bridge.admin.read(test, 100, timeout=1)}
+        assert keys == {"test.inbound.D0010002.UDMS.MRCY", "test.file.received.D0010002.UDMS.MRCY"}

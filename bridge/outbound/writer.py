@@ -1,0 +1,345 @@
+"""Stage 3: a ready group of verified events -> one durable DTN file in the outbound folder, exactly once.
+
+The protocol between the ledger and the filesystem (docs/outbound.md, "Exactly once"):
+
+1. render the file in memory (a new file first takes the next number of its sender's durable counter);
+2. one ledger transaction records the file as `pending` (final name, hidden temporary name, SHA-256) together
+   with all its event ids;
+3. write the hidden `.<name>.<random>.tmp`, fsync it, hard-link it to the final name (never overwriting), remove
+   the temporary name, fsync the folder;
+4. mark the file `written`; only then does the loop ack the deliveries.
+
+`recover()` at start settles every `pending` file: if the final name holds exactly the recorded bytes the file is
+finished, otherwise the temporary file is removed and the record and its event ids are rolled back, so the
+redelivered messages are written again. A redelivered event whose id is recorded is acked without writing.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from bridge.adapters.ledger import Ledger, OutboundFileDraft, OutboundFileRecord
+from bridge.config import OutboundConfig
+from bridge.dtn.definitions import DefinitionSet
+from bridge.dtn.model import FileHeader
+from bridge.dtn.reader import FlowFileReader
+from bridge.dtn.writer import FlowFileWriter
+from bridge.errors import EventError, StorageError
+from bridge.events.envelope import header_of, render_events
+from bridge.outbound.batching import Held, ReadyFile
+from bridge.outbound.verify import EventRejected, EventVerifier, ManifestNotice, VerifiedEvent
+from bridge.signing import TrustStore
+
+log = structlog.get_logger("dtn_bridge.outbound")
+FILE_INVALID = "file_invalid"
+_LONDON = ZoneInfo("Europe/London")
+_IDENTIFIER_MODULUS = 10**10  # J1064 File Identifier: 10 characters
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What `recover()` did: files finished (already in place) and files rolled back (to be written again)."""
+
+    finished: int
+    rolled_back: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    data: bytes
+    header: FileHeader
+    kind: str
+    origin: str | None
+
+
+def dtn_timestamp(moment: datetime) -> str:
+    """An aware time as a DTN timestamp: UK local time, ccyymmddhhmmss."""
+    return moment.astimezone(_LONDON).strftime("%Y%m%d%H%M%S")
+
+
+class OutboundWriter:
+    """Verifies events and writes the files that the DTN gateway sends. One writer per outbound folder."""
+
+    def __init__(self, definitions: DefinitionSet, trust: TrustStore | None, ledger: Ledger, config: OutboundConfig,
+                 *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.definitions = definitions
+        self.ledger = ledger
+        self.config = config
+        self.folder = Path(config.folder)
+        self.clock = clock
+        self._verify = EventVerifier(definitions, trust) if trust is not None else None
+        self._reader = FlowFileReader(definitions)
+
+    @property
+    def enabled(self) -> bool:
+        """False without a trust store: nothing can be verified, so nothing is consumed (docs/outbound.md)."""
+        return self._verify is not None
+
+    def verify(self, body: bytes) -> VerifiedEvent | ManifestNotice:
+        """Check one message body; raises EventRejected (with a code) when it cannot go into a file."""
+        if self._verify is None:
+            raise StorageError("outbound is disabled: signing.trust is not configured")
+        return self._verify(body)
+
+    def already_written(self, event_id: str) -> bool:
+        """Whether the event is in a file already (its message is a redelivery or a duplicate)."""
+        return self.ledger.seen_event(event_id)
+
+    # ------------------------------------------------------------------------------------------------ recovery
+
+    def recover(self) -> Recovery:
+        """Finish or roll back the files a crash left `pending` (call at start, before consuming)."""
+        finished = rolled_back = 0
+        for record in self.ledger.pending_outbound_files():
+            if _sha256_of(record.path) == record.sha256:
+                _unlink(record.tmp_path)
+                self.ledger.finish_outbound_file(record.id)
+                finished += 1
+                log.info("outbound_recovered", outcome="finished", path=str(record.path), events=record.events)
+            else:
+                _unlink(record.tmp_path)
+                self.ledger.abandon_outbound_file(record.id)
+                rolled_back += 1
+                log.info("outbound_recovered", outcome="rolled_back", path=str(record.path), events=record.events)
+        if finished or rolled_back:
+            _fsync_dir(self.folder)
+        return Recovery(finished, rolled_back)
+
+    # ------------------------------------------------------------------------------------------------- writing
+
+    def write(self, ready: ReadyFile) -> OutboundFileRecord | None:
+        """Write one file of `ready.items` durably; None when every event was already written.
+
+        Raises EventRejected (`file_invalid`) when new events break a per-file rule of their flow (the caller
+        dead-letters them), EventError when an original set cannot be rendered as its source file (the caller
+        batches it instead), StorageError when the folder or the ledger fails (nothing is acked; recovery settles it).
+        """
+        items = self._unwritten(ready.items)
+        if not items:
+            return None
+        if ready.kind == "original" and len(items) == len(ready.items):
+            rendered = self._render_original(items)
+        else:
+            rendered = self._render_batch(items)
+        record = self._place(rendered, [held.event.id for held in items])
+        log.info("outbound_file_written", kind=record.kind, reason=ready.reason, path=str(record.path),
+                 flow=record.flow, sender=record.from_participant, recipient=record.to_participant,
+                 file_identifier=record.file_identifier, events=record.events, bytes=record.size)
+        if rendered.origin is not None:
+            self._check_manifest(record, items[0].event.id)
+        return record
+
+    def _unwritten(self, items: Iterable[Held]) -> list[Held]:
+        listed = list(items)
+        seen = self.ledger.seen_events(held.event.id for held in listed)
+        return [held for held in listed if held.event.id not in seen] if seen else listed
+
+    def _render_original(self, items: list[Held]) -> _Rendered:
+        """The source file, byte for byte: its own identifier and timestamps, instances in dtcindex order."""
+        events = [held.event.event for held in items]
+        text = "".join(render_events(events, self.definitions))
+        first = items[0].event
+        assert first.origin is not None
+        return _Rendered(text.encode("utf-8"), header_of(first.event, first.definition), "original", first.origin.key)
+
+    def _render_batch(self, items: list[Held]) -> _Rendered:
+        """A new ZHV file: the next identifier of the sender's counter, creation and completion time now."""
+        key = items[0].event.batch_key
+        if key is None or any(held.event.batch_key != key for held in items):
+            raise EventError("these events share no new-file key (flow, participants, roles, test data flag)")
+        number = self.ledger.allocate_file_identifier(key.from_participant) % _IDENTIFIER_MODULUS
+        header = FileHeader(layout="ZHV", file_identifier=f"{number:010d}", flow_reference=key.flow,
+                            from_role=key.from_role, from_participant=key.from_participant, to_role=key.to_role,
+                            to_participant=key.to_participant, created=dtn_timestamp(self.clock()),
+                            test_data_flag=key.test_flag)
+        writer = FlowFileWriter(header)
+        lines = [writer.header()]
+        for held in items:
+            lines.extend(writer.instance(held.event.root))
+        lines.append(writer.trailer(dtn_timestamp(self.clock())))
+        text = "".join(lines)
+        self._check_file(text)
+        return _Rendered(text.encode("utf-8"), header, "batch", None)
+
+    def _check_file(self, text: str) -> None:
+        """Every instance fits its flow, but some flows also bound groups per *file* (D0030: one SUP): a new
+        file is read back with the same reader as inbound files and refused whole if it breaks such a rule."""
+        checked = self._reader.read(io.StringIO(text, newline="")).check()
+        if not checked.ok:
+            defects = checked.describe_defects()
+            raise EventRejected(FILE_INVALID, f"these events do not make a valid {checked.flow_reference} file: "
+                                + "; ".join(defects[:5]) + (f" (and {len(defects) - 5} more)" if len(defects) > 5 else ""))
+
+    def file_name(self, header: FileHeader) -> str:
+        """The configured name pattern filled in for this header."""
+        return self.config.name_pattern.format(
+            flow=header.flow, version=header.version, from_participant=header.from_participant,
+            from_role=header.from_role, to_participant=header.to_participant, to_role=header.to_role,
+            file_identifier=header.file_identifier)
+
+    def _place(self, rendered: _Rendered, event_ids: list[str]) -> OutboundFileRecord:
+        """Steps 2-4 of the protocol, trying `name`, `name.1`, ... until a free final name takes the link."""
+        header = rendered.header
+        digest = hashlib.sha256(rendered.data).hexdigest()
+        for name in _candidate_names(self.file_name(header)):
+            path = self.folder / name
+            if os.path.lexists(path):
+                continue
+            tmp = self.folder / f".{name}.{secrets.token_hex(6)}.tmp"
+            draft = OutboundFileDraft(
+                kind=rendered.kind, path=path, tmp_path=tmp, sha256=digest, size=len(rendered.data),
+                flow=header.flow_reference, from_participant=header.from_participant,
+                to_participant=header.to_participant, file_identifier=header.file_identifier,
+                test_flag=header.test_data_flag, origin=rendered.origin)
+            file_id = self.ledger.begin_outbound_file(draft, event_ids)
+            if not self._put(rendered.data, tmp, path, file_id):
+                continue  # the name was taken meanwhile: rolled back, try the next one
+            self.ledger.finish_outbound_file(file_id)
+            record = self.ledger.outbound_file(file_id)
+            assert record is not None
+            return record
+        raise AssertionError("unreachable")  # pragma: no cover - _candidate_names is infinite
+
+    def _put(self, data: bytes, tmp: Path, path: Path, file_id: int) -> bool:
+        """Write `tmp`, fsync, link to `path`, unlink `tmp`, fsync the folder. False (rolled back) if `path` exists.
+
+        On an error before the link the record is rolled back; after it, the record stays pending for recover().
+        """
+        linked = False
+        try:
+            _write_synced(tmp, data, self.config.file_mode)
+            linked = _link_no_overwrite(tmp, path)
+            _unlink(tmp)
+            if linked:
+                _fsync_dir(self.folder)
+        except BaseException:
+            if not linked:
+                _unlink(tmp)
+                self.ledger.abandon_outbound_file(file_id)
+            raise
+        if not linked:
+            self.ledger.abandon_outbound_file(file_id)
+        return linked
+
+    # ----------------------------------------------------------------------------------------------- manifests
+
+    def note_manifest(self, notice: ManifestNotice) -> bool | None:
+        """Remember a manifest; if its source file was already reproduced, compare now. Returns the match or None."""
+        self.ledger.record_outbound_manifest(notice.first_event_id, notice.id, notice.sha256)
+        record = self.ledger.find_outbound_by_event(notice.first_event_id)
+        if record is None:
+            return None  # checked when the file is written
+        if record.kind != "original" or record.state != "written":
+            log.info("outbound_manifest_unchecked", reason="the source file was not reproduced whole",
+                     path=str(record.path))
+            return None
+        return self._check_manifest(record, notice.first_event_id)
+
+    def _check_manifest(self, record: OutboundFileRecord, first_event_id: str) -> bool | None:
+        expected = self.ledger.outbound_manifest_sha256(first_event_id)
+        if expected is None:
+            return None
+        match = expected == record.sha256
+        self.ledger.record_manifest_check(record.id, expected, match)
+        if match:
+            log.info("outbound_manifest_checked", match=True, path=str(record.path))
+        else:
+            log.warning("outbound_manifest_checked", match=False, path=str(record.path), expected=expected,
+                        written=record.sha256)
+        return match
+
+
+# ------------------------------------------------------------------------------------------------- filesystem
+
+
+def _candidate_names(name: str) -> Iterable[str]:
+    """`name`, then `stem.1.ext`, `stem.2.ext`, ...: the extension stays last for the gateway."""
+    yield name
+    dot = name.rfind(".")
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
+    number = 1
+    while True:
+        yield f"{stem}.{number}{ext}"
+        number += 1
+
+
+def _write_synced(path: Path, data: bytes, mode: int) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+    try:
+        os.fchmod(fd, mode)  # the open mode is masked by the umask
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def _link_no_overwrite(tmp: Path, path: Path) -> bool:
+    """Give the complete file its final name atomically, never replacing another file; False if taken."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise StorageError(f"cannot link {tmp} to {path}: {exc.strerror or exc}") from exc
+    if os.path.lexists(path):  # no hard links here: check, then rename (one writer per folder)
+        return False
+    try:
+        os.rename(tmp, path)
+    except OSError as exc:
+        raise StorageError(f"cannot rename {tmp} to {path}: {exc.strerror or exc}") from exc
+    return True
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"cannot remove {path}: {exc.strerror or exc}") from exc
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise StorageError(f"cannot open folder {folder}: {exc.strerror or exc}") from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise StorageError(f"cannot fsync folder {folder}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def _sha256_of(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return digest.hexdigest()

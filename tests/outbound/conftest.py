@@ -1,0 +1,48 @@
+"""Fixtures for the outbound tests: a signer and its trust store, a ledger, a folder (the broker ones are in
+tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.adapters.ledger import Ledger
+from bridge.config import OutboundConfig
+from bridge.signing import Signer, TrustStore
+from tests.outbound.outbound_helpers import FakeClock
+
+
+@pytest.fixture(scope="session")
+def signer() -> Signer:
+    """One Ed25519 key, not bound to a participant: it may sign events of any sender."""
+    return Signer.generate()
+
+
+@pytest.fixture(scope="session")
+def trust(signer: Signer) -> TrustStore:
+    return TrustStore.from_jwks(signer.public_jwks())
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger(tmp_path / "ledger.sqlite3") as opened:
+        yield opened
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "outbound"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def config(out_dir: Path) -> OutboundConfig:
+    return OutboundConfig(folder=out_dir, batch_size=100, batch_seconds=30.0, prefetch=500)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

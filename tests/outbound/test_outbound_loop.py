@@ -1,0 +1,241 @@
+"""The outbound loop against a real RabbitMQ: round trip, rejects, redelivery, batching by size and by time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bridge.adapters.ledger import Ledger
+from bridge.adapters.rabbitmq import REJECT_CODE_HEADER, REJECT_REASON_HEADER, RabbitConsumer, RabbitPublisher
+from bridge.adapters.topology import Topology
+from bridge.config import OutboundConfig
+from bridge.dtn.definitions import DefinitionSet
+from bridge.dtn.reader import FlowFileReader
+from bridge.flowfile import check_file
+from bridge.outbound import OutboundLoop, OutboundWriter
+from bridge.signing import Signer, TrustStore
+from tests.conftest import EXAMPLES, Admin, sample
+from tests.outbound.outbound_helpers import (
+    VALID_SAMPLES,
+    FakeClock,
+    close_connections,
+    message,
+    meter_ids,
+    new_event,
+    numbered_events,
+    running,
+    source_file,
+    visible_files,
+    wait_until,
+)
+
+
+@pytest.fixture
+def publisher(amqp_url: str, topology: Topology, admin: Admin) -> Iterator[RabbitPublisher]:
+    pub = RabbitPublisher([amqp_url], topology=topology, client_name="dtn-bridge-test-publisher")
+    pub.connect()
+    try:
+        yield pub
+    finally:
+        pub.close()
+
+
+def make_loop(amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet,
+              trust: TrustStore | None, ledger: Ledger, config: OutboundConfig,
+              clock: FakeClock) -> OutboundLoop:
+    assert topology.outbound_queue is not None
+    consumer = RabbitConsumer([amqp_url], queue=topology.outbound_queue, prefetch=config.prefetch,
+                              topology=topology, client_name=client_name)
+    writer = OutboundWriter(definitions, trust, ledger, config, clock=clock)
+    return OutboundLoop(consumer, writer, poll_seconds=0.1)
+
+
+@pytest.fixture
+def loop(amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, trust: TrustStore,
+         ledger: Ledger, config: OutboundConfig, clock: FakeClock, admin: Admin) -> OutboundLoop:
+    return make_loop(amqp_url, topology, client_name, definitions, trust, ledger, config, clock)
+
+
+class TestRoundTrip:
+    def test_every_example_and_sample_comes_back_byte_for_byte(
+        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
+        ledger: Ledger, out_dir: Path
+    ) -> None:
+        """DTN -> events (+ manifest) -> RabbitMQ -> the loop -> the same bytes, and every manifest matches."""
+        sources = [source_file(p, reader) for p in sorted(EXAMPLES.glob("*.txt"))]
+        sources += [source_file(sample(name), reader) for name in VALID_SAMPLES]
+        # manifests first for half of them, last for the other half: both orders are checked
+        for number, source in enumerate(sources):
+            events = [message(e, signer) for e in source.events]
+            manifest = message(source.manifest, signer)
+            publisher.publish_all([manifest, *events] if number % 2 else [*events, manifest])
+        with running(loop):
+            assert wait_until(lambda: len(visible_files(out_dir)) == len(sources), 30)
+            assert wait_until(lambda: all(r.manifest_match is not None for r in ledger.outbound_files()), 10)
+        written = {p.read_bytes(): p for p in visible_files(out_dir)}
+        for source in sources:
+            assert source.path.read_bytes() in written, f"{source.path.name} was not reproduced"
+        records = ledger.outbound_files()
+        assert [r.kind for r in records] == ["original"] * len(sources)
+        assert all(r.manifest_match for r in records)
+        assert all(p.stat().st_mode & 0o777 == 0o640 for p in visible_files(out_dir))
+        assert not [p for p in out_dir.iterdir() if p.name.startswith(".")]
+
+
+def d0010_template(reader: FlowFileReader) -> dict[str, Any]:
+    return source_file(EXAMPLES / "D0010002.txt", reader).events[0]
+
+
+def rejected(admin: Admin, topology: Topology, count: int) -> dict[str, tuple[str, str]]:
+    """message id -> (code, reason) of `count` dead-lettered messages."""
+    got = admin.read(topology.outbound_rejected_queue or "", count, timeout=10)
+    return {props.message_id: (props.headers[REJECT_CODE_HEADER], props.headers[REJECT_REASON_HEADER])
+            for _, props, _ in got}
+
+
+class TestRejects:
+    def test_bad_events_are_dead_lettered_with_reason_and_never_written(
+        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
+        admin: Admin, topology: Topology, ledger: Ledger, out_dir: Path
+    ) -> None:
+        """Tampered, unsigned, unknown-key, schema-invalid, unknown-flow and non-JSON messages go to
+        dtn.outbound.rejected with their code; the good event behind them is still written."""
+        template = d0010_template(reader)
+        good, tampered, unsigned, stranger, bad_schema, bad_flow, not_json = (
+            new_event(template, n) for n in range(7))
+        tampered_body = signer.sign(tampered)
+        tampered_body["dtcto"] = "EVIL"
+        bad_schema["data"] = {"mpan_cores": {"mpan_core": "not a number"}}
+        bad_flow["type"] = "uk.dtc.X9999.v001"
+        messages = [
+            message(tampered, body=orjson.dumps(tampered_body)),
+            message(unsigned),
+            message(stranger, Signer.generate()),
+            message(bad_schema, signer),
+            message(bad_flow, signer),
+            message(not_json, body=b"{not json"),
+            message(good, signer),
+        ]
+        publisher.publish_all(messages)
+        loop.batcher.batch_seconds = 0.5
+        with running(loop):
+            reasons = rejected(admin, topology, 6)
+            assert wait_until(lambda: ledger.seen_event(good["id"]))
+        assert {key: code for key, (code, _) in reasons.items()} == {
+            tampered["id"]: "bad_signature",
+            unsigned["id"]: "missing_signature",
+            stranger["id"]: "unknown_key",
+            bad_schema["id"]: "schema_invalid",
+            bad_flow["id"]: "unknown_flow",
+            not_json["id"]: "not_json",
+        }
+        assert "mpan_core" in reasons[bad_schema["id"]][1]
+        assert ledger.seen_events(m.message_id for m in messages) == {good["id"]}
+        assert admin.message_count(topology.outbound_queue or "") == 0
+
+    def test_without_trust_nothing_is_consumed(
+        self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, ledger: Ledger,
+        config: OutboundConfig, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader,
+        signer: Signer, admin: Admin, out_dir: Path
+    ) -> None:
+        """No signing.trust: nothing can be verified, so the events wait in the queue (nothing lost)."""
+        loop = make_loop(amqp_url, topology, client_name, definitions, None, ledger, config, clock)
+        publisher.publish_all([message(new_event(d0010_template(reader), 1), signer)])
+        with running(loop):
+            time.sleep(0.5)
+        assert admin.message_count(topology.outbound_queue or "") == 1 and not visible_files(out_dir)
+
+
+class TestExactlyOnce:
+    def test_republished_events_are_acked_not_rewritten(
+        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
+        admin: Admin, topology: Topology, out_dir: Path
+    ) -> None:
+        """The same events again (a redelivery after a crash, or a publisher retry): no second copy."""
+        source = source_file(EXAMPLES / "D0030001.txt", reader)
+        publisher.publish_all([message(e, signer) for e in source.events])
+        with running(loop):
+            assert wait_until(lambda: len(visible_files(out_dir)) == 1)
+            publisher.publish_all([message(e, signer) for e in source.events] * 2)
+            assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
+            time.sleep(0.3)
+        assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
+
+    def test_reconnect_mid_batch_gives_no_duplicate(
+        self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, trust: TrustStore,
+        ledger: Ledger, out_dir: Path, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader,
+        signer: Signer, admin: Admin
+    ) -> None:
+        """The connection drops while a batch is open: the held deliveries come back and are written once."""
+        config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=2.0, prefetch=500)
+        loop = make_loop(amqp_url, topology, client_name, definitions, trust, ledger, config, clock)
+        events = numbered_events(d0010_template(reader), 20)
+        publisher.publish_all([message(e, signer) for e in events])
+        with running(loop):
+            assert wait_until(lambda: loop.batcher.held == 20, 10)
+            assert close_connections(client_name) == 1
+            assert wait_until(lambda: len(visible_files(out_dir)) == 1, 20)
+            assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
+        [written] = visible_files(out_dir)
+        assert sorted(meter_ids(written, reader)) == [f"M{n:07d}" for n in range(20)]
+
+
+class TestBatching:
+    def test_by_size_then_by_time(
+        self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, trust: TrustStore,
+        ledger: Ledger, out_dir: Path, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader,
+        signer: Signer, admin: Admin
+    ) -> None:
+        """12 events, batch_size 5: two full files at once, the last 2 after batch_seconds; numbered 1, 2, 3."""
+        config = OutboundConfig(folder=out_dir, batch_size=5, batch_seconds=1.5, prefetch=100)
+        loop = make_loop(amqp_url, topology, client_name, definitions, trust, ledger, config, clock)
+        events = numbered_events(d0010_template(reader), 12)
+        publisher.publish_all([message(e, signer) for e in events])
+        started = time.monotonic()
+        with running(loop):
+            assert wait_until(lambda: len(visible_files(out_dir)) == 2, 10)
+            assert time.monotonic() - started < 1.5 and len(visible_files(out_dir)) == 2
+            assert wait_until(lambda: len(visible_files(out_dir)) == 3, 10)
+        names = [p.name for p in visible_files(out_dir)]
+        assert names == [f"D0010002_SYNA_{n:010d}.usr" for n in (1, 2, 3)]
+        counts = [len(meter_ids(out_dir / name, reader)) for name in names]
+        assert counts == [5, 5, 2]
+        lines = (out_dir / names[0]).read_text().splitlines()
+        # 2024-07-01 11:30:05 UTC is 12:30:05 BST
+        assert lines[0] == "ZHV|0000000001|D0010002|X|SYNA|X|SYNB|20240701123005||||OPER|"
+        assert lines[-1].startswith("ZPT|0000000001|") and lines[-1].endswith("|5|20240701123005|")
+
+    def test_one_file_per_recipient_and_test_flag(
+        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
+        out_dir: Path, ledger: Ledger
+    ) -> None:
+        """Different recipients or test data flags never share a file."""
+        template = d0010_template(reader)
+        events = (numbered_events(template, 2) + numbered_events(template, 2, start=2, to="SYNC")
+                  + numbered_events(template, 2, start=4, test_flag="TR01"))
+        publisher.publish_all([message(e, signer) for e in events])
+        loop.batcher.batch_seconds = 0.5
+        with running(loop):
+            assert wait_until(lambda: len(visible_files(out_dir)) == 3, 10)
+        files = {(r.to_participant, r.test_flag, r.events) for r in ledger.outbound_files()}
+        assert files == {("SYNB", "OPER", 2), ("SYNC", "OPER", 2), ("SYNB", "TR01", 2)}
+
+    def test_incomplete_source_file_is_batched_after_batch_seconds(
+        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
+        out_dir: Path, ledger: Ledger
+    ) -> None:
+        """1 of the 2 events of a file: after batch_seconds it goes into a new file with a new identifier."""
+        source = source_file(EXAMPLES / "D0010002.txt", reader)
+        publisher.publish_all([message(source.events[1], signer)])
+        loop.batcher.batch_seconds = 0.5
+        with running(loop):
+            assert wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
+        [record] = ledger.outbound_files()
+        assert (record.kind, record.events, record.file_identifier) == ("batch", 1, "0000000001")
+        checked = check_file(record.path, reader)
+        assert checked.ok and checked.flow_count == 1

@@ -1,0 +1,201 @@
+"""Verification and the write protocol without a broker: codes, file layout, counters, names, recovery."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bridge.adapters.ledger import Ledger, OutboundFileDraft
+from bridge.adapters.rabbitmq import Delivery
+from bridge.config import OutboundConfig
+from bridge.dtn.definitions import DefinitionSet
+from bridge.dtn.reader import FlowFileReader
+from bridge.flowfile import check_file
+from bridge.outbound import EventRejected, Held, ManifestNotice, OutboundWriter, ReadyFile, VerifiedEvent
+from bridge.signing import Signer, TrustStore
+from tests.conftest import EXAMPLES
+from tests.outbound.outbound_helpers import FakeClock, new_event, numbered_events, source_file, visible_files
+
+
+@pytest.fixture
+def writer(definitions: DefinitionSet, trust: TrustStore, ledger: Ledger, config: OutboundConfig,
+           clock: FakeClock) -> OutboundWriter:
+    return OutboundWriter(definitions, trust, ledger, config, clock=clock)
+
+
+@pytest.fixture
+def template(reader: FlowFileReader) -> dict[str, Any]:
+    return source_file(EXAMPLES / "D0010002.txt", reader).events[0]
+
+
+def verified(writer: OutboundWriter, signer: Signer, events: list[dict[str, Any]]) -> list[VerifiedEvent]:
+    out = []
+    for event in events:
+        item = writer.verify(orjson.dumps(signer.sign(event)))
+        assert isinstance(item, VerifiedEvent)
+        out.append(item)
+    return out
+
+
+def ready(kind: str, items: list[VerifiedEvent]) -> ReadyFile:
+    return ReadyFile(kind, tuple(Held(item, [Delivery(b"", {}, None, "k", False, n)], 0.0)  # type: ignore[arg-type]
+                                 for n, item in enumerate(items, 1)), "test")
+
+
+class TestVerify:
+    def code(self, writer: OutboundWriter, body: bytes) -> str:
+        with pytest.raises(EventRejected) as info:
+            writer.verify(body)
+        return info.value.code
+
+    def test_codes(self, writer: OutboundWriter, signer: Signer, template: dict[str, Any]) -> None:
+        """Each failure has its stable code."""
+        event = new_event(template, 1)
+        assert self.code(writer, b"[1, 2]") == "not_json"
+        assert self.code(writer, orjson.dumps(event)) == "missing_signature"
+        assert self.code(writer, orjson.dumps(Signer.generate().sign(event))) == "unknown_key"
+        tampered = signer.sign(event) | {"dtctestflag": "TR01"}
+        assert self.code(writer, orjson.dumps(tampered)) == "bad_signature"
+        assert self.code(writer, orjson.dumps(signer.sign(event | {"type": "uk.dtc.D9999.v001"}))) == "unknown_flow"
+        assert self.code(writer, orjson.dumps(signer.sign(event | {"data": {"nope": {}}}))) == "schema_invalid"
+        no_flag = {k: v for k, v in event.items() if k != "dtctestflag"}
+        assert self.code(writer, orjson.dumps(signer.sign(no_flag))) == "envelope_invalid"
+        assert self.code(writer, orjson.dumps(signer.sign(event | {"dtcfrom": "ELSE"}))) == "envelope_invalid"
+        assert self.code(writer, orjson.dumps(signer.sign(event | {"dtcindex": 3, "dtcflowcount": 2}))) == \
+            "envelope_invalid"
+
+    def test_a_line_break_in_a_value_is_refused(self, writer: OutboundWriter, signer: Signer,
+                                                 template: dict[str, Any]) -> None:
+        """'|' is refused by the CHAR format; a line break would split a line just as badly."""
+        [event] = numbered_events(template, 1)
+        event["data"]["mpan_cores"]["meter_reading_types"][0]["meter_id"] = "M1\nZPT"
+        assert self.code(writer, orjson.dumps(signer.sign(event))) == "schema_invalid"
+
+    def test_manifest(self, writer: OutboundWriter, signer: Signer, reader: FlowFileReader) -> None:
+        source = source_file(EXAMPLES / "D0030001.txt", reader)
+        notice = writer.verify(orjson.dumps(signer.sign(source.manifest)))
+        assert isinstance(notice, ManifestNotice) and notice.first_event_id == source.events[0]["id"]
+        broken = source.manifest | {"data": source.manifest["data"] | {"sha256": "xyz"}}
+        assert self.code(writer, orjson.dumps(signer.sign(broken))) == "manifest_invalid"
+
+    def test_disabled_without_trust(self, definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig) -> None:
+        assert not OutboundWriter(definitions, None, ledger, config).enabled
+
+
+class TestWrite:
+    def test_new_file_layout_counter_name_and_mode(
+        self, writer: OutboundWriter, signer: Signer, template: dict[str, Any], out_dir: Path,
+        reader: FlowFileReader, ledger: Ledger, clock: FakeClock
+    ) -> None:
+        """ZHV/ZPT filled in: the sender's next identifier, UK local timestamps from the clock, test flag."""
+        items = verified(writer, signer, numbered_events(template, 3, test_flag="TR01"))
+        first = writer.write(ready("batch", items))
+        clock.advance(hours=200)  # into winter: GMT
+        clock.now = clock.now.replace(month=12)
+        second = writer.write(ready("batch", verified(writer, signer, numbered_events(template, 1, start=9))))
+        assert first and second
+        assert (first.file_identifier, second.file_identifier) == ("0000000001", "0000000002")
+        assert first.path.name == "D0010002_SYNA_0000000001.usr"
+        text = first.path.read_text().splitlines()
+        assert text[0] == "ZHV|0000000001|D0010002|X|SYNA|X|SYNB|20240701123005||||TR01|"
+        assert text[-1] == f"ZPT|0000000001|{len(text) - 2}||3|20240701123005|"
+        assert second.path.read_text().splitlines()[0].split("|")[7] == "20241209193005"  # GMT
+        assert check_file(first.path, reader).ok
+        assert first.path.stat().st_mode & 0o777 == 0o640
+        assert ledger.seen_events(item.id for item in items) == {item.id for item in items}
+
+    def test_name_pattern_and_mode_are_configurable(
+        self, definitions: DefinitionSet, trust: TrustStore, ledger: Ledger, out_dir: Path, signer: Signer,
+        template: dict[str, Any]
+    ) -> None:
+        config = OutboundConfig(folder=out_dir, file_mode=0o600,
+                                name_pattern="{from_role}{from_participant}-{to_role}{to_participant}-{flow}-v{version}"
+                                             "-{file_identifier}.dtn")
+        writer = OutboundWriter(definitions, trust, ledger, config)
+        record = writer.write(ready("batch", verified(writer, signer, numbered_events(template, 1))))
+        assert record and record.path.name == "XSYNA-XSYNB-D0010-v002-0000000001.dtn"
+        assert record.path.stat().st_mode & 0o777 == 0o600
+
+    def test_original_is_exact_and_an_existing_name_is_never_overwritten(
+        self, writer: OutboundWriter, signer: Signer, reader: FlowFileReader, out_dir: Path
+    ) -> None:
+        source = source_file(EXAMPLES / "D0030001.txt", reader)
+        (out_dir / "D0030001_SYNA_0000000003.usr").write_bytes(b"the gateway has not sent me yet")
+        record = writer.write(ready("original", verified(writer, signer, source.events)))
+        assert record and record.path.name == "D0030001_SYNA_0000000003.1.usr"
+        assert record.path.read_bytes() == source.path.read_bytes()
+        assert (out_dir / "D0030001_SYNA_0000000003.usr").read_bytes() == b"the gateway has not sent me yet"
+
+    def test_written_events_are_skipped(self, writer: OutboundWriter, signer: Signer,
+                                        template: dict[str, Any]) -> None:
+        items = verified(writer, signer, numbered_events(template, 2))
+        assert writer.write(ready("batch", items))
+        assert writer.write(ready("batch", items)) is None
+        assert writer.already_written(items[0].id)
+
+    def test_manifest_before_and_after(self, writer: OutboundWriter, signer: Signer, reader: FlowFileReader,
+                                       ledger: Ledger) -> None:
+        """A manifest is compared whichever arrives first; a wrong hash is recorded as a mismatch."""
+        first = source_file(EXAMPLES / "D0030001.txt", reader)
+        second = source_file(EXAMPLES / "D0036001.txt", reader)
+        wrong = second.manifest | {"data": second.manifest["data"] | {"sha256": "0" * 64}}
+        assert writer.note_manifest(writer.verify(orjson.dumps(signer.sign(first.manifest)))) is None  # type: ignore[arg-type]
+        a = writer.write(ready("original", verified(writer, signer, first.events)))
+        b = writer.write(ready("original", verified(writer, signer, second.events)))
+        assert writer.note_manifest(writer.verify(orjson.dumps(signer.sign(wrong)))) is False  # type: ignore[arg-type]
+        assert a and b
+        assert ledger.outbound_file(a.id).manifest_match is True  # type: ignore[union-attr]
+        assert ledger.outbound_file(b.id).manifest_match is False  # type: ignore[union-attr]
+
+
+class TestRecovery:
+    def pending(self, writer: OutboundWriter, ledger: Ledger, out_dir: Path, data: bytes) -> int:
+        import hashlib
+
+        draft = OutboundFileDraft(kind="batch", path=out_dir / "F.usr", tmp_path=out_dir / ".F.usr.abc.tmp",
+                                  sha256=hashlib.sha256(data).hexdigest(), size=len(data), flow="D0010002",
+                                  from_participant="SYNA", to_participant="SYNB", file_identifier="0000000001",
+                                  test_flag="OPER")
+        return ledger.begin_outbound_file(draft, ["e1", "e2"])
+
+    def test_crash_before_the_link_rolls_back(self, writer: OutboundWriter, ledger: Ledger, out_dir: Path) -> None:
+        """A half-written temp file and no final name: removed, and its events may be written again."""
+        self.pending(writer, ledger, out_dir, b"complete content")
+        (out_dir / ".F.usr.abc.tmp").write_bytes(b"compl")
+        assert ledger.seen_event("e1")
+        recovery = writer.recover()
+        assert (recovery.finished, recovery.rolled_back) == (0, 1)
+        assert not ledger.seen_event("e1") and not list(out_dir.iterdir())
+        assert ledger.pending_outbound_files() == []
+
+    def test_crash_after_the_link_finishes(self, writer: OutboundWriter, ledger: Ledger, out_dir: Path) -> None:
+        """The final name holds the recorded bytes: the file is kept and recorded as written."""
+        file_id = self.pending(writer, ledger, out_dir, b"complete content")
+        (out_dir / "F.usr").write_bytes(b"complete content")
+        os.link(out_dir / "F.usr", out_dir / ".F.usr.abc.tmp")
+        recovery = writer.recover()
+        assert (recovery.finished, recovery.rolled_back) == (1, 0)
+        assert ledger.seen_event("e1") and ledger.outbound_file(file_id).state == "written"  # type: ignore[union-attr]
+        assert visible_files(out_dir) == [out_dir / "F.usr"] and len(list(out_dir.iterdir())) == 1
+
+    def test_someone_elses_file_under_the_name_is_not_ours(self, writer: OutboundWriter, ledger: Ledger,
+                                                           out_dir: Path) -> None:
+        self.pending(writer, ledger, out_dir, b"complete content")
+        (out_dir / "F.usr").write_bytes(b"other")
+        assert writer.recover().rolled_back == 1
+        assert (out_dir / "F.usr").read_bytes() == b"other" and not ledger.seen_event("e2")
+
+
+def test_new_events_that_break_a_per_file_rule_are_refused(writer: OutboundWriter, signer: Signer,
+                                                          reader: FlowFileReader, out_dir: Path) -> None:
+    """D0030 needs one SUP group per file: 3 of its instances alone are no valid file, so nothing is written."""
+    source = source_file(EXAMPLES / "D0030001.txt", reader)
+    news = [new_event(event, n) for n, event in enumerate(source.events[:3])]
+    with pytest.raises(EventRejected) as info:
+        writer.write(ready("batch", verified(writer, signer, news)))
+    assert info.value.code == "file_invalid" and "SUP" in str(info.value)
+    assert not list(out_dir.iterdir()) and not writer.already_written(news[0]["id"])
