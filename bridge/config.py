@@ -69,13 +69,17 @@ class ParticipantConfig:
 
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
-    """TLS towards the broker; `None` files mean the system defaults."""
+    """TLS towards the broker; `None` files mean the system defaults (see docs/security.md).
+
+    `external_auth`: log in with the client certificate (RabbitMQ's EXTERNAL mechanism) instead of a password.
+    """
 
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
     server_hostname: str | None = None
     verify: bool = True
+    external_auth: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,8 @@ class SpoolConfig:
     quarantine: Path
     file_mode: int = 0o640
     dir_mode: int = 0o750
+    encryption_key: Path | None = None  # AES-256 key file (mode 0600): archive and quarantine encrypted at rest
+    encryption_keys_old: tuple[Path, ...] = ()  # earlier keys, only for reading files written before a rotation
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,18 +359,21 @@ def _tls(s: _Section) -> TlsConfig | None:
     if raw is True:
         return TlsConfig()
     t = s.section("tls")
-    t.check_keys({"ca_file", "cert_file", "key_file", "server_hostname", "verify"})
+    t.check_keys({"ca_file", "cert_file", "key_file", "server_hostname", "verify", "external_auth"})
     tls = TlsConfig(
         ca_file=t.path("ca_file", None),
         cert_file=t.path("cert_file", None),
         key_file=t.path("key_file", None),
         server_hostname=t.optional_string("server_hostname"),
         verify=t.boolean("verify", True),
+        external_auth=t.boolean("external_auth", False),
     )
     if (tls.cert_file is None) != (tls.key_file is None):
         raise t.error(
             "key_file" if tls.key_file is None else "cert_file", "cert_file and key_file go together"
         )
+    if tls.external_auth and tls.cert_file is None:
+        raise t.error("external_auth", "needs cert_file and key_file: the client certificate is the identity")
     return tls
 
 
@@ -381,13 +390,20 @@ def _watch(s: _Section) -> WatchConfig:
 
 
 def _spool(s: _Section) -> SpoolConfig:
-    s.check_keys({"processing", "archive", "quarantine", "file_mode", "dir_mode"})
+    s.check_keys({"processing", "archive", "quarantine", "file_mode", "dir_mode", "encryption_key",
+                  "encryption_keys_old"})
+    key = s.path("encryption_key", None)
+    old = s.path_list("encryption_keys_old")
+    if old and key is None:
+        raise s.error("encryption_keys_old", "needs encryption_key (the current key) as well")
     return SpoolConfig(
         processing=s.required_path("processing", "var/processing"),
         archive=s.required_path("archive", "var/archive"),
         quarantine=s.required_path("quarantine", "var/quarantine"),
         file_mode=s.mode("file_mode", 0o640),
         dir_mode=s.mode("dir_mode", 0o750),
+        encryption_key=key,
+        encryption_keys_old=old,
     )
 
 
@@ -638,6 +654,18 @@ class _Section:
         if not isinstance(value, str) or not value.strip():
             raise self.error(key, f"expected a path (a non-empty string) or null, got {_kind(value)}")
         return self._resolve(value)
+
+    def path_list(self, key: str) -> tuple[Path, ...]:
+        """A list of paths (default empty); each resolves like `path`."""
+        value = self._data.get(key, [])
+        if value is None:
+            return ()
+        if not isinstance(value, (list, tuple)):
+            raise self.error(key, f"expected a list of paths, got {_kind(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                raise self.error(f"{key}[{i}]", f"expected a path (a non-empty string), got {_kind(item)}")
+        return tuple(self._resolve(item) for item in value)
 
     def required_path(self, key: str, default: str) -> Path:
         value = self._data.get(key, default)

@@ -50,6 +50,7 @@ class FileOutcome:
     final_path: Path
     events: int = 0
     reason: str | None = None
+    rule: str | None = None  # why a file was quarantined: the first defect's rule, or the governance rule
 
 
 def sha256_of(path: Path) -> str:
@@ -85,9 +86,10 @@ class InboundPipeline:
                  ledger: Ledger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
                  max_file_bytes: int = 1 << 30, shadow: bool = False,
                  on_decision: Callable[[Decision], None] = lambda _decision: None,
+                 on_published: Callable[[PublishResult], None] = lambda _result: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """`shadow`: do everything but publish (events are still built and signed, so the report is real).
-        `on_decision` sees every governance decision (metrics count them)."""
+        `on_decision` sees every governance decision and `on_published` every confirmed batch (metrics)."""
         self.reader = reader
         self.sign = sign
         self.publisher = publisher
@@ -98,6 +100,7 @@ class InboundPipeline:
         self.shadow = shadow
         self.rules = rules
         self.on_decision = on_decision
+        self.on_published = on_published
         self.clock = clock
 
     def process(self, claim: Claim) -> FileOutcome:
@@ -168,7 +171,8 @@ class InboundPipeline:
         self.ledger.record_quarantined(ledger_id, str(final), reason)
         log.warning("file_settled", outcome="quarantined", first_defect=first or reason,
                     defects=len(report["defects"]), path=str(final))
-        return FileOutcome("quarantined", ledger_id, final, reason=reason)
+        rule = report["defects"][0]["rule"] if report["defects"] else None
+        return FileOutcome("quarantined", ledger_id, final, reason=reason, rule=rule)
 
     def _publish(self, claim: Claim, ledger_id: int, checked: FileParse, sha256: str, size: int) -> FileOutcome:
         header = checked.header
@@ -201,13 +205,15 @@ class InboundPipeline:
             return FileOutcome("shadowed", ledger_id, final, events=built)
         timeout = 120.0 + size / 50_000  # generous for big files: confirms are batched by fsync
         result = self.publisher.publish_all(messages(), timeout=timeout)
+        self.on_published(result)
         first_id, last_id = ids[0], ids[-1]
         manifest = build_manifest(header, sha256=sha256, size=size, original_name=claim.original_name,
                                   flow_count=checked.flow_count, group_count=checked.group_count,
                                   first_event_id=first_id, last_event_id=last_id)
         _exchange, manifest_key = self.rules.placement(
             manifest_routing_key(header.flow_reference, header.from_participant, header.to_participant), test)
-        self.publisher.publish_all([OutgoingMessage(manifest_key, orjson.dumps(self.sign(manifest)), manifest["id"])])
+        self.on_published(self.publisher.publish_all(
+            [OutgoingMessage(manifest_key, orjson.dumps(self.sign(manifest)), manifest["id"])]))
         self.ledger.record_published(ledger_id, events=result.confirmed, first_event_id=first_id,
                                      last_event_id=last_id)
         final = self.spool.archive(claim, self.clock().date())

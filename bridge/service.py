@@ -22,9 +22,13 @@ from typing import Any
 
 import structlog
 
+from bridge.adapters.encryption import spool_cipher
 from bridge.adapters.ledger import Ledger
-from bridge.adapters.rabbitmq import Backoff, RabbitPublisher
+from bridge.adapters.metrics import Metrics, MetricsServer, make_readiness
+from bridge.adapters.rabbitmq import Backoff, PublishResult, RabbitConsumer, RabbitPublisher
 from bridge.adapters.spool import Claim, Spool, write_atomic
+from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
+from bridge.adapters.tls import broker_connection_options
 from bridge.adapters.topology import Topology
 from bridge.adapters.watcher import DropWatcher
 from bridge.config import BridgeConfig, ensure_folders, load_config
@@ -33,7 +37,8 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, ConfigError, StorageError
 from bridge.rules import Decision, RuleSet, parse_rules
 from bridge.inbound import FileOutcome, InboundPipeline
-from bridge.signing import Signer, check_private_key_permissions
+from bridge.outbound import OutboundLoop, OutboundWriter
+from bridge.signing import Signer, TrustStore, check_private_key_permissions
 from bridge.signing.keys import write_private_key
 
 log = structlog.get_logger("dtn_bridge.service")
@@ -68,6 +73,13 @@ def load_signer(config: BridgeConfig) -> Signer:
     return Signer.from_key_file(path)
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def load_rules(config: BridgeConfig, definitions: DefinitionSet) -> RuleSet:
     """The governance rules of the configuration (defaults when it has no `rules:` section)."""
     rules = parse_rules(config.rules, participant_id=config.participant.id, participant_role=config.participant.role,
@@ -97,22 +109,47 @@ class InboundService:
     """The daemon's inbound half: resume what a crash left claimed, then watch, claim and process files."""
 
     def __init__(self, config: BridgeConfig, *, publisher: RabbitPublisher | None = None,
+                 metrics: Metrics | None = None, notifier: Notifier | None = None,
+                 heartbeat: Heartbeat | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config = config
         self.clock = clock
+        self.metrics = metrics or Metrics()
+        self.notifier = notifier or Notifier(None)
+        self.heartbeat = heartbeat or Heartbeat(self.notifier, None)
         ensure_folders(config)
         self.ledger = Ledger(config.state.ledger_path)
         self.spool = Spool(config.spool.processing, config.spool.archive, config.spool.quarantine,
-                           file_mode=config.spool.file_mode, dir_mode=config.spool.dir_mode)
+                           file_mode=config.spool.file_mode, dir_mode=config.spool.dir_mode,
+                           cipher=spool_cipher(config.spool))
+        self.tls = broker_connection_options(config.broker)  # a bad TLS setting or key mode stops the start
         self.publisher = publisher or RabbitPublisher(
             list(config.broker.urls), topology=topology_for(config), window=config.broker.confirm_window,
-            heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout)
+            heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout, **self.tls)
         self.pipeline, self.watcher = self._chain(config)
         self.status = StatusBoard(Path(config.state.dir) / STATUS_FILE)
         self.backoff = Backoff()
         self.processed = 0
         self._shadow_seen: dict[Path, tuple[int, int]] = {}
+        self._arrivals: dict[Path, float] = {}  # claim -> when the file was dropped, for the latency histogram
         self._reload = threading.Event()
+        self.outbound_writer: OutboundWriter | None = None
+
+    def outbound_loop(self) -> OutboundLoop:
+        """The daemon's outbound half (consumes `dtn.outbound`; verifies, governs, batches, writes, acks), sharing
+        the ledger. Without signing.trust it consumes nothing: events wait in their queue (docs/outbound.md)."""
+        config = self.config
+        trust = (TrustStore.from_jwks_file(config.signing.trust, ca_bundle=config.signing.ca_bundle)
+                 if config.signing.trust is not None else None)
+        self.outbound_writer = OutboundWriter(self.definitions, trust, self.ledger, config.outbound, rules=self.rules,
+                                              on_decision=self.count_decision)
+        topology = topology_for(config)
+        assert topology.outbound_queue is not None
+        consumer = RabbitConsumer(list(config.broker.urls), queue=topology.outbound_queue,
+                                  prefetch=config.outbound.prefetch, topology=topology,
+                                  heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout,
+                                  client_name="dtn-bridge-outbound", **self.tls)
+        return OutboundLoop(consumer, self.outbound_writer)
 
     def _chain(self, config: BridgeConfig) -> tuple[InboundPipeline, DropWatcher]:
         """What a reload can change: definitions, signing key, inbound policy, and the watched folder."""
@@ -120,8 +157,10 @@ class InboundService:
         reader = FlowFileReader(definitions, strict=config.flows.strict)
         signer = load_signer(config)
         rules = load_rules(config, definitions)
+        self.definitions, self.rules = definitions, rules
         pipeline = InboundPipeline(reader=reader, sign=signer.sign, publisher=self.publisher, ledger=self.ledger,
                                    spool=self.spool, rules=rules, on_decision=self.count_decision,
+                                   on_published=self.count_published,
                                    duplicates=config.inbound.duplicates,
                                    max_file_bytes=config.inbound.max_file_bytes, shadow=config.inbound.shadow,
                                    clock=self.clock)
@@ -131,8 +170,13 @@ class InboundService:
                               ignore=watch.ignore)
         return pipeline, watcher
 
+    def count_published(self, result: PublishResult) -> None:
+        self.metrics.events_published.inc(result.published)
+        self.metrics.events_confirmed.inc(result.confirmed)
+
     def count_decision(self, decision: Decision) -> None:
         """Every governance decision is counted (and logged at debug, without data values)."""
+        self.metrics.governance_decision(decision)
         log.debug("governance_decision", rule=decision.rule, outcome=decision.outcome, flow=decision.flow,
                   participant=decision.participant)
 
@@ -145,12 +189,14 @@ class InboundService:
         self._reload.clear()
         if self.config.source is None:
             return False
+        self.notifier.reloading()
         try:
             new = load_config(self.config.source)
             ensure_folders(new)
             pipeline, watcher = self._chain(new)
         except BridgeError as exc:
             log.error("reload_refused", error=str(exc), advice="the running configuration stays in force")
+            self.notifier.ready("running: reload refused, the running configuration stays (see the journal)")
             return False
         fixed = [name for name in ("broker", "state", "spool") if getattr(new, name) != getattr(self.config, name)]
         if fixed:
@@ -160,13 +206,18 @@ class InboundService:
             watcher.start()
             self.watcher = watcher
         self.pipeline = pipeline
+        if self.outbound_writer is not None:  # the outbound side follows the new rules too
+            self.outbound_writer.rules = self.rules
         self.config = replace(new, broker=self.config.broker, state=self.config.state, spool=self.config.spool)
         log.info("config_reloaded", definitions=len(pipeline.reader.definitions))
+        self.notifier.ready("running: configuration reloaded")
         return True
 
     def connect(self, stop: threading.Event) -> bool:
         """Connect (and declare the topology), retrying with jittered backoff until `stop`."""
         self.status.update(broker_connected=False, state="connecting")
+        self.metrics.set_broker_connected(False)
+        self.notifier.status("connecting to the broker")
         try:
             self.publisher.ensure_connected(self.backoff, stop=stop)
         except BrokerError as exc:
@@ -175,6 +226,7 @@ class InboundService:
             return False
         connected = self.publisher.connected
         self.status.update(broker_connected=connected, state="running" if connected else "stopping")
+        self.metrics.set_broker_connected(connected)
         if connected:
             log.info("broker_connected", urls=list(self.config.broker.redacted_urls))
         return connected
@@ -196,13 +248,19 @@ class InboundService:
         self.watcher.start()
         try:
             while not stop.is_set():
+                self.heartbeat.beat()
+                self.metrics.queue_backlog.set(len(self.watcher.pending()))
                 if self._reload.is_set():
                     self.reload()
                 for path in self.watcher.ready_files(timeout=0.5):
                     if stop.is_set() or self._reload.is_set():
                         break
+                    arrival = _mtime(path)
                     claim = self.take(path)
                     self.watcher.forget(path)
+                    if claim is not None:
+                        self.metrics.files_received.inc()
+                        self._arrivals[claim.path] = arrival
                     if claim is not None and not self.settle(claim, stop):
                         break
         finally:
@@ -233,7 +291,14 @@ class InboundService:
                 outcome = self.pipeline.process(claim)
             except (BrokerError, StorageError) as exc:
                 attempt += 1
+                self.heartbeat.beat()
                 broker = isinstance(exc, BrokerError)
+                for rejection in getattr(exc, "rejections", ()):
+                    counter = self.metrics.events_returned if rejection.kind == "returned" else self.metrics.events_nacked
+                    counter.inc()
+                if broker:
+                    self.metrics.set_broker_connected(self.publisher.connected)
+                    self.notifier.status("broker lost: reconnecting (files wait in the inbound folder)")
                 log.warning("file_retry", file=claim.original_name, attempt=attempt, error=str(exc),
                             cause="broker" if broker else "storage")
                 self.status.update(broker_connected=self.publisher.connected, last_error=str(exc))
@@ -243,8 +308,14 @@ class InboundService:
                     return None
                 continue
             self.processed += 1
-            self.status.update(broker_connected=True, processed=self.processed, last_file=claim.original_name,
-                               last_outcome=outcome.outcome)
+            self.status.update(broker_connected=self.publisher.connected, processed=self.processed,
+                               last_file=claim.original_name, last_outcome=outcome.outcome)
+            arrival = self._arrivals.pop(claim.path, None)
+            if outcome.outcome != "shadowed":
+                self.metrics.file_settled(outcome.outcome, rule=outcome.rule,
+                                          latency=time.time() - arrival if arrival is not None else None)
+            self.notifier.status(f"running: {self.processed} files processed, last {claim.original_name} "
+                                 f"{outcome.outcome}")
             return outcome
 
     def close(self) -> None:
@@ -257,34 +328,58 @@ def run_daemon(config: BridgeConfig, *, drain_timeout: float = 30.0) -> int:
     """`dtn-bridge run`: the service with SIGTERM/SIGINT drain. Returns the exit code."""
     stop = threading.Event()
 
+    notifier = Notifier.from_environment()
+    heartbeat = Heartbeat(notifier, watchdog_interval())
+    metrics = Metrics()
+
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("stop_requested", signal=signal.Signals(signum).name)
+        notifier.stopping()
         stop.set()
 
-    service = InboundService(config)
+    service = InboundService(config, metrics=metrics, notifier=notifier, heartbeat=heartbeat)
+    server = None
+    if config.metrics.port is not None:
+        shadow = config.inbound.shadow
+        server = MetricsServer(metrics, config.metrics.address, config.metrics.port,
+                               make_readiness(lambda: shadow or service.publisher.connected, config.folders))
+        server.start()
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, lambda _signum, _frame: service.request_reload())
     log.info("daemon_starting", inbound=str(config.watch.inbound), participant=config.participant.id)
     failures: list[BaseException] = []
 
-    def work() -> None:
-        try:
-            service.run(stop)
-        except BaseException as exc:  # reported below, once, as the daemon's exit
-            failures.append(exc)
-            stop.set()
+    def guarded(target: Callable[[threading.Event], None]) -> Callable[[], None]:
+        def work() -> None:
+            try:
+                target(stop)
+            except BaseException as exc:  # reported below, once, as the daemon's exit
+                failures.append(exc)
+                stop.set()
+        return work
 
-    worker = threading.Thread(target=work, name="inbound", daemon=True)
+    ready_status = ("running in shadow mode: nothing is published" if config.inbound.shadow
+                    else "running: broker connected")
+    worker = threading.Thread(target=guarded(lambda stopping: service.run(stopping, lambda: notifier.ready(
+        ready_status))), name="inbound", daemon=True)
     worker.start()
+    outbound = threading.Thread(target=guarded(service.outbound_loop().run), name="outbound", daemon=True)
+    if not config.inbound.shadow:  # shadow mode writes nothing
+        outbound.start()
     while worker.is_alive() and not stop.is_set():
+        heartbeat.pulse()  # systemd's watchdog: pings while the inbound loop keeps beating
         worker.join(0.5)
     deadline = time.monotonic() + drain_timeout
-    while worker.is_alive() and time.monotonic() < deadline:
-        worker.join(0.5)
-    if worker.is_alive():
-        log.warning("drain_timeout", seconds=drain_timeout, advice="the file in hand stays claimed and resumes")
+    for thread in (worker, outbound):
+        while thread.is_alive() and time.monotonic() < deadline:
+            heartbeat.pulse()
+            thread.join(0.5)
+    if worker.is_alive() or outbound.is_alive():
+        log.warning("drain_timeout", seconds=drain_timeout, advice="unfinished work resumes at the next start")
     service.close()
+    if server is not None:
+        server.stop()
     if failures:
         log.error("daemon_failed", error=f"{type(failures[0]).__name__}: {failures[0]}")
         raise failures[0]

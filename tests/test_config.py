@@ -349,3 +349,62 @@ class TestEnsureFolders:
         with pytest.raises(ConfigError) as info:
             ensure_folders(config)
         assert info.value.key == "spool.processing"
+
+
+class TestSecurityKeys:
+    """broker.tls.external_auth and spool.encryption_key / encryption_keys_old (docs/security.md)."""
+
+    def test_defaults(self, tmp_path: Path) -> None:
+        """Encryption at rest is off and EXTERNAL auth is off unless asked for."""
+        config = load_config(write(tmp_path, "broker: {tls: true}\n"))
+        assert config.spool.encryption_key is None and config.spool.encryption_keys_old == ()
+        assert config.broker.tls is not None and config.broker.tls.external_auth is False
+
+    def test_external_auth(self, tmp_path: Path) -> None:
+        text = """\
+            broker:
+              urls: ['amqps://broker.example.org:5671/']
+              tls: {ca_file: ca.pem, cert_file: client.pem, key_file: client.key, external_auth: true}
+        """
+        tls = load_config(write(tmp_path, text)).broker.tls
+        assert tls is not None and tls.external_auth is True
+        assert tls.cert_file == tmp_path / "client.pem" and tls.key_file == tmp_path / "client.key"
+
+    def test_external_auth_needs_a_certificate(self, tmp_path: Path) -> None:
+        error = error_of(tmp_path, "broker: {tls: {external_auth: true}}\n")
+        assert error.key == "broker.tls.external_auth" and "cert_file" in error.message
+
+    def test_external_auth_must_be_boolean(self, tmp_path: Path) -> None:
+        assert error_of(tmp_path, "broker: {tls: {external_auth: 'yes'}}\n").key == "broker.tls.external_auth"
+
+    def test_encryption_keys_resolve_against_config_folder(self, tmp_path: Path) -> None:
+        text = """\
+            spool:
+              encryption_key: keys/spool-2025.key
+              encryption_keys_old: [keys/spool-2024.key, /etc/dtn/spool-2023.key]
+        """
+        spool = load_config(write(tmp_path, text)).spool
+        assert spool.encryption_key == tmp_path / "keys" / "spool-2025.key"
+        assert spool.encryption_keys_old == (tmp_path / "keys" / "spool-2024.key", Path("/etc/dtn/spool-2023.key"))
+
+    def test_null_old_keys(self, tmp_path: Path) -> None:
+        config = load_config(write(tmp_path, "spool: {encryption_key: k, encryption_keys_old: null}\n"))
+        assert config.spool.encryption_keys_old == ()
+
+    @pytest.mark.parametrize(
+        ("text", "key"),
+        [
+            ("spool: {encryption_key: 5}\n", "spool.encryption_key"),
+            ("spool: {encryption_key: ''}\n", "spool.encryption_key"),
+            ("spool: {encryption_key: k, encryption_keys_old: k2}\n", "spool.encryption_keys_old"),
+            ("spool: {encryption_key: k, encryption_keys_old: [k2, 3]}\n", "spool.encryption_keys_old[1]"),
+            ("spool: {encryption_keys_old: [k2]}\n", "spool.encryption_keys_old"),
+            ("spool: {encryption_keys: k}\n", "spool.encryption_keys"),
+        ],
+    )
+    def test_bad_values(self, tmp_path: Path, text: str, key: str) -> None:
+        assert error_of(tmp_path, text).key == key
+
+    def test_old_keys_need_a_current_key(self, tmp_path: Path) -> None:
+        error = error_of(tmp_path, "spool: {encryption_keys_old: [old.key]}\n")
+        assert "encryption_key" in error.message

@@ -36,6 +36,7 @@ from typing import Any, NoReturn, Self
 from urllib.parse import quote
 
 import pika
+import pika.credentials
 import pika.exceptions
 import pika.frame
 import pika.spec
@@ -186,8 +187,12 @@ def _endpoint(
     connect_timeout: float,
     ssl_context: ssl.SSLContext | None,
     client_name: str,
+    external_auth: bool = False,
 ) -> _Endpoint:
-    """Parse one broker URL; the URL itself never appears in errors (it may hold a password)."""
+    """Parse one broker URL; the URL itself never appears in errors (it may hold a password).
+
+    `external_auth` logs in with the TLS client certificate (SASL EXTERNAL) instead of the URL's user/password.
+    """
     key = f"rabbitmq.urls[{index}]"
     if not url.lower().startswith(("amqp://", "amqps://")):
         raise ConfigError(key, "must start with amqp:// or amqps://")
@@ -204,12 +209,23 @@ def _endpoint(
         if params.ssl_options is None:
             raise ConfigError(key, "a TLS context was given but the URL is amqp://, use amqps://")
         params.ssl_options = pika.SSLOptions(ssl_context, server_hostname=params.host)
+    if external_auth:
+        if ssl_context is None:
+            raise ConfigError(key, "EXTERNAL authentication needs TLS with a client certificate (a TLS context)")
+        params.credentials = pika.credentials.ExternalCredentials()
     vhost = "" if params.virtual_host == "/" else "/" + quote(params.virtual_host, safe="")
     return _Endpoint(params, f"{params.host}:{params.port}{vhost}")
 
 
 def _describe(exc: BaseException) -> str:
     """A short, credential-free description of a pika exception."""
+    # pika wraps connection failures (refused socket, TLS verification, login) in workflow exceptions whose
+    # text is just their class name: describe the innermost cause, which says what went wrong.
+    for _ in range(5):
+        inner = getattr(exc, "exceptions", None) or (getattr(exc, "exception", None),)
+        if not isinstance(inner[-1], BaseException):
+            break
+        exc = inner[-1]
     if isinstance(exc, (pika.exceptions.ConnectionClosed, pika.exceptions.ChannelClosed)):
         return f"{exc.reply_code} {exc.reply_text}"
     text = str(exc) or type(exc).__name__
@@ -464,6 +480,7 @@ class _Client:
         connect_timeout: float,
         ssl_options: ssl.SSLContext | None,
         client_name: str,
+        external_auth: bool = False,
     ) -> None:
         if isinstance(urls, str) or not urls:
             raise ConfigError("rabbitmq.urls", "give a non-empty list of amqp:// or amqps:// URLs")
@@ -481,6 +498,7 @@ class _Client:
                 connect_timeout=connect_timeout,
                 ssl_context=ssl_options,
                 client_name=client_name,
+                external_auth=external_auth,
             )
             for i, url in enumerate(urls)
         ]
@@ -611,6 +629,7 @@ class RabbitPublisher(_Client):
         connect_timeout: float = 10.0,
         ssl_options: ssl.SSLContext | None = None,
         client_name: str = "dtn-bridge",
+        external_auth: bool = False,
     ) -> None:
         if window < 1:
             raise ConfigError("rabbitmq.window", "must be at least 1")
@@ -621,6 +640,7 @@ class RabbitPublisher(_Client):
             connect_timeout=connect_timeout,
             ssl_options=ssl_options,
             client_name=client_name,
+            external_auth=external_auth,
         )
         self._window = window
         self._channel: Channel | None = None
@@ -809,6 +829,7 @@ class RabbitConsumer(_Client):
         ssl_options: ssl.SSLContext | None = None,
         client_name: str = "dtn-bridge-consumer",
         consumer_arguments: Mapping[str, Any] | None = None,
+        external_auth: bool = False,
     ) -> None:
         """`consumer_arguments` go to basic.consume, e.g. {"x-stream-offset": datetime} to read a stream."""
         if prefetch < 1:
@@ -820,6 +841,7 @@ class RabbitConsumer(_Client):
             connect_timeout=connect_timeout,
             ssl_options=ssl_options,
             client_name=client_name,
+            external_auth=external_auth,
         )
         self._queue = queue
         self._prefetch = prefetch

@@ -14,6 +14,11 @@ The rules that make this safe:
 * Quarantine writes `<name>.error.json` *before* moving the file, so a quarantined file always has its report. A crash
   in between leaves the claim in processing; the restart quarantines it again and rewrites the report.
 * Every move and write fsyncs the folder(s) it changed, so a power cut cannot resurrect or lose a name.
+* With a `cipher` (encryption at rest, see bridge.adapters.encryption) archive and quarantine store `<name>.enc`
+  and `<name>.error.json.enc` instead: the encrypted copy is written under a hidden staging name, fsynced, linked
+  to its final name (never overwriting), and only then is the plaintext claim removed. A crash before the removal
+  leaves the claim in processing; the retry recognises its own encrypted copy (same size, same plaintext) and only
+  removes the claim. A crash while staging leaves a hidden `.*.staging` file of ciphertext (safe to delete).
 """
 
 from __future__ import annotations
@@ -31,8 +36,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from bridge.adapters.encryption import CHUNK_SIZE, ENCRYPTED_SUFFIX, HEADER_SIZE, TAG_SIZE
 from bridge.errors import StorageError
+
+if TYPE_CHECKING:
+    from bridge.adapters.encryption import FileCipher
 
 __all__ = ["REPORT_SUFFIX", "Claim", "Spool", "write_atomic"]
 
@@ -83,12 +93,15 @@ class Spool:
         quarantine: Path,
         file_mode: int = 0o640,
         dir_mode: int = 0o750,
+        cipher: FileCipher | None = None,
     ) -> None:
+        """`cipher` None keeps archive and quarantine in plaintext; with one they are encrypted at rest."""
         self.processing = Path(processing)
         self.archive_dir = Path(archive)
         self.quarantine_dir = Path(quarantine)
         self.file_mode = file_mode
         self.dir_mode = dir_mode
+        self.cipher = cipher
 
     # ---------------------------------------------------------------------------------------------------- claim
 
@@ -137,14 +150,21 @@ class Spool:
         folder = self.archive_dir / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}"
         self._make_dirs(folder)
         self._set_mode(claim.path)
+        if self.cipher is not None:
+            return self._encrypt_no_overwrite(claim.path, folder, claim.original_name)
         return _move_no_overwrite(claim.path, folder, claim.original_name)
 
     def quarantine(self, claim: Claim, report: Mapping[str, object]) -> Path:
-        """Write `<name>.error.json` then move the claim to quarantine/<name> beside it; returns the file's path."""
+        """Write `<name>.error.json` then move the claim to quarantine/<name> beside it; returns the file's path.
+
+        With a cipher: `<name>.error.json.enc` and `<name>.enc` (defect texts quote the file's values).
+        """
         self._make_dirs(self.quarantine_dir)
         payload = json.dumps(dict(report), indent=2, sort_keys=True, default=str, ensure_ascii=False).encode()
         payload += b"\n"
         self._set_mode(claim.path)
+        if self.cipher is not None:
+            return self._quarantine_encrypted(claim, payload, self.cipher)
         for name in _candidate_names(claim.original_name):
             target = self.quarantine_dir / name
             report_path = target.with_name(name + REPORT_SUFFIX)
@@ -163,6 +183,70 @@ class Spool:
                 _unlink_source(claim.path)
                 return target
         raise AssertionError("unreachable")  # pragma: no cover - _candidate_names is infinite
+
+    def _encrypt_no_overwrite(self, src: Path, folder: Path, name: str) -> Path:
+        """Store an encrypted copy of `src` as folder/<candidate>.enc, then remove `src`; returns the new path."""
+        cipher = self.cipher
+        assert cipher is not None
+        staged: Path | None = None
+        try:
+            for candidate in _candidate_names(name):
+                target = folder / (candidate + ENCRYPTED_SUFFIX)
+                if _exists(target):
+                    if _encrypted_copy_of(cipher, target, src):  # a crash before the claim was removed
+                        _unlink_source(src)
+                        return target
+                    continue
+                if staged is None:
+                    staged = self._stage_encrypted(src, folder, name)
+                if _link(staged, target):
+                    _fsync_dir(folder)
+                    _unlink_source(src)
+                    return target
+        finally:
+            if staged is not None:
+                _remove_quietly(staged)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _quarantine_encrypted(self, claim: Claim, payload: bytes, cipher: FileCipher) -> Path:
+        for name in _candidate_names(claim.original_name):
+            target = self.quarantine_dir / (name + ENCRYPTED_SUFFIX)
+            report_path = self.quarantine_dir / (name + REPORT_SUFFIX + ENCRYPTED_SUFFIX)
+            if _exists(target):
+                if _encrypted_copy_of(cipher, target, claim.path):  # a crash after the link: finish the move
+                    write_atomic(report_path, cipher.encrypt_bytes(payload), mode=self.file_mode)
+                    _unlink_source(claim.path)
+                    return target
+                continue
+            write_atomic(report_path, cipher.encrypt_bytes(payload), mode=self.file_mode)
+            staged = self._stage_encrypted(claim.path, self.quarantine_dir, name)
+            try:
+                linked = _link(staged, target)
+            finally:
+                _remove_quietly(staged)
+            if linked:
+                _fsync_dir(self.quarantine_dir)
+                if _decrypted_or_none(cipher, report_path) != payload:  # another instance raced for the name
+                    write_atomic(report_path, cipher.encrypt_bytes(payload), mode=self.file_mode)
+                _unlink_source(claim.path)
+                return target
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stage_encrypted(self, src: Path, folder: Path, name: str) -> Path:
+        """Encrypt `src` to a hidden, fsynced file in `folder` (same filesystem as the target: link works)."""
+        assert self.cipher is not None
+        staging = folder / f".{name}.{secrets.token_hex(6)}.staging"
+        try:
+            with src.open("rb") as source:
+                return write_atomic(
+                    staging,
+                    self.cipher.encrypt_chunks(iter(lambda: source.read(CHUNK_SIZE), b"")),
+                    mode=self.file_mode,
+                )
+        except FileNotFoundError as exc:
+            raise StorageError(f"claimed file {src} is missing from processing") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {src}: {exc.strerror or exc}") from exc
 
     # ------------------------------------------------------------------------------------------------- helpers
 
@@ -367,6 +451,40 @@ def _same_file(a: Path, b: Path) -> bool:
     except OSError as exc:
         raise StorageError(f"cannot stat {a} or {b}: {exc.strerror or exc}") from exc
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _encrypted_size(plain_size: int) -> int:
+    chunks = max(1, -(-plain_size // CHUNK_SIZE))
+    return HEADER_SIZE + chunks * TAG_SIZE + plain_size
+
+
+def _encrypted_copy_of(cipher: FileCipher, encrypted: Path, plain: Path) -> bool:
+    """True if `encrypted` decrypts to exactly the content of `plain` (cheap size check first)."""
+    try:
+        plain_size = os.stat(plain).st_size
+        if os.stat(encrypted).st_size != _encrypted_size(plain_size):
+            return False
+        with plain.open("rb") as source:
+            for chunk in cipher.decrypt_stream(encrypted):
+                if source.read(len(chunk)) != chunk:
+                    return False
+            return source.read(1) == b""
+    except (OSError, StorageError):
+        return False  # unreadable, another key, corrupt: not ours, take another name
+
+
+def _decrypted_or_none(cipher: FileCipher, path: Path) -> bytes | None:
+    try:
+        return b"".join(cipher.decrypt_stream(path))
+    except StorageError:
+        return None
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # a leftover hidden staging file holds ciphertext only; it wastes space but loses nothing
 
 
 def _read_bytes(path: Path) -> bytes | None:

@@ -265,6 +265,10 @@ class DropWatcher:
         """The consumer claimed (or gave up on) `path`; stop tracking it."""
         self._tracker.forget(Path(path))
 
+    def pending(self) -> list[Path]:
+        """Files seen but not yet complete (the backlog gauge); call from the consuming thread."""
+        return self._tracker.pending()
+
     def _refresh(self, now: float) -> None:
         """Apply queued events, rescan if due, and re-stat every pending file."""
         with self._cond:

@@ -121,6 +121,7 @@ def run_replay(args: argparse.Namespace) -> int:
     import sys
 
     from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
+    from bridge.adapters.tls import broker_connection_options
     from bridge.dtn.definitions import load_definitions
     from bridge.replay import FileAssembler, ReplayFilter, ReplaySummary, parse_time, replay
     from bridge.service import topology_for
@@ -134,17 +135,19 @@ def run_replay(args: argparse.Namespace) -> int:
         return 2
     topology = topology_for(config)
     assert topology.store_queue is not None
+    tls = broker_connection_options(config.broker)
     consumer = RabbitConsumer(list(config.broker.urls), queue=topology.store_queue, prefetch=500,
                               topology=topology, declare=False, heartbeat=config.broker.heartbeat,
                               connect_timeout=config.broker.connect_timeout, client_name="dtn-bridge-replay",
-                              consumer_arguments={"x-stream-offset": since})
+                              consumer_arguments={"x-stream-offset": since}, **tls)
     publisher = None
     assembler = None
     if args.to_dir is not None:
         args.to_dir.mkdir(parents=True, exist_ok=True)
         assembler = FileAssembler(load_definitions(config.flows.definitions), args.to_dir)
     else:
-        publisher = RabbitPublisher(list(config.broker.urls), topology=topology, client_name="dtn-bridge-replay")
+        publisher = RabbitPublisher(list(config.broker.urls), topology=topology, client_name="dtn-bridge-replay",
+                                    **tls)
 
     def progress(summary: ReplaySummary) -> None:
         if sys.stderr.isatty():

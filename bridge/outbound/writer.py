@@ -39,6 +39,7 @@ from bridge.errors import EventError, StorageError
 from bridge.events.envelope import header_of, render_events
 from bridge.outbound.batching import Held, ReadyFile
 from bridge.outbound.verify import EventRejected, EventVerifier, ManifestNotice, VerifiedEvent
+from bridge.rules import Decision, RuleSet, route_event
 from bridge.signing import TrustStore
 
 log = structlog.get_logger("dtn_bridge.outbound")
@@ -72,7 +73,11 @@ class OutboundWriter:
     """Verifies events and writes the files that the DTN gateway sends. One writer per outbound folder."""
 
     def __init__(self, definitions: DefinitionSet, trust: TrustStore | None, ledger: Ledger, config: OutboundConfig,
-                 *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 *, rules: RuleSet | None = None, on_decision: Callable[[Decision], None] = lambda _decision: None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """`rules`: the governance stage applied to every verified event before it can reach a file."""
+        self.rules = rules
+        self.on_decision = on_decision
         self.definitions = definitions
         self.ledger = ledger
         self.config = config
@@ -90,7 +95,13 @@ class OutboundWriter:
         """Check one message body; raises EventRejected (with a code) when it cannot go into a file."""
         if self._verify is None:
             raise StorageError("outbound is disabled: signing.trust is not configured")
-        return self._verify(body)
+        checked = self._verify(body)
+        if self.rules is not None and isinstance(checked, VerifiedEvent):
+            decision = route_event(checked.event, "outbound", self.rules)
+            self.on_decision(decision)
+            if not decision.accepted:
+                raise EventRejected(decision.rule, f"governance rule {decision.rule}: {decision.reason}")
+        return checked
 
     def already_written(self, event_id: str) -> bool:
         """Whether the event is in a file already (its message is a redelivery or a duplicate)."""

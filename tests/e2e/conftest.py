@@ -36,6 +36,7 @@ class Bridge:
     capture: str
     trust: TrustStore
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    service_errors: list[list[BaseException]] = field(default_factory=list)  # of in-process services
 
     @property
     def config(self) -> BridgeConfig:
@@ -56,6 +57,9 @@ class Bridge:
         temporary.rename(target)
         return target
 
+    def outbound_files(self) -> list[Path]:
+        return sorted(p for p in (self.root / "var" / "dtn" / "outbound").iterdir() if not p.name.startswith("."))
+
     def archived(self) -> list[Path]:
         return sorted(p for p in self.folder("archive").rglob("*") if p.is_file())
 
@@ -63,9 +67,11 @@ class Bridge:
         return sorted(p for p in self.folder("quarantine").iterdir() if not p.name.endswith(".error.json"))
 
     def wait_settled(self, count: int, timeout: float = 60.0) -> None:
-        """Wait until `count` files are archived or quarantined."""
+        """Wait until `count` files are archived or quarantined (failing at once if a daemon died)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            for thread_errors in self.service_errors:
+                assert not thread_errors, f"the service failed: {thread_errors[0]!r}"
             if len(self.archived()) + len(self.quarantined()) >= count:
                 return
             time.sleep(0.1)
@@ -108,9 +114,9 @@ def write_config(root: Path, suffix: str, **overrides: Any) -> Path:
         "watch": {"inbound": "var/dtn/inbound", "stable_seconds": 0.3, "rescan_seconds": 1.0, "poll_interval": 0.2},
         "spool": {"processing": "var/processing", "archive": "var/archive", "quarantine": "var/quarantine"},
         "state": {"dir": "var/state"},
-        "signing": {"key": "keys/bridge.key.pem"},
+        "signing": {"key": "keys/bridge.key.pem", "trust": "keys/bridge.jwks.json"},
         "flows": {"definitions": str(REPO / "flow_definitions")},
-        "outbound": {"folder": "var/dtn/outbound"},
+        "outbound": {"folder": "var/dtn/outbound", "batch_seconds": 2},
         "log": {"level": "debug", "format": "json"},
         "rules": {"addressee": {"enforce": False}},  # the samples are addressed to many participants
     }
@@ -131,6 +137,7 @@ def make_bridge(tmp_path: Path, amqp_url: str, suffix: str, admin: Admin,
         (tmp_path / "keys").mkdir(exist_ok=True)
         signer = Signer.generate()
         write_private_key(tmp_path / "keys" / "bridge.key.pem", signer.private_key)
+        (tmp_path / "keys" / "bridge.jwks.json").write_text(json.dumps(signer.public_jwks()))
         trust = TrustStore.from_jwks(signer.public_jwks())
         config_path = write_config(tmp_path, suffix, **overrides)
         ensure_folders(load_config(config_path))
@@ -187,6 +194,7 @@ def run_service() -> Iterator[Callable[[Bridge], RunningService]]:
         thread.start()
         assert ready.wait(30) and not errors, f"the service did not start: {errors!r}"
         handle = RunningService(service, stop, thread, errors)
+        bridge.service_errors.append(errors)
         running.append(handle)
         return handle
 

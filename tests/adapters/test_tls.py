@@ -1,0 +1,619 @@
+"""Tests of bridge.adapters.tls against a real second RabbitMQ node with a TLS listener that requires client
+certificates (mutual TLS) and offers EXTERNAL authentication.
+
+The node (dtntls@localhost, AMQP 5681, AMQPS 5682, distribution 25681) is started once per session from
+generated certificates and configuration under /tmp/dtn-bridge-tls-broker, with its own Erlang cookie, and stopped
+at the end. A lock file serialises test sessions running at the same time on the host; a node left over by a killed
+session is stopped first. If the node does not start, the tests FAIL with its log tail (never skip).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from bridge.adapters.rabbitmq import OutgoingMessage, RabbitConsumer, RabbitPublisher
+from bridge.adapters.tls import BrokerContext, broker_connection_options, ssl_context_for
+from bridge.adapters.topology import Topology
+from bridge.config import BrokerConfig, TlsConfig
+from bridge.errors import BrokerUnavailable, ConfigError
+
+NODE = "dtntls@localhost"
+AMQP_PORT = 5681
+AMQPS_PORT = 5682
+DIST_PORT = 25681
+CLIENT_CN = "dtn-bridge-test"
+BASE = Path(tempfile.gettempdir()) / "dtn-bridge-tls-broker"
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")  # the real scripts: /usr/sbin wrappers switch to the rabbitmq user
+STARTUP_TIMEOUT = 90.0
+LOCK_TIMEOUT = 300.0
+
+
+# ---------------------------------------------------------------------------------------------------- certificates
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Files of the test PKI: a CA, the broker's certificate, a client certificate, and a rogue CA + client."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+    rogue_cert: Path
+    rogue_key: Path
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dtn-bridge tests"),
+        ]
+    )
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    issuer_name = issuer[0].subject if issuer else _name(subject)
+    signer = issuer[1] if issuer else key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), critical=False
+        )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+    else:
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True
+        )
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _write(
+    folder: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None
+) -> tuple[Path, Path | None]:
+    cert_path = folder / f"{name}.crt"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if key is None:
+        return cert_path, None
+    key_path = folder / f"{name}.key"
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+    os.chmod(key_path, 0o600)
+    return cert_path, key_path
+
+
+def make_pki(folder: Path) -> Pki:
+    folder.mkdir(mode=0o700, parents=True)
+    ca_key = _key()
+    ca = _cert("dtn-bridge test CA", ca_key, None, ca=True)
+    server_key = _key()
+    server = _cert("localhost", server_key, (ca, ca_key), server=True)
+    client_key = _key()
+    client = _cert(CLIENT_CN, client_key, (ca, ca_key))
+    other_key = _key()
+    other = _cert("some other CA", other_key, None, ca=True)
+    rogue_key = _key()
+    rogue = _cert(CLIENT_CN, rogue_key, (other, other_key))
+    ca_path, _ = _write(folder, "ca", ca)
+    server_cert, server_key_path = _write(folder, "server", server, server_key)
+    client_cert, client_key_path = _write(folder, "client", client, client_key)
+    other_path, _ = _write(folder, "other-ca", other)
+    rogue_cert, rogue_key_path = _write(folder, "rogue", rogue, rogue_key)
+    assert server_key_path and client_key_path and rogue_key_path
+    return Pki(
+        ca_path,
+        server_cert,
+        server_key_path,
+        client_cert,
+        client_key_path,
+        other_path,
+        rogue_cert,
+        rogue_key_path,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ the node
+
+
+class TlsNode:
+    """A RabbitMQ node of our own, configured for mutual TLS and EXTERNAL; controlled by its own cookie."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.home = base / "home"
+        self.run = base / "run"
+        self.pid_file = base / "node.pid"
+        self.log_dir = self.run / "log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        env.update(
+            HOME=str(self.home),
+            RABBITMQ_CONF_ENV_FILE=str(self.base / "rabbitmq-env.conf"),
+            RABBITMQ_NODENAME=NODE,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(AMQP_PORT),
+            RABBITMQ_DIST_PORT=str(DIST_PORT),
+            RABBITMQ_CONFIG_FILE=str(self.run / "rabbitmq.conf"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(self.run / "advanced.config"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.run / "enabled_plugins"),
+            RABBITMQ_MNESIA_BASE=str(self.run / "mnesia"),
+            RABBITMQ_LOG_BASE=str(self.log_dir),
+            RABBITMQ_PID_FILE=str(self.run / "rabbit.pid"),
+            ERL_EPMD_ADDRESS="127.0.0.1",
+            ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}",
+        )
+        return env
+
+    def ctl(self, *args: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """rabbitmqctl against our node (its own cookie through HOME)."""
+        result = subprocess.run(
+            [str(RABBIT_BIN / "rabbitmqctl"), "-n", NODE, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"rabbitmqctl {' '.join(args)} failed ({result.returncode}): {result.stdout}{result.stderr}"
+                f"\n--- node log tail ---\n{self.log_tail()}"
+            )
+        return result
+
+    def prepare_home(self) -> None:
+        self.base.mkdir(mode=0o700, exist_ok=True)
+        self.home.mkdir(mode=0o700, exist_ok=True)
+        (self.base / "rabbitmq-env.conf").write_text(
+            "# dtn-bridge TLS test node: everything comes from the environment\n"
+        )
+        cookie = self.home / ".erlang.cookie"
+        if not cookie.exists():
+            fd = os.open(cookie, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(20).upper())
+
+    def stop_leftover(self) -> None:
+        """A node an earlier (killed) session started: ask it to stop, then end its recorded process."""
+        if (self.home / ".erlang.cookie").exists():
+            try:
+                self.ctl("stop", timeout=30, check=False)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return
+        if _is_our_node(pid):
+            os.kill(pid, signal.SIGTERM)
+            _wait_gone(pid, 15) or os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+
+    def configure(self, pki: Pki) -> None:
+        (self.run / "mnesia").mkdir(parents=True)
+        self.log_dir.mkdir()
+        (self.run / "enabled_plugins").write_text("[rabbitmq_auth_mechanism_ssl].\n")
+        (self.run / "rabbitmq.conf").write_text(
+            "\n".join(
+                [
+                    f"listeners.tcp.local = 127.0.0.1:{AMQP_PORT}",
+                    f"listeners.ssl.default = 127.0.0.1:{AMQPS_PORT}",
+                    f"ssl_options.cacertfile = {pki.ca}",
+                    f"ssl_options.certfile = {pki.server_cert}",
+                    f"ssl_options.keyfile = {pki.server_key}",
+                    "ssl_options.verify = verify_peer",
+                    "ssl_options.fail_if_no_peer_cert = true",
+                    "ssl_options.versions.1 = tlsv1.3",
+                    "ssl_options.versions.2 = tlsv1.2",
+                    "auth_mechanisms.1 = EXTERNAL",
+                    "auth_mechanisms.2 = PLAIN",
+                    "ssl_cert_login_from = common_name",
+                    "log.console = false",
+                    "log.file.level = info",
+                    "",
+                ]
+            )
+        )
+
+    def start(self) -> None:
+        for port in (AMQP_PORT, AMQPS_PORT, DIST_PORT):
+            if _port_in_use(port):
+                raise AssertionError(f"port {port} is taken by something else; the TLS test node needs it")
+        out = (self.log_dir / "server-stdout.log").open("wb")
+        self.process = subprocess.Popen(
+            [str(RABBIT_BIN / "rabbitmq-server")],
+            env=self.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.run,
+        )
+        out.close()
+        self.pid_file.write_text(f"{self.process.pid}\n")
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"the TLS test node exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"the TLS test node did not start in {STARTUP_TIMEOUT:g}s:\n{self.log_tail()}"
+                )
+            try:
+                result = self.ctl(
+                    "await_startup",
+                    "--timeout",
+                    str(max(1, int(min(remaining, 20)))),
+                    timeout=min(remaining, 20) + 15,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                continue
+            if result.returncode == 0:
+                break
+            time.sleep(1)
+        self.ctl("add_user", CLIENT_CN, secrets.token_urlsafe(16))
+        self.ctl("clear_password", CLIENT_CN)  # EXTERNAL only: no password works for this user
+        self.ctl("set_permissions", "-p", "/", CLIENT_CN, ".*", ".*", ".*")
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        try:
+            self.ctl("stop", timeout=60, check=False)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        self.pid_file.unlink(missing_ok=True)
+        self.process = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        parts: list[str] = []
+        for log in sorted(self.log_dir.glob("*.log")) if self.log_dir.is_dir() else []:
+            try:
+                text = log.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            parts.append(f"== {log.name} ==\n" + "\n".join(text[-lines:]))
+        return "\n".join(parts) or "(no log written)"
+
+
+def _is_our_node(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return NODE.encode() in cmdline or str(BASE).encode() in cmdline
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
+    """The running TLS node and the PKI it trusts; one per session, serialised across sessions by a lock."""
+    if not (RABBIT_BIN / "rabbitmq-server").exists():
+        pytest.fail(f"RabbitMQ is not installed at {RABBIT_BIN} (the TLS tests start their own node)")
+    BASE.mkdir(mode=0o700, exist_ok=True)
+    lock = (BASE / "lock").open("w")
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"another test session held {BASE / 'lock'} for {LOCK_TIMEOUT:g}s")
+            time.sleep(0.5)
+    node = TlsNode(BASE)
+    try:
+        node.prepare_home()
+        node.stop_leftover()
+        shutil.rmtree(node.run, ignore_errors=True)
+        node.run.mkdir(mode=0o700)
+        pki = make_pki(node.run / "pki")
+        node.configure(pki)
+        try:
+            node.start()
+        except BaseException:
+            node.stop()
+            raise
+        try:
+            yield pki
+        finally:
+            node.stop()
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+# ---------------------------------------------------------------------------------------------------------- tests
+
+URL = f"amqps://guest:guest@127.0.0.1:{AMQPS_PORT}/"
+EXTERNAL_URL = f"amqps://127.0.0.1:{AMQPS_PORT}/"
+
+
+def mtls(pki: Pki, **changes: object) -> TlsConfig:
+    values: dict[str, object] = {"ca_file": pki.ca, "cert_file": pki.client_cert, "key_file": pki.client_key}
+    values.update(changes)
+    return TlsConfig(**values)  # type: ignore[arg-type]
+
+
+def round_trip(urls: list[str], options: dict[str, object]) -> bytes:
+    """Publish one message over TLS and read it back over TLS; returns the body received."""
+    topology = Topology().with_suffix(f".tls-{uuid.uuid4().hex[:8]}")
+    body = f"hello over TLS {uuid.uuid4()}".encode()
+    with RabbitPublisher(urls, topology=topology, connect_timeout=10, **options) as publisher:  # type: ignore[arg-type]
+        result = publisher.publish_all(
+            [OutgoingMessage("outbound.test", body, str(uuid.uuid4()))], timeout=20
+        )
+        assert result.confirmed == 1
+    with RabbitConsumer(
+        urls, queue=topology.outbound_queue or "", topology=topology, connect_timeout=10, **options
+    ) as consumer:  # type: ignore[arg-type]
+        delivery = consumer.get(timeout=10)
+        assert delivery is not None
+        consumer.ack(delivery)
+        return delivery.body
+
+
+class TestAgainstBroker:
+    def test_mutual_tls_publish_and_consume(self, tls_node: Pki) -> None:
+        """Publisher and consumer reach the broker over amqps:// with a verified broker and a client cert."""
+        context = ssl_context_for(mtls(tls_node))
+        assert round_trip([URL], {"ssl_options": context}).startswith(b"hello over TLS")
+
+    def test_external_auth_uses_the_certificate_cn(self, tls_node: Pki) -> None:
+        """With external_auth the URL carries no credentials: the broker logs in the certificate's CN."""
+        options = broker_connection_options(
+            BrokerConfig(urls=(EXTERNAL_URL,), tls=mtls(tls_node, external_auth=True))
+        )
+        assert options.get("external_auth") is True
+        assert round_trip([EXTERNAL_URL], dict(options)).startswith(b"hello over TLS")
+
+    def test_external_user_is_the_cn(self, tls_node: Pki) -> None:
+        """The broker lists the EXTERNAL connection under the certificate's CN."""
+        options = broker_connection_options(
+            BrokerConfig(urls=(EXTERNAL_URL,), tls=mtls(tls_node, external_auth=True))
+        )
+        publisher = RabbitPublisher(
+            [EXTERNAL_URL],
+            topology=Topology().with_suffix(f".tls-{uuid.uuid4().hex[:8]}"),
+            client_name="dtn-bridge-tls-external",
+            **options,
+        )  # type: ignore[arg-type]
+        with publisher:
+            deadline = time.monotonic() + 10
+            rows: list[str] = []
+            while time.monotonic() < deadline:
+                listing = TlsNode(BASE).ctl(
+                    "list_connections", "client_properties", "user", "auth_mechanism", "--no-table-headers"
+                )
+                rows = [line for line in listing.stdout.splitlines() if "dtn-bridge-tls-external" in line]
+                if rows:
+                    break
+                time.sleep(0.5)
+        assert rows and CLIENT_CN in rows[0] and "EXTERNAL" in rows[0], rows
+
+    def test_client_without_certificate_is_refused(self, tls_node: Pki) -> None:
+        """fail_if_no_peer_cert: a client that verifies the broker but has no certificate gets no connection."""
+        context = ssl_context_for(TlsConfig(ca_file=tls_node.ca))
+        publisher = RabbitPublisher([URL], connect_timeout=10, ssl_options=context)
+        # The text varies: with TLS 1.3 the broker's alert (CERTIFICATE_REQUIRED, UNKNOWN_CA) may arrive after
+        # the client finished its side of the handshake, and show as a lost stream instead.
+        with pytest.raises(BrokerUnavailable, match="cannot connect to 127.0.0.1:5682"):
+            publisher.connect()
+        publisher.close()
+
+    def test_client_not_trusting_the_ca_is_refused(self, tls_node: Pki) -> None:
+        """A client that trusts another CA refuses the broker's certificate (no silent downgrade)."""
+        context = ssl_context_for(mtls(tls_node, ca_file=tls_node.other_ca))
+        publisher = RabbitPublisher([URL], connect_timeout=10, ssl_options=context)
+        with pytest.raises(BrokerUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            publisher.connect()
+        publisher.close()
+
+    def test_client_certificate_from_another_ca_is_refused(self, tls_node: Pki) -> None:
+        """A certificate with the right CN but signed by an unknown CA is refused by the broker."""
+        context = ssl_context_for(
+            TlsConfig(
+                ca_file=tls_node.ca,
+                cert_file=tls_node.rogue_cert,
+                key_file=tls_node.rogue_key,
+                external_auth=True,
+            )
+        )
+        publisher = RabbitPublisher(
+            [EXTERNAL_URL], connect_timeout=10, ssl_options=context, external_auth=True
+        )
+        # The text varies: with TLS 1.3 the broker's alert (CERTIFICATE_REQUIRED, UNKNOWN_CA) may arrive after
+        # the client finished its side of the handshake, and show as a lost stream instead.
+        with pytest.raises(BrokerUnavailable, match="cannot connect to 127.0.0.1:5682"):
+            publisher.connect()
+        publisher.close()
+
+    def test_hostname_is_checked(self, tls_node: Pki) -> None:
+        """The broker's certificate names localhost and 127.0.0.1: pinning another name fails verification."""
+        context = ssl_context_for(mtls(tls_node, server_hostname="broker.example.org"))
+        publisher = RabbitPublisher([URL], connect_timeout=10, ssl_options=context)
+        with pytest.raises(BrokerUnavailable, match="(?i)hostname mismatch|not valid for"):
+            publisher.connect()
+        publisher.close()
+
+    def test_server_hostname_override(self, tls_node: Pki) -> None:
+        """Dialling 127.0.0.1 while verifying the name `localhost` works (server_hostname)."""
+        context = ssl_context_for(mtls(tls_node, server_hostname="localhost"))
+        with RabbitPublisher(
+            [URL],
+            connect_timeout=10,
+            ssl_options=context,
+            topology=Topology().with_suffix(f".tls-{uuid.uuid4().hex[:8]}"),
+        ) as publisher:
+            assert publisher.connected
+
+    def test_external_user_without_certificate_cannot_use_password(self, tls_node: Pki) -> None:
+        """The certificate user has no password: PLAIN login as that user is refused even over mutual TLS."""
+        context = ssl_context_for(mtls(tls_node))
+        publisher = RabbitPublisher(
+            [f"amqps://{CLIENT_CN}:guess@127.0.0.1:{AMQPS_PORT}/"], connect_timeout=10, ssl_options=context
+        )
+        with pytest.raises(BrokerUnavailable, match="(?i)ACCESS_REFUSED|authentication"):
+            publisher.connect()
+        publisher.close()
+
+
+# --------------------------------------------------------------------------------------- context (no broker needed)
+
+
+class TestContext:
+    def test_defaults_verify_with_system_cas(self) -> None:
+        context = ssl_context_for(TlsConfig())
+        assert isinstance(context, BrokerContext) and isinstance(context, ssl.SSLContext)
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+        assert (
+            context.cert_store_stats()["x509_ca"] > 0 or context.get_ca_certs() == []
+        )  # system store may be empty
+        assert context.pinned_hostname is None
+
+    def test_verify_false_disables_checks(self) -> None:
+        context = ssl_context_for(TlsConfig(verify=False))
+        assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
+
+    def test_ca_file_loaded(self, tmp_path: Path) -> None:
+        pki = make_pki(tmp_path / "pki")
+        context = ssl_context_for(TlsConfig(ca_file=pki.ca, server_hostname="broker.internal"))
+        assert [c["subject"] for c in context.get_ca_certs()] == [
+            ((("commonName", "dtn-bridge test CA"),), (("organizationName", "dtn-bridge tests"),))
+        ]
+        assert context.pinned_hostname == "broker.internal"
+
+    def test_missing_ca_file(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"broker\.tls\.ca_file.*no such file"):
+            ssl_context_for(TlsConfig(ca_file=tmp_path / "none.pem"))
+
+    def test_garbage_ca_file(self, tmp_path: Path) -> None:
+        bad = tmp_path / "bad.pem"
+        bad.write_text("not a certificate")
+        with pytest.raises(ConfigError, match=r"broker\.tls\.ca_file"):
+            ssl_context_for(TlsConfig(ca_file=bad))
+
+    def test_key_readable_by_others_is_refused(self, tmp_path: Path) -> None:
+        pki = make_pki(tmp_path / "pki")
+        pki.client_key.chmod(0o644)
+        with pytest.raises(ConfigError, match=r"broker\.tls\.key_file.*mode 0644"):
+            ssl_context_for(mtls(pki))
+
+    def test_mismatched_key_is_refused(self, tmp_path: Path) -> None:
+        pki = make_pki(tmp_path / "pki")
+        with pytest.raises(ConfigError, match=r"broker\.tls\.cert_file"):
+            ssl_context_for(mtls(pki, key_file=pki.rogue_key))
+
+    def test_external_auth_needs_certificate(self) -> None:
+        with pytest.raises(ConfigError, match="external_auth"):
+            ssl_context_for(TlsConfig(external_auth=True))
+
+    def test_connection_options(self, tmp_path: Path) -> None:
+        pki = make_pki(tmp_path / "pki")
+        assert broker_connection_options(BrokerConfig()) == {}
+        options = broker_connection_options(BrokerConfig(tls=mtls(pki)))
+        assert set(options) == {"ssl_options"}
+        options = broker_connection_options(BrokerConfig(tls=mtls(pki, external_auth=True)))
+        assert options["external_auth"] is True and isinstance(options["ssl_options"], BrokerContext)
+
+    def test_tls_context_with_amqp_url_is_refused(self) -> None:
+        """A TLS context with an amqp:// URL is a configuration error, never a silent plain connection."""
+        with pytest.raises(ConfigError, match="amqps://"):
+            RabbitPublisher(
+                [f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/"], ssl_options=ssl_context_for(TlsConfig())
+            )
+
+    def test_external_auth_without_tls_is_refused(self) -> None:
+        with pytest.raises(ConfigError, match="EXTERNAL"):
+            RabbitPublisher([f"amqp://127.0.0.1:{AMQP_PORT}/"], external_auth=True)
