@@ -149,7 +149,9 @@ class InboundService:
                                   prefetch=config.outbound.prefetch, topology=topology,
                                   heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout,
                                   client_name="dtn-bridge-outbound", **self.tls)
-        return OutboundLoop(consumer, self.outbound_writer)
+        outbound_metrics = self.metrics
+        return OutboundLoop(consumer, self.outbound_writer, on_written=outbound_metrics.outbound_events_written.inc,
+                            on_rejected=lambda code: outbound_metrics.outbound_events_rejected.labels(code=code).inc())
 
     def _chain(self, config: BridgeConfig) -> tuple[InboundPipeline, DropWatcher]:
         """What a reload can change: definitions, signing key, inbound policy, and the watched folder."""

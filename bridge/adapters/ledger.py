@@ -390,6 +390,20 @@ class Ledger:
         )
         return _record(rows[0]) if rows else None
 
+    def files_claimed_between(self, start: datetime, end: datetime) -> list[FileRecord]:
+        """Inbound files claimed in [start, end), for the reconciliation report."""
+        rows = self._read("files_claimed_between",
+                          "SELECT * FROM files WHERE claimed_at >= ? AND claimed_at < ? ORDER BY id",
+                          (start.isoformat(), end.isoformat()))
+        return [_record(row) for row in rows]
+
+    def outbound_files_written_between(self, start: datetime, end: datetime) -> list[OutboundFileRecord]:
+        """Outbound files written in [start, end), for the reconciliation report."""
+        rows = self._read("outbound_files_written_between",
+                          "SELECT * FROM outbound_files WHERE state = 'written' AND written_at >= ? AND written_at < ?"
+                          " ORDER BY id", (start.isoformat(), end.isoformat()))
+        return [_outbound_record(row) for row in rows]
+
     def find_completed_by_sha256(self, sha256: str) -> FileRecord | None:
         """The first earlier file with this content that was published or archived (duplicate detection).
 

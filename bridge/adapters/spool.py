@@ -127,8 +127,8 @@ class Spool:
             return None
         except OSError as exc:
             raise StorageError(f"cannot claim {path} into {self.processing}: {exc.strerror or exc}") from exc
-        _fsync_dir(self.processing)
-        _fsync_dir(path.parent, missing_ok=True)
+        fsync_folder(self.processing)
+        fsync_folder(path.parent, missing_ok=True)
         return Claim(target, path.name, _utc_from_ns(ns))
 
     def pending_claims(self) -> list[Claim]:
@@ -177,7 +177,7 @@ class Spool:
             # A report without its file is our own crashed attempt (or a race); rewriting it is right.
             write_atomic(report_path, payload, mode=self.file_mode)
             if _link(claim.path, target):
-                _fsync_dir(self.quarantine_dir)
+                fsync_folder(self.quarantine_dir)
                 if _read_bytes(report_path) != payload:  # another instance raced for the same name
                     write_atomic(report_path, payload, mode=self.file_mode)
                 _unlink_source(claim.path)
@@ -200,7 +200,7 @@ class Spool:
                 if staged is None:
                     staged = self._stage_encrypted(src, folder, name)
                 if _link(staged, target):
-                    _fsync_dir(folder)
+                    fsync_folder(folder)
                     _unlink_source(src)
                     return target
         finally:
@@ -225,7 +225,7 @@ class Spool:
             finally:
                 _remove_quietly(staged)
             if linked:
-                _fsync_dir(self.quarantine_dir)
+                fsync_folder(self.quarantine_dir)
                 if _decrypted_or_none(cipher, report_path) != payload:  # another instance raced for the name
                     write_atomic(report_path, cipher.encrypt_bytes(payload), mode=self.file_mode)
                 _unlink_source(claim.path)
@@ -263,7 +263,7 @@ class Spool:
                 except FileExistsError:
                     continue
                 os.chmod(created, self.dir_mode)
-                _fsync_dir(created.parent)
+                fsync_folder(created.parent)
         except OSError as exc:
             raise StorageError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
 
@@ -318,7 +318,7 @@ def write_atomic(path: Path, chunks: bytes | Iterable[bytes], mode: int = 0o640)
         if isinstance(exc, OSError):
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
-    _fsync_dir(folder)
+    fsync_folder(folder)
     return path
 
 
@@ -349,7 +349,7 @@ def _move_no_overwrite(src: Path, folder: Path, name: str) -> Path:
     for candidate in _candidate_names(name):
         target = folder / candidate
         if _link(src, target):
-            _fsync_dir(folder)
+            fsync_folder(folder)
             _unlink_source(src)
             return target
         if _same_file(src, target):  # a crash between link and unlink last time
@@ -430,7 +430,7 @@ def _unlink_source(src: Path) -> None:
         return  # the rename fallback already moved it
     except OSError as exc:
         raise StorageError(f"cannot remove {src} after moving it: {exc.strerror or exc}") from exc
-    _fsync_dir(src.parent)
+    fsync_folder(src.parent)
 
 
 def _exists(path: Path) -> bool:
@@ -494,7 +494,7 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
-def _fsync_dir(folder: Path, *, missing_ok: bool = False) -> None:
+def fsync_folder(folder: Path, *, missing_ok: bool = False) -> None:
     """Make a folder's entries (a rename, a new name) durable."""
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

@@ -29,6 +29,12 @@ def register(subparsers: Any) -> None:
     status.set_defaults(run=run_status)
     register_replay(subparsers)
 
+    report = subparsers.add_parser("report", help="the daily reconciliation report (table, or --json)")
+    report.add_argument("--config", type=Path, required=True, metavar="FILE")
+    report.add_argument("--date", metavar="YYYY-MM-DD", help="the UTC day (default today)")
+    report.add_argument("--json", action="store_true", help="machine-readable output")
+    report.set_defaults(run=run_report)
+
 
 def run_run(args: argparse.Namespace) -> int:
     from bridge.logs import configure_logging
@@ -169,4 +175,26 @@ def run_replay(args: argparse.Namespace) -> int:
              f", republished under {args.republish}.*"))
     for item in summary.incomplete_files:
         print(f"  incomplete: {item}")
+    return EXIT_OK
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Files in, events out, files written, rejected, by flow and participant, for one UTC day."""
+    from datetime import date, timedelta
+
+    from bridge.adapters.ledger import Ledger
+    from bridge.reconciliation import reconcile
+
+    config = load_config(args.config)
+    day = date.fromisoformat(args.date) if args.date else datetime.now(UTC).date()
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    ledger_path = Path(config.state.ledger_path)
+    if not ledger_path.exists():
+        print(f"no ledger at {ledger_path}: the daemon has not run yet")
+        return EXIT_OK
+    with Ledger(ledger_path) as ledger:
+        report = reconcile(day.isoformat(), ledger.files_claimed_between(start, end),
+                           ledger.outbound_files_written_between(start, end))
+    print(json.dumps(report.as_json(), indent=2) if args.json else report.table())
     return EXIT_OK

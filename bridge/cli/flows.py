@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from bridge.dtn.definitions import DefinitionSet, load_definitions
+from bridge.cli.ndjson import read_events
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import EventError
 from bridge.events.envelope import render_events
@@ -106,27 +107,9 @@ def run_parse(args: argparse.Namespace) -> int:
     return EXIT_INVALID if invalid else EXIT_OK
 
 
-def _read_events(source: str) -> Iterator[dict[str, Any]]:
-    stream = sys.stdin.buffer if source == "-" else open(source, "rb")
-    try:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise EventError(f"{source} line {number}: not JSON ({exc})") from exc
-            if not isinstance(event, dict):
-                raise EventError(f"{source} line {number}: not a JSON object")
-            yield event
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
-
-
 def run_render(args: argparse.Namespace) -> int:
     """Write the DTN file the events came from; nothing is written under the output name if they are wrong."""
-    lines = render_events(_read_events(args.events), _definitions(args))
+    lines = render_events((event for _number, event in read_events(args.events)), _definitions(args))
     if args.output is None:
         text = "".join(lines)  # render fully first, so that an error leaves no half file on stdout
         sys.stdout.buffer.write(text.encode("utf-8"))

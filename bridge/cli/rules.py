@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from bridge.cli.ndjson import read_events
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
@@ -76,7 +77,7 @@ def run_check(args: argparse.Namespace) -> int:
         return EXIT_OK
     for path in args.inputs:
         if _is_events(path):
-            for number, event in _read_events(path):
+            for number, event in read_events(path):
                 printer.event(f"{path} line {number}", route_event(event, args.direction, rules))
             continue
         checked = check_file(path, reader)
@@ -139,17 +140,3 @@ def _is_events(path: Path) -> bool:
         return True
     with open(path, "rb") as stream:
         return stream.read(64).lstrip().startswith(b"{")
-
-
-def _read_events(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, "rb") as stream:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise EventError(f"{path} line {number}: not JSON ({exc})") from exc
-            if not isinstance(event, dict):
-                raise EventError(f"{path} line {number}: not a JSON object")
-            yield number, event

@@ -38,9 +38,13 @@ class OutboundLoop:
 
     def __init__(self, consumer: RabbitConsumer, writer: OutboundWriter, *, poll_seconds: float = 1.0,
                  backoff: Backoff = Backoff(), monotonic: Callable[[], float] = time.monotonic,
-                 verify_threads: int = 2) -> None:
+                 verify_threads: int = 2, on_written: Callable[[int], None] = lambda _count: None,
+                 on_rejected: Callable[[str], None] = lambda _code: None) -> None:
         """`verify_threads`: Ed25519 verification releases the GIL, so a few threads verify while this one
-        batches and writes; results are still taken in delivery order."""
+        batches and writes; results are still taken in delivery order. `on_written` (events now in a durable
+        file) and `on_rejected` (a reject code) feed the metrics."""
+        self.on_written = on_written
+        self.on_rejected = on_rejected
         self.consumer = consumer
         self.writer = writer
         self.poll_seconds = poll_seconds
@@ -164,7 +168,7 @@ class OutboundLoop:
                                  "within outbound.batch_seconds, and it has no test data flag to start a new file")
             return
         try:
-            self.writer.write(ready)
+            record = self.writer.write(ready)
         except EventRejected as exc:
             for held in ready.items:
                 for delivery in held.deliveries:
@@ -175,6 +179,7 @@ class OutboundLoop:
             self._flush_all(self.batcher.divert(list(ready.items)))
             return
         self._ack([delivery for held in ready.items for delivery in held.deliveries])
+        self.on_written(record.events if record is not None else 0)
 
     # ---------------------------------------------------------------------------------------------- settling
 
@@ -206,6 +211,7 @@ class OutboundLoop:
         log.debug("outbound_rejected_reason", code=code, message_id=delivery.message_id, reason=text)
         self.consumer.reject(delivery, code, text)
         self._unacked.pop(delivery.delivery_tag, None)
+        self.on_rejected(code)
 
     # ------------------------------------------------------------------------------------------- lifecycle
 

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from bridge.adapters.ledger import Ledger, OutboundFileDraft, OutboundFileRecord
+from bridge.adapters.spool import fsync_folder
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader
@@ -124,7 +125,7 @@ class OutboundWriter:
                 rolled_back += 1
                 log.info("outbound_recovered", outcome="rolled_back", path=str(record.path), events=record.events)
         if finished or rolled_back:
-            _fsync_dir(self.folder)
+            fsync_folder(self.folder)
         return Recovery(finished, rolled_back)
 
     # ------------------------------------------------------------------------------------------------- writing
@@ -233,7 +234,7 @@ class OutboundWriter:
             linked = _link_no_overwrite(tmp, path)
             _unlink(tmp)
             if linked:
-                _fsync_dir(self.folder)
+                fsync_folder(self.folder)
         except BaseException:
             if not linked:
                 _unlink(tmp)
@@ -328,19 +329,6 @@ def _unlink(path: Path) -> None:
         pass
     except OSError as exc:
         raise StorageError(f"cannot remove {path}: {exc.strerror or exc}") from exc
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise StorageError(f"cannot open folder {folder}: {exc.strerror or exc}") from exc
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        raise StorageError(f"cannot fsync folder {folder}: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)
 
 
 def _sha256_of(path: Path) -> str | None:

@@ -6,7 +6,12 @@ import signal
 import time
 from typing import Any
 
+import json
+
 import pika
+import pytest
+
+from bridge.cli import main
 
 from tests.conftest import EXAMPLES, sample
 from tests.e2e.conftest import Bridge
@@ -15,7 +20,8 @@ VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "igloo-airf
 
 
 class TestRoundTrip:
-    def test_inbound_events_routed_back_make_the_same_files(self, make_bridge: Any) -> None:
+    def test_inbound_events_routed_back_make_the_same_files(self, make_bridge: Any,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
         """Every example and valid real sample comes back out of the outbound folder unchanged.
 
         OVOE1359 has 209 flow instances: an original file is reproduced when all its events fit the prefetch window.
@@ -41,6 +47,10 @@ class TestRoundTrip:
         written = sorted(path.read_bytes() for path in bridge.outbound_files())
         assert written == sorted(path.read_bytes() for path in files)
         assert bridge.admin.message_count(bridge.topology.outbound_rejected_queue or "") == 0
+        assert main(["report", "--config", str(bridge.config_path), "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)["rows"]
+        assert sum(row["files_in"] for row in rows) == sum(row["files_written"] for row in rows) == len(files)
+        assert sum(row["events_out"] for row in rows) == sum(row["events_written"] for row in rows)
 
     def test_tampered_events_are_dead_lettered(self, make_bridge: Any) -> None:
         """A changed event never reaches a file; it lands in the rejected queue with its reason."""
