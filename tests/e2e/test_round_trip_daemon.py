@@ -73,3 +73,24 @@ class TestRoundTrip:
         got = bridge.admin.read(rejected, 100, timeout=1)
         assert len(got) == 11 and {props.headers["x-dtn-reject-code"] for _m, props, _b in got} == {"bad_signature"}
         assert bridge.outbound_files() == []
+
+    def test_outbound_governance_dead_letters_with_rule(self, make_bridge: Any) -> None:
+        """An outbound event to a denied participant is dead-lettered with the rule as its code; no file."""
+        bridge: Bridge = make_bridge(rules={"participants": {"outbound": {"deny": ["MRCY"]}}})
+        process = bridge.start_process()
+        bridge.wait_running(process)
+        bridge.drop(sample("DTC5259515123502080915D0010"))
+        bridge.wait_settled(1)
+        for method, props, body in bridge.admin.read(bridge.capture, 100, timeout=2):
+            if method.routing_key.startswith("inbound."):
+                bridge.admin.channel.basic_publish(bridge.topology.exchange, "outbound." + method.routing_key[8:],
+                                                   body, pika.BasicProperties(message_id=props.message_id))
+        rejected = bridge.topology.outbound_rejected_queue or ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and bridge.admin.message_count(rejected) < 11:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        got = bridge.admin.read(rejected, 100, timeout=1)
+        assert {props.headers["x-dtn-reject-code"] for _m, props, _b in got} == {"participant.denied"}
+        assert len(got) == 11 and bridge.outbound_files() == []
