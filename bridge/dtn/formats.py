@@ -93,12 +93,6 @@ class LogicalFormat:
             return _HMS
         return "[TF]"
 
-    @property
-    def has_calendar_date(self) -> bool:
-        """True when a text that matches `pattern` may still name a day that does not exist: never, since `pattern`
-        is calendar-exact (kept for callers that guarded against 31 April)."""
-        return False
-
     def check(self, text: str) -> str | None:
         """Say what is wrong with a non-empty text, or None when it is valid."""
         if self.kind == "CHAR":
