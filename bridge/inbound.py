@@ -112,6 +112,15 @@ class InboundPipeline:
                                                                          str(claim.path), size)
         structlog.contextvars.bind_contextvars(file=claim.original_name, ledger_id=ledger_id)
         try:
+            if record is not None and record.state == "published" and record.sha256 == sha256:
+                # Every event and the manifest were confirmed, but the archive move failed (a full disk) or a crash
+                # came first: only the move is left. (The ledger refuses published -> parsed, so going through
+                # _publish again would fail on every retry and hold the claim for ever.)
+                final = self.spool.archive(claim, self.clock().date())
+                self.ledger.record_archived(ledger_id, str(final))
+                log.info("file_settled", outcome="archived", flow=record.flow, events=record.events, resumed=True,
+                         path=str(final))
+                return FileOutcome("archived", ledger_id, final, events=record.events or 0)
             if size > self.max_file_bytes:
                 reason = f"the file is {size} bytes, more than inbound.max_file_bytes ({self.max_file_bytes})"
                 too_big = Defect("max-file-bytes", reason)

@@ -170,7 +170,7 @@ class FileParse(Iterator[FlowInstance]):
                                 terminated=terminated)
         else:
             if len(fields) != 12:
-                extra = f" (extra: {fields[12:]!r})" if len(fields) > 12 else ""
+                extra = f" (extra: {_shown(fields[12:])})" if len(fields) > 12 else ""
                 self._defect("header-fields", f"a {record} header has 11 fields, found {len(fields) - 1}{extra}",
                              line=1, group=record)
                 return
@@ -519,7 +519,7 @@ class FileParse(Iterator[FlowInstance]):
         fields = body.split("|")[1:]
         expected = len(group.items)
         if len(fields) != expected:
-            extra = f": extra {fields[expected:]!r}" if len(fields) > expected else ""
+            extra = f": extra {_shown(fields[expected:])}" if len(fields) > expected else ""
             self._defect("item-count", f"expected {expected} items, found {len(fields)}{extra}",
                          line=self._line_number, group=group.code)
         for item, text in zip(group.items, fields, strict=False):
@@ -572,6 +572,12 @@ class FileParse(Iterator[FlowInstance]):
         if _int(written) != actual:
             self._defect(rule, f"{name} is {written!r} but the file has {actual}", line=self._line_number,
                          group="ZPT", item=item)
+
+
+def _shown(extra: list[str]) -> str:
+    """Extra fields as a short list: a line of a million pipes must not make a million-field message."""
+    head = [field[:40] for field in extra[:3]]
+    return f"{head!r}" if len(extra) <= 3 else f"{head!r} and {len(extra) - 3} more"
 
 
 def _int(text: str) -> int | None:
