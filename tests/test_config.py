@@ -93,7 +93,9 @@ class TestExampleConfig:
         assert example.participant == defaults.participant
         assert example.inbound == defaults.inbound
         assert example.log == defaults.log and example.metrics == defaults.metrics
-        assert example.signing == defaults.signing and example.flows == defaults.flows
+        assert (example.signing.key, example.signing.ca_bundle) == (defaults.signing.key, defaults.signing.ca_bundle)
+        assert example.signing.trust == REPO / "var" / "state" / "dev-signing.jwks.json"  # the development key's
+        assert example.flows == defaults.flows
         assert (example.watch.mode, example.watch.ignore) == (defaults.watch.mode, defaults.watch.ignore)
 
 
