@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import json
@@ -55,42 +56,33 @@ class TestRoundTrip:
     def test_tampered_events_are_dead_lettered(self, make_bridge: Any) -> None:
         """A changed event never reaches a file; it lands in the rejected queue with its reason."""
         bridge: Bridge = make_bridge()
-        process = bridge.start_process()
-        bridge.wait_running(process)
-        bridge.drop(sample("DTC5259515123502080915D0010"))
-        bridge.wait_settled(1)
-        for method, props, body in bridge.admin.read(bridge.capture, 100, timeout=2):
-            if method.routing_key.startswith("inbound."):
-                body = body.replace(b'"bsc_validation_status":"V"', b'"bsc_validation_status":"F"')
-                bridge.admin.channel.basic_publish(bridge.topology.exchange, "outbound." + method.routing_key[8:],
-                                                   body, pika.BasicProperties(message_id=props.message_id))
-        rejected = bridge.topology.outbound_rejected_queue or ""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and bridge.admin.message_count(rejected) < 11:
-            time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
-        got = bridge.admin.read(rejected, 100, timeout=1)
+        got = route_back_and_collect_rejects(bridge, lambda body: body.replace(b'"bsc_validation_status":"V"',
+                                                                               b'"bsc_validation_status":"F"'))
         assert len(got) == 11 and {props.headers["x-dtn-reject-code"] for _m, props, _b in got} == {"bad_signature"}
         assert bridge.outbound_files() == []
 
     def test_outbound_governance_dead_letters_with_rule(self, make_bridge: Any) -> None:
         """An outbound event to a denied participant is dead-lettered with the rule as its code; no file."""
         bridge: Bridge = make_bridge(rules={"participants": {"outbound": {"deny": ["MRCY"]}}})
-        process = bridge.start_process()
-        bridge.wait_running(process)
-        bridge.drop(sample("DTC5259515123502080915D0010"))
-        bridge.wait_settled(1)
-        for method, props, body in bridge.admin.read(bridge.capture, 100, timeout=2):
-            if method.routing_key.startswith("inbound."):
-                bridge.admin.channel.basic_publish(bridge.topology.exchange, "outbound." + method.routing_key[8:],
-                                                   body, pika.BasicProperties(message_id=props.message_id))
-        rejected = bridge.topology.outbound_rejected_queue or ""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and bridge.admin.message_count(rejected) < 11:
-            time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
-        got = bridge.admin.read(rejected, 100, timeout=1)
+        got = route_back_and_collect_rejects(bridge, lambda body: body)
         assert {props.headers["x-dtn-reject-code"] for _m, props, _b in got} == {"participant.denied"}
         assert len(got) == 11 and bridge.outbound_files() == []
+
+
+def route_back_and_collect_rejects(bridge: Bridge, change: Callable[[bytes], bytes]) -> list[Any]:
+    """Run the daemon on the Kraken sample, route its events (changed) back to outbound.#, and read the rejects."""
+    process = bridge.start_process()
+    bridge.wait_running(process)
+    bridge.drop(sample("DTC5259515123502080915D0010"))
+    bridge.wait_settled(1)
+    for method, props, body in bridge.admin.read(bridge.capture, 100, timeout=2):
+        if method.routing_key.startswith("inbound."):
+            bridge.admin.channel.basic_publish(bridge.topology.exchange, "outbound." + method.routing_key[8:],
+                                               change(body), pika.BasicProperties(message_id=props.message_id))
+    rejected = bridge.topology.outbound_rejected_queue or ""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and bridge.admin.message_count(rejected) < 11:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    return bridge.admin.read(rejected, 100, timeout=1)
