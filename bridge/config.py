@@ -110,6 +110,7 @@ class WatchConfig:
     mode: str = "inotify"
     rescan_seconds: float = 30.0
     stable_seconds: float = 2.0
+    trust_renames: bool = True
     poll_interval: float = 1.0
     ignore: tuple[str, ...] = DEFAULT_IGNORE
 
@@ -378,12 +379,13 @@ def _tls(s: _Section) -> TlsConfig | None:
 
 
 def _watch(s: _Section) -> WatchConfig:
-    s.check_keys({"inbound", "mode", "rescan_seconds", "stable_seconds", "poll_interval", "ignore"})
+    s.check_keys({"inbound", "mode", "rescan_seconds", "stable_seconds", "trust_renames", "poll_interval", "ignore"})
     return WatchConfig(
         inbound=s.required_path("inbound", "var/dtn/inbound"),
         mode=s.choice("mode", "inotify", ("inotify", "polling")),
         rescan_seconds=s.number("rescan_seconds", 30.0, positive=True),
         stable_seconds=s.number("stable_seconds", 2.0, minimum=0.0),
+        trust_renames=s.boolean("trust_renames", True),
         poll_interval=s.number("poll_interval", 1.0, positive=True),
         ignore=s.string_list("ignore", DEFAULT_IGNORE),
     )

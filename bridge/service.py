@@ -168,6 +168,7 @@ class InboundService:
                                    clock=self.clock)
         watch = config.watch
         watcher = DropWatcher(watch.inbound, mode=watch.mode, stable_seconds=watch.stable_seconds,
+                              trust_renames=watch.trust_renames,
                               rescan_seconds=watch.rescan_seconds, poll_interval=watch.poll_interval,
                               ignore=watch.ignore)
         return pipeline, watcher

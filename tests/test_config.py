@@ -42,7 +42,7 @@ class TestDefaults:
         assert (config.broker.heartbeat, config.broker.confirm_window) == (30, 1000)
         assert config.broker.connect_timeout == 10.0 and config.broker.stream_max_age == "30D"
         assert config.broker.tls is None
-        assert config.watch.mode == "inotify" and config.watch.stable_seconds == 2.0
+        assert config.watch.mode == "inotify" and config.watch.stable_seconds == 2.0 and config.watch.trust_renames
         assert config.watch.ignore == ("*.tmp", "*.part", ".*", "~*", "*.filepart")
         assert config.spool.file_mode == 0o640 and config.spool.dir_mode == 0o750
         assert config.signing.key is None and config.signing.trust is None
@@ -115,7 +115,7 @@ class TestValues:
                   stream_max_age: 7D
                   tls: {ca_file: ca.pem, cert_file: c.pem, key_file: k.pem, server_hostname: mq, verify: false}
                 watch: {inbound: /srv/in, mode: polling, rescan_seconds: 5, stable_seconds: 0, poll_interval: 0.5,
-                        ignore: ["*.x"]}
+                        ignore: ["*.x"], trust_renames: false}
                 spool: {file_mode: 0600, dir_mode: "0o700"}
                 signing: {key: keys/k.pem, trust: keys/trust.jwks, ca_bundle: ca.pem}
                 flows: {definitions: defs, strict: true}
@@ -132,6 +132,7 @@ class TestValues:
             tmp_path / "ca.pem", tmp_path / "c.pem", tmp_path / "k.pem", "mq", verify=False
         )
         assert config.watch.inbound == Path("/srv/in") and config.watch.stable_seconds == 0.0
+        assert not config.watch.trust_renames
         assert config.spool.file_mode == 0o600 and config.spool.dir_mode == 0o700
         assert config.signing.key == tmp_path / "keys/k.pem"
         assert config.flows.definitions == tmp_path / "defs" and config.flows.strict

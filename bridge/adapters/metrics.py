@@ -49,10 +49,11 @@ __all__ = [
 log = structlog.get_logger("dtn_bridge.metrics")
 
 PREFIX = "dtn_bridge_"
-#: Drop-to-confirm includes the watcher's stability wait (watch.stable_seconds, 2 s by default) and grows with
-#: the file (a 1 GiB file is two streaming passes plus every confirm): buckets from under a second to an hour.
+#: Drop-to-confirm is tens of milliseconds for a small file renamed into the folder, adds the stability wait
+#: (watch.stable_seconds, 2 s by default) for files written in place, and grows with the file (a 1 GiB file is two
+#: streaming passes plus every confirm): buckets from 25 ms to an hour.
 PUBLISH_LATENCY_BUCKETS = (
-    0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 )
 
 #: generate_latest() writes the classic text format; newer prometheus-client versions name a 1.0.0 format in

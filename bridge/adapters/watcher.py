@@ -1,7 +1,13 @@
 """Notice complete files in the DTN gateway's inbound folder.
 
-A file is *ready* when it is a regular file, its name matches none of the ignore patterns, and its size, mtime and
-inode stayed the same across observations spanning `stable_seconds`. Stability is the rule that always applies:
+A file is *ready* when it is a regular file, its name matches none of the ignore patterns, and either
+
+* it was renamed into the folder (`trust_renames`, the default) and has not changed since: writing under a temporary
+  name and renaming is how gateways publish a finished file, so the rename is the end of writing and waiting longer
+  only adds latency; or
+* its size, mtime and inode stayed the same across observations spanning `stable_seconds` (files written in place,
+  moves the observer could not pair, polling, or `trust_renames: false` for a gateway that writes after renaming).
+
 inotify's close-after-write is only a prompt to look again (a gateway may open, append and close a file many times),
 and a polling observer sees no closes at all.
 
@@ -35,6 +41,13 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+try:
+    from watchdog.observers.inotify import InotifyObserver
+    from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+except ImportError:  # not Linux: the platform's observer, where a move from elsewhere may look like a creation
+    InotifyObserver = None  # type: ignore[assignment,misc]
+    InotifyMoveEventGrouper = None  # type: ignore[assignment,misc]
+
 from bridge.config import DEFAULT_IGNORE
 from bridge.errors import StorageError
 
@@ -62,6 +75,7 @@ class _Entry:
     changed_at: float  # when the current signature was first observed
     checked_at: float  # when it was last confirmed
     closed: bool = False
+    renamed: bool = False  # renamed into the folder and unchanged since: complete without waiting
     delivered: bool = False
 
 
@@ -69,7 +83,8 @@ class StabilityTracker:
     """Pure stability bookkeeping: feed it observations with a time, ask which files are ready.
 
     `observe(path, sig, now)` records a stat (None: the file is gone). A file is ready once the same signature was
-    observed at two times at least `stable_seconds` apart; `ready()` returns such files once, in arrival order.
+    observed at two times at least `stable_seconds` apart, or at once after `mark_renamed` while its signature stays
+    the one observed then; `ready()` returns such files once, in arrival order.
     """
 
     def __init__(self, stable_seconds: float) -> None:
@@ -98,6 +113,7 @@ class StabilityTracker:
             entry.signature = signature
             entry.changed_at = now
             entry.closed = False
+            entry.renamed = False  # written to after the rename: only stability can tell when it ends
             entry.delivered = False  # changed after it was returned: return it again once stable
         entry.checked_at = max(entry.checked_at, now)
 
@@ -106,6 +122,12 @@ class StabilityTracker:
         entry = self._entries.get(path)
         if entry is not None:
             entry.closed = True
+
+    def mark_renamed(self, path: Path) -> None:
+        """The file was renamed into the folder after its last observation: it is complete as observed."""
+        entry = self._entries.get(path)
+        if entry is not None:
+            entry.renamed = True
 
     def forget(self, path: Path) -> None:
         """Stop tracking `path` (it was claimed or removed)."""
@@ -116,7 +138,7 @@ class StabilityTracker:
         found = [
             (entry.first_seen, entry.signature.mtime_ns, path.name, path)
             for path, entry in self._entries.items()
-            if not entry.delivered and entry.checked_at - entry.changed_at >= self.stable_seconds
+            if not entry.delivered and (entry.renamed or entry.checked_at - entry.changed_at >= self.stable_seconds)
         ]
         found.sort(key=lambda item: item[:3])
         for *_, path in found:
@@ -129,7 +151,8 @@ class StabilityTracker:
 
     def next_due(self) -> float | None:
         """The earliest time at which a pending file could be ready (None if nothing is pending)."""
-        due = [e.changed_at + self.stable_seconds for e in self._entries.values() if not e.delivered]
+        due = [e.changed_at + (0.0 if e.renamed else self.stable_seconds)
+               for e in self._entries.values() if not e.delivered]
         return min(due) if due else None
 
     def tracked(self) -> set[Path]:
@@ -167,6 +190,7 @@ class DropWatcher:
         *,
         mode: str = "inotify",
         stable_seconds: float = 2.0,
+        trust_renames: bool = True,
         rescan_seconds: float = 30.0,
         poll_interval: float = 1.0,
         ignore: Iterable[str] = DEFAULT_IGNORE,
@@ -179,6 +203,7 @@ class DropWatcher:
             raise ValueError("rescan_seconds and poll_interval must be > 0")
         self.folder = Path(folder).absolute()
         self.mode = mode
+        self.trust_renames = trust_renames
         self.rescan_seconds = rescan_seconds
         self.poll_interval = poll_interval
         self.ignore: tuple[str, ...] = tuple(ignore)
@@ -189,6 +214,7 @@ class DropWatcher:
         self._cond = threading.Condition()
         self._queued: dict[Path, float] = {}  # path -> first event time, filled by watchdog's thread
         self._closed: set[Path] = set()
+        self._renamed: set[Path] = set()
         self._next_rescan = 0.0
 
     # ------------------------------------------------------------------------------------------------ lifecycle
@@ -238,6 +264,13 @@ class DropWatcher:
             return self._observer_factory()
         if self.mode == "polling":
             return PollingObserver(timeout=self.poll_interval)  # type: ignore[return-value]
+        if InotifyObserver is not None:
+            # watchdog holds every IN_MOVED_FROM (and every event behind it) for half a second to pair it with its
+            # IN_MOVED_TO. A one-folder watcher needs no pairs: with full events an unpaired IN_MOVED_TO is still a
+            # move into the folder. Without the hold a renamed file is seen at once instead of 0.5 s later.
+            if InotifyMoveEventGrouper is not None and getattr(InotifyMoveEventGrouper, "delay", 0) != 0:
+                InotifyMoveEventGrouper.delay = 0.0
+            return InotifyObserver(generate_full_events=True)  # type: ignore[return-value]
         return Observer()  # type: ignore[return-value]
 
     # ------------------------------------------------------------------------------------------------- consume
@@ -274,8 +307,11 @@ class DropWatcher:
         with self._cond:
             queued, self._queued = self._queued, {}
             closed, self._closed = self._closed, set()
+            renamed, self._renamed = self._renamed, set()
         for path, seen_at in queued.items():
             self._observe(path, now, seen_at=seen_at)
+        for path in renamed:  # after the stat above, so "unchanged since the rename" compares with it
+            self._tracker.mark_renamed(path)
         if now >= self._next_rescan:
             self._rescan(now)
         for path in self._tracker.pending():
@@ -315,7 +351,7 @@ class DropWatcher:
 
     # --------------------------------------------------------------------------------- from watchdog's thread
 
-    def _queue(self, raw_paths: Sequence[str | bytes], *, closed: bool = False) -> None:
+    def _queue(self, raw_paths: Sequence[str | bytes], *, closed: bool = False, renamed: str | bytes = "") -> None:
         now = self._clock()
         with self._cond:
             for raw in raw_paths:
@@ -325,6 +361,8 @@ class DropWatcher:
                 self._queued.setdefault(path, now)
                 if closed:
                     self._closed.add(path)
+                if renamed and raw == renamed and self.trust_renames:
+                    self._renamed.add(path)
             self._cond.notify_all()
 
 
@@ -340,7 +378,9 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory or event.event_type in _NOISE:
             return
-        paths = [event.src_path]
+        paths = [event.src_path] if event.src_path else []
+        renamed: str | bytes = ""
         if isinstance(event, FileSystemMovedEvent) and event.dest_path:
             paths.append(event.dest_path)
-        self._watcher._queue(paths, closed=isinstance(event, FileClosedEvent))
+            renamed = event.dest_path
+        self._watcher._queue(paths, closed=isinstance(event, FileClosedEvent), renamed=renamed)

@@ -71,6 +71,27 @@ class TestStabilityTracker:
         tracker.observe(path, sig(6), now=0.6)
         assert not tracker.is_closed(path)
 
+    def test_renamed_file_is_ready_at_once(self) -> None:
+        """A file renamed into the folder is complete as observed: no stability wait."""
+        tracker = StabilityTracker(2.0)
+        path = Path("/in/a")
+        tracker.observe(path, sig(10), now=0.0)
+        tracker.mark_renamed(path)
+        assert tracker.next_due() == 0.0
+        assert tracker.ready() == [path]
+        assert tracker.ready() == []
+
+    def test_written_after_rename_waits_for_stability(self) -> None:
+        """A change after the rename voids it: the file is only ready once stable again."""
+        tracker = StabilityTracker(1.0)
+        path = Path("/in/a")
+        tracker.observe(path, sig(10), now=0.0)
+        tracker.mark_renamed(path)
+        tracker.observe(path, sig(11, mtime=2), now=0.1)
+        assert tracker.ready() == []
+        tracker.observe(path, sig(11, mtime=2), now=1.1)
+        assert tracker.ready() == [path]
+
     def test_arrival_order(self) -> None:
         """Ready files come ordered by first seen, then mtime, then name."""
         tracker = StabilityTracker(1.0)
@@ -196,6 +217,28 @@ class TestDropWatcher:
         tmp.write_bytes(b"data")
         tmp.rename(inbound / "x.usr")
         assert collect(watcher, 1) == [inbound / "x.usr"]
+
+    @pytest.mark.parametrize("from_outside", [False, True])
+    def test_renamed_file_is_returned_without_the_stability_wait(
+        self, inbound: Path, tmp_path: Path, from_outside: bool
+    ) -> None:
+        """inotify: a rename into the folder (from a temp name, or a move from another folder) ends the writing."""
+        tmp = (tmp_path / "staging.usr") if from_outside else (inbound / ".x.usr")
+        tmp.write_bytes(b"data")
+        with DropWatcher(inbound, stable_seconds=5.0, poll_interval=0.1) as watcher:
+            started = time.monotonic()
+            tmp.rename(inbound / "x.usr")
+            assert collect(watcher, 1, timeout=3.0) == [inbound / "x.usr"]
+            assert time.monotonic() - started < 2.0
+
+    def test_trust_renames_off_waits(self, inbound: Path) -> None:
+        """With trust_renames false a renamed file waits stable_seconds like any other."""
+        with DropWatcher(inbound, stable_seconds=1.0, poll_interval=0.1, trust_renames=False) as watcher:
+            (inbound / ".x.usr").write_bytes(b"data")
+            started = time.monotonic()
+            (inbound / ".x.usr").rename(inbound / "x.usr")
+            assert collect(watcher, 1, timeout=4.0) == [inbound / "x.usr"]
+            assert time.monotonic() - started >= 1.0
 
     def test_waits_for_slowly_written_file(self, inbound: Path) -> None:
         """A file appended every 0.5 s is not returned until it stops changing for stable_seconds."""
