@@ -2,18 +2,22 @@
 
 The first pass checks the whole file (a defective file must be reported whole and publish nothing); the second pass
 builds the events, now that the trailer (flow count, completion time) is known. Both passes hold one flow instance
-at a time, so memory does not depend on the file's size.
+at a time, so memory does not depend on the file's size. The second pass does not check items again; given the
+file's SHA-256 from before the first pass, it proves instead that it read the very bytes the first pass checked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader
-from bridge.events.envelope import Event, EventBuilder
 from bridge.errors import FlowFileError
+from bridge.events.envelope import Event, EventBuilder
 
 
 def open_flow_file(path: Path) -> TextIO:
@@ -27,14 +31,42 @@ def check_file(path: Path, reader: FlowFileReader) -> FileParse:
         return reader.read(stream).check()
 
 
-def file_events(path: Path, reader: FlowFileReader, checked: FileParse) -> Iterator[Event]:
-    """The second pass over a file that `check_file` found valid: one event per flow instance."""
+def file_events(path: Path, reader: FlowFileReader, checked: FileParse, sha256: str | None = None) -> Iterator[Event]:
+    """The second pass over a file that `check_file` found valid: one event per flow instance.
+
+    `sha256`, the file's digest taken before the first pass: the bytes read now are hashed too and must match, so a
+    file changed between the passes raises FlowFileError after its last event instead of passing unnoticed.
+    """
     if not checked.ok or checked.definition is None or checked.header is None or checked.trailer is None:
         raise FlowFileError(f"{path}: the file has defects; it cannot become events", checked.defects)
     build = EventBuilder(checked.definition, checked.header, checked.trailer, checked.flow_count)
-    with open_flow_file(path) as stream:
-        parse = reader.read(stream)
-        for instance in parse:
-            yield build(instance)
-        if not parse.ok:  # the file changed between the passes
-            raise FlowFileError(f"{path}: the file changed while it was read", parse.defects)
+    with open(path, "rb", buffering=0) as raw:
+        hashing = _HashingReader(raw)
+        with io.TextIOWrapper(io.BufferedReader(hashing, 1 << 16), encoding="utf-8", newline="") as stream:
+            try:
+                for instance in reader.read_valid(stream, checked):
+                    yield build(instance)
+                stream.read()  # what follows the trailer: nothing, in a file the first pass accepted
+            except (FlowFileError, UnicodeDecodeError) as exc:
+                defects = getattr(exc, "defects", [])
+                raise FlowFileError(f"{path}: the file changed between the passes ({exc})", defects) from None
+    if sha256 is not None and hashing.digest.hexdigest() != sha256:
+        defect = Defect("file-changed", "the bytes differ from those the first pass checked (SHA-256)")
+        raise FlowFileError(f"{path}: the file changed between the passes (SHA-256 differs)", [defect])
+
+
+class _HashingReader(io.RawIOBase):
+    """A raw stream that hashes every byte read through it."""
+
+    def __init__(self, raw: io.RawIOBase) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        count = self._raw.readinto(buffer) or 0
+        if count:
+            self.digest.update(memoryview(buffer)[:count])
+        return count

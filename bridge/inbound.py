@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import orjson
 import structlog
 
 from bridge.adapters.ledger import Ledger
@@ -26,6 +25,7 @@ from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
 from bridge.adapters.spool import Claim, Spool
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader
+from bridge.errors import FlowFileError
 from bridge.events.envelope import Event
 from bridge.events.manifest import build_manifest, manifest_routing_key
 from bridge.flowfile import check_file, file_events
@@ -82,13 +82,14 @@ def defect_report(claim: Claim, sha256: str, size: int, checked: FileParse | Non
 class InboundPipeline:
     """Processes one claimed file to its end: archived with its events confirmed, or quarantined with a report."""
 
-    def __init__(self, *, reader: FlowFileReader, sign: Callable[[Event], Event], publisher: Publisher,
+    def __init__(self, *, reader: FlowFileReader, sign: Callable[[Event], bytes], publisher: Publisher,
                  ledger: Ledger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
                  max_file_bytes: int = 1 << 30, shadow: bool = False,
                  on_decision: Callable[[Decision], None] = lambda _decision: None,
                  on_published: Callable[[PublishResult], None] = lambda _result: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """`shadow`: do everything but publish (events are still built and signed, so the report is real).
+        """`sign` turns an event into the signed JSON bytes to publish.
+        `shadow`: do everything but publish (events are still built and signed, so the report is real).
         `on_decision` sees every governance decision and `on_published` every confirmed batch (metrics)."""
         self.reader = reader
         self.sign = sign
@@ -138,13 +139,20 @@ class InboundPipeline:
                 report = defect_report(claim, sha256, size, checked, reason, when=self.clock())
                 return self._quarantine(claim, ledger_id, report, reason,
                                         checked.defects[0].locate(checked.flow_reference))
-            refusal = self._govern(claim, checked, size)
+            refusal = self._govern(claim, checked, size, sha256)
             if refusal is not None:
                 reason = f"governance rule {refusal.rule}: {refusal.reason}"
                 report = defect_report(claim, sha256, size, checked, reason, [Defect(refusal.rule, refusal.reason)],
                                        self.clock())
                 return self._quarantine(claim, ledger_id, report, reason)
             return self._publish(claim, ledger_id, checked, sha256, size)
+        except FlowFileError as exc:
+            # Changed between the passes (a writer still had it open): what the first pass checked is gone. Some of
+            # its events may have been confirmed already; their ids say which bytes they came from.
+            reason = str(exc)
+            defects = [d for d in exc.defects if isinstance(d, Defect)] or [Defect("file-changed", reason)]
+            return self._quarantine(claim, ledger_id, defect_report(claim, sha256, size, None, reason, defects,
+                                                                    self.clock()), reason)
         except (OSError, ValueError, KeyError, TypeError, AssertionError, RecursionError, RuntimeError) as exc:
             if isinstance(exc, OSError) and not claim.path.exists():
                 raise
@@ -157,7 +165,7 @@ class InboundPipeline:
         finally:
             structlog.contextvars.unbind_contextvars("file", "ledger_id")
 
-    def _govern(self, claim: Claim, checked: FileParse, size: int) -> Decision | None:
+    def _govern(self, claim: Claim, checked: FileParse, size: int, sha256: str) -> Decision | None:
         """The governance rules on the whole file (and, when an event size limit is set, on every event, before
         anything is published); the refusing decision, or None."""
         assert checked.header is not None
@@ -167,7 +175,7 @@ class InboundPipeline:
         if not decision.accepted:
             return decision
         if self.rules.limits.max_event_bytes is not None:
-            for event in file_events(claim.path, self.reader, checked):
+            for event in file_events(claim.path, self.reader, checked, sha256):
                 event_decision = route_event(event, "inbound", self.rules)
                 if not event_decision.accepted:
                     self.on_decision(event_decision)
@@ -194,7 +202,7 @@ class InboundPipeline:
 
         def messages() -> Iterator[OutgoingMessage]:
             nonlocal test
-            for event in file_events(claim.path, self.reader, checked):
+            for event in file_events(claim.path, self.reader, checked, sha256):
                 ids[1:] = [event["id"]] if ids else [event["id"], event["id"]]
                 decision = route_event(event, "inbound", self.rules)
                 if not decision.accepted:  # the file-level decision accepted it: a rule changed mid-file is a bug
@@ -202,7 +210,7 @@ class InboundPipeline:
                 self.on_decision(decision)
                 test = decision.test
                 for output in decision.outputs:  # the full event, then any minimised copies (signed on their own)
-                    yield OutgoingMessage(output.routing_key, orjson.dumps(self.sign(output.event)), event["id"])
+                    yield OutgoingMessage(output.routing_key, self.sign(output.event), event["id"])
 
         if self.shadow:
             built = sum(1 for _ in messages())
@@ -222,7 +230,7 @@ class InboundPipeline:
         _exchange, manifest_key = self.rules.placement(
             manifest_routing_key(header.flow_reference, header.from_participant, header.to_participant), test)
         self.on_published(self.publisher.publish_all(
-            [OutgoingMessage(manifest_key, orjson.dumps(self.sign(manifest)), manifest["id"])]))
+            [OutgoingMessage(manifest_key, self.sign(manifest), manifest["id"])]))
         self.ledger.record_published(ledger_id, events=result.confirmed, first_event_id=first_id,
                                      last_event_id=last_id)
         final = self.spool.archive(claim, self.clock().date())

@@ -8,6 +8,7 @@ arrive meanwhile wait in the inbound folder.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -160,7 +161,7 @@ class InboundService:
         signer = load_signer(config)
         rules = load_rules(config, definitions)
         self.definitions, self.rules = definitions, rules
-        pipeline = InboundPipeline(reader=reader, sign=signer.sign, publisher=self.publisher, ledger=self.ledger,
+        pipeline = InboundPipeline(reader=reader, sign=functools.partial(signer.sign_to_json, known_types=True), publisher=self.publisher, ledger=self.ledger,
                                    spool=self.spool, rules=rules, on_decision=self.count_decision,
                                    on_published=self.count_published,
                                    duplicates=config.inbound.duplicates,

@@ -9,14 +9,14 @@ instances (the validation pass matches many lines with one call).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from bridge.dtn.formats import FormatSyntaxError, LogicalFormat
+from bridge.dtn.formats import FormatSyntaxError, JsonValue, LogicalFormat
 from bridge.errors import FlowDefinitionError
 
 Presence = Literal["mandatory", "optional", "unused"]
@@ -143,9 +143,15 @@ class GroupDefinition:
     line_patterns: dict[bool, re.Pattern[str]] = field(default_factory=dict)
     # level-1 groups only, by (terminated, strict): see FlowDefinition.compile_instances
     instance_patterns: dict[tuple[bool, bool], re.Pattern[str]] = field(default_factory=dict)
+    # for building events: each item's key and converter (None: the text as written); at most one per parent?
+    json_items: tuple[tuple[str, Callable[[str], JsonValue] | None], ...] = ()
+    single: bool = False
 
     def compile(self) -> None:
-        """Build the lookups and the line expressions the reader uses on every line."""
+        """Build the lookups and the line expressions the reader uses on every line, and the event conversions."""
+        self.json_items = tuple((item.key, item.format.to_json if item.format.converts else None)
+                                for item in self.items)
+        self.single = self.strict_range.maximum == 1 and self.range.maximum == 1
         by_code: dict[str, list[GroupDefinition]] = {}
         for child in self.children:
             by_code.setdefault(child.code, []).append(child)
@@ -187,6 +193,9 @@ class FlowDefinition:
     # whole instances (a level-1 code also stands deeper, so a code alone does not say where an instance starts).
     boundary: re.Pattern[str] | None = None
     boundary_codes: tuple[str, ...] = ()  # the level-1 codes and ZPT
+    # Every group by its code, when no code stands twice in the flow (a code then says where a line belongs): the
+    # reader's pass over a file already found valid places lines by it. None otherwise.
+    group_by_code: dict[str, GroupDefinition] | None = None
 
     def compile_instances(self) -> None:
         """Compile, per level-1 group, the expression the validation pass matches whole instances with.
@@ -198,6 +207,8 @@ class FlowDefinition:
         of consecutive instances.
         """
         assert self.root is not None
+        by_code = {group.code: group for group in self.groups}
+        self.group_by_code = by_code if len(by_code) == len(self.groups) else None
         level1 = self.root.children
         codes = sorted({group.code for group in level1})
         deeper = {group.code for group in self.groups if group.level > 1}

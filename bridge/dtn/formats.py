@@ -154,6 +154,11 @@ class LogicalFormat:
             return int(text)  # a zero-padded INT stays a string, so the file can be written back byte for byte
         return text
 
+    @property
+    def converts(self) -> bool:
+        """Whether `to_json` can differ from the text (CHAR and NUM values are events' strings as written)."""
+        return self.kind not in ("CHAR", "NUM")
+
     def from_json(self, value: object) -> str:
         """The file text of an event value; raise ValueError when the value cannot be this format."""
         kind = self.kind

@@ -114,3 +114,4 @@ class FlowInstance:
 
     index: int  # 1-based position among the file's flow instances
     root: GroupInstance
+    content: str | None = None  # its lines as `code|item|...|item`, when the reader kept them (the event id's input)

@@ -23,6 +23,7 @@ from bridge.dtn.checksum import PoolChecksum
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
 from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import Defect, FileHeader, FileTrailer, FlowInstance, GroupInstance, Layout
+from bridge.errors import FlowFileError
 
 DEFAULT_MAX_DEFECTS: Final = 100
 _GROUP_COUNT_MODULUS: Final = 10**10  # J1067: only the 10 least significant digits are written
@@ -574,6 +575,66 @@ class FileParse(Iterator[FlowInstance]):
                          group="ZPT", item=item)
 
 
+def _placed_by_code(lines: Iterable[str], by_code: dict[str, GroupDefinition], terminated: bool,
+                    checked: FileParse) -> Iterator[FlowInstance]:
+    """`FlowFileReader.read_valid` for a flow whose codes are distinct: one dict lookup and one split per line.
+
+    Each instance also keeps its lines as `code|item|...|item` (its `content`, the event id's input), which the
+    lines already are, less a terminating pipe.
+    """
+    open_groups: list[GroupInstance] = []  # the latest line at each level 1, 2, ... that is still open
+    flows = groups = 0
+    line_number = 1
+    current: FlowInstance | None = None
+    content: list[str] = []
+    source = iter(lines)
+    next(source, None)  # the header, read by the first pass
+    for raw in source:
+        line_number += 1
+        line = raw.rstrip("\r\n")
+        code = line[:3]
+        if code == "ZPT":
+            break
+        group = by_code.get(code)
+        body = line[:-1] if terminated else line
+        values = tuple(body.split("|")[1:])
+        if group is None or len(values) != len(group.items) or (terminated and line[-1:] != "|"):
+            raise _changed(line_number, code)
+        groups += 1
+        instance = GroupInstance(group, values, line_number, [] if group.children else None)
+        level = group.level
+        if len(open_groups) < level - 1:
+            raise _changed(line_number, code)
+        del open_groups[level - 1:]  # a line closes every deeper group, as in `read`
+        if level == 1:
+            if current is not None:
+                current.content = "\n".join(content)
+                yield current
+            flows += 1
+            current = FlowInstance(flows, instance)
+            content = []
+        else:
+            parent = open_groups[-1]
+            if parent.definition is not group.parent:
+                raise _changed(line_number, code)
+            parent.children.append(instance)
+        open_groups.append(instance)
+        content.append(body if len(body) > 3 else body + "|")
+    else:
+        raise _changed(line_number + 1, "ZPT")
+    if flows != checked.flow_count or groups != checked.group_count:
+        raise _changed(line_number, "ZPT")
+    if current is not None:
+        current.content = "\n".join(content)
+        yield current
+
+
+def _changed(line: int, group: str) -> FlowFileError:
+    defect = Defect("file-changed", "the file is not what the first pass read: it changed between the passes",
+                    line=line, group=group)
+    return FlowFileError(f"line {line}: the file changed between the passes", [defect])
+
+
 def _shown(extra: list[str]) -> str:
     """Extra fields as a short list: a line of a million pipes must not make a million-field message."""
     head = [field[:40] for field in extra[:3]]
@@ -628,3 +689,22 @@ class FlowFileReader:
     def read(self, lines: Iterable[str]) -> FileParse:
         """Start a pass over `lines` (str lines, with or without terminators)."""
         return FileParse(self, lines)
+
+    def read_valid(self, lines: Iterable[str], checked: FileParse) -> Iterator[FlowInstance]:
+        """A second pass over a file that `checked` (its first pass) found valid, yielding its flow instances.
+
+        Where the flow's group codes are all distinct, nothing is checked again: a line's values are its fields and
+        its group's parent is the latest line of the parent group, which is several times faster than `read` and
+        yields the same instances. Otherwise this is `read`. Either way a file that changed since the first pass
+        raises FlowFileError rather than yield other instances.
+        """
+        definition, header = checked.definition, checked.header
+        if not checked.ok or definition is None or header is None:
+            raise FlowFileError("the first pass found defects: the file cannot be read as valid", checked.defects)
+        if definition.group_by_code is None:
+            parse = self.read(lines)
+            yield from parse
+            if not parse.ok:
+                raise FlowFileError("the file changed between the passes", parse.defects)
+            return
+        yield from _placed_by_code(lines, definition.group_by_code, header.terminated, checked)

@@ -46,22 +46,17 @@ def rfc3339(timestamp: str) -> str:
 def group_to_data(group: GroupInstance) -> dict[str, Any]:
     """A group instance as an object: non-empty items by key, typed; child groups by key (a list, or an object
     where the DTC allows at most one)."""
-    definition = group.definition
     data: dict[str, Any] = {}
-    for item, text in zip(definition.items, group.values, strict=True):
+    for (key, convert), text in zip(group.definition.json_items, group.values, strict=True):
         if text:
-            data[item.key] = item.format.to_json(text)
+            data[key] = text if convert is None else convert(text)
     for child in group.children:
         child_definition = child.definition
-        if _single(child_definition):
+        if child_definition.single:
             data[child_definition.key] = group_to_data(child)
         else:
             data.setdefault(child_definition.key, []).append(group_to_data(child))
     return data
-
-
-def _single(group: GroupDefinition) -> bool:
-    return group.strict_range.maximum == 1 and group.range.maximum == 1
 
 
 class EventBuilder:
@@ -100,7 +95,8 @@ class EventBuilder:
 
     def __call__(self, instance: FlowInstance) -> Event:
         root = instance.root
-        event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{self._id_prefix}|{instance.index}\n{_content(root)}"))
+        content = instance.content if instance.content is not None else _content(root)
+        event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{self._id_prefix}|{instance.index}\n{content}"))
         event: Event = {"specversion": "1.0", "id": event_id, **self.attributes, "dtcindex": instance.index}
         mpan = root.values[0] if root.definition.items and root.definition.items[0].key == "mpan_core" else ""
         if mpan:
@@ -110,6 +106,7 @@ class EventBuilder:
 
 
 def _content(root: GroupInstance) -> str:
+    """The instance's lines as `code|item|...|item`, in file order: what its id is made of."""
     lines: list[str] = []
     stack = [root]
     while stack:
@@ -194,7 +191,7 @@ def data_to_group(definition: GroupDefinition, data: Any, path: str) -> GroupIns
         value = data.get(child.key)
         if value is None:
             entries: list[Any] = []
-        elif _single(child):
+        elif child.single:
             entries = [value]
         elif isinstance(value, list):
             entries = value
@@ -204,7 +201,7 @@ def data_to_group(definition: GroupDefinition, data: Any, path: str) -> GroupIns
             raise EventError(f"{path}.{child.key}: group {child.code} must occur {child.range.text} times, "
                              f"found {len(entries)}")
         for index, entry in enumerate(entries):
-            where = f"{path}.{child.key}" + ("" if _single(child) else f"[{index}]")
+            where = f"{path}.{child.key}" + ("" if child.single else f"[{index}]")
             instance.children.append(data_to_group(child, entry, where))
     return instance
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.dtn.definitions import DataItem, FlowDefinition, GroupDefinition
-from bridge.events.envelope import _single
 
 _ISO = {
     "DATE": {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
@@ -41,7 +40,7 @@ def group_schema(group: GroupDefinition) -> dict[str, Any]:
     properties: dict[str, Any] = {item.key: item_schema(item) for item in group.items if item.presence != "unused"}
     for child in group.children:
         child_schema = group_schema(child)
-        if _single(child):
+        if child.single:
             properties[child.key] = child_schema
         else:
             array: dict[str, Any] = {"type": "array", "items": child_schema}

@@ -38,15 +38,21 @@ _CONTAINER_TYPES = frozenset({dict, list, tuple})
 _ALLOWED_TYPES = _LEAF_TYPES | _CONTAINER_TYPES
 
 
-def canonicalize(obj: Any) -> bytes:
-    """Return the RFC 8785 canonical UTF-8 bytes of `obj`, or raise SignatureError('unsupported_value')."""
+def canonicalize(obj: Any, *, known_types: bool = False) -> bytes:
+    """Return the RFC 8785 canonical UTF-8 bytes of `obj`, or raise SignatureError('unsupported_value').
+
+    `known_types`: the caller built `obj` from str, int, bool, None, dict and list only (the bridge's own events),
+    so the type walk is skipped. Were that wrong, the result would be an event no verifier accepts (verifiers
+    walk the types), never one that verifies with a different meaning.
+    """
     try:
         # First: orjson refuses non-str keys, ints beyond 2**53-1, surrogates, unknown types and depth > 255,
         # which also guarantees the type walk below terminates (no cycles).
         out = orjson.dumps(obj, option=_OPTIONS)
     except orjson.JSONEncodeError as exc:
         raise SignatureError(UNSUPPORTED_VALUE, f"value cannot be canonicalized (RFC 8785): {exc}") from None
-    _check_types(obj)
+    if not known_types:
+        _check_types(obj)
     if not out.isascii() and _has_non_ascii_key(obj):
         out = _slow_canonicalize(obj).encode("utf-8")
     return out

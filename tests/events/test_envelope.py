@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
-from bridge.errors import EventError
+from bridge.errors import EventError, FlowFileError
 from bridge.events.envelope import Event, EventBuilder, render_events
 from bridge.flowfile import check_file, file_events
 from tests.conftest import EXAMPLES, REPO, sample
@@ -62,6 +63,26 @@ class TestEvents:
         first = [event["id"] for event in events_of(path, reader)]
         assert first == [event["id"] for event in events_of(path, reader)]
         assert len(set(first)) == len(first)
+
+    @pytest.mark.parametrize(("name", "first", "last"), [
+        ("D0010002.txt", "a00c89e5-d7f4-5ddd-8cb0-3d5230d997d4", "9123666b-494f-5651-8467-a85c1db9b68a"),
+        ("D0275001.txt", "78f01548-57a5-5ae3-920d-1acbd0a48710", "844f7909-e6d0-5f3e-bda7-bea27f3f4652"),
+    ])
+    def test_ids_never_change(self, reader: FlowFileReader, name: str, first: str, last: str) -> None:
+        """Ids are forever (consumers de-duplicate by them): the shipped examples' ids, pinned."""
+        ids = [event["id"] for event in events_of(EXAMPLES / name, reader)]
+        assert (ids[0], ids[-1]) == (first, last)
+
+    def test_second_pass_detects_a_changed_file(self, reader: FlowFileReader, tmp_path: Path) -> None:
+        """Given the SHA-256 taken before the first pass, a byte changed after it fails the second pass."""
+        path = tmp_path / "D0010002.txt"
+        path.write_bytes((EXAMPLES / "D0010002.txt").read_bytes())
+        checked = check_file(path, reader)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert len(list(file_events(path, reader, checked, digest))) == 2
+        path.write_bytes(path.read_bytes().replace(b"|3897788.8|", b"|3897788.9|", 1))  # valid, other meaning
+        with pytest.raises(FlowFileError, match="SHA-256 differs"):
+            list(file_events(path, reader, checked, digest))
 
     def test_ids_change_with_content(self, reader: FlowFileReader) -> None:
         """A file re-sent with a changed reading gets a new id for that instance only."""

@@ -77,6 +77,24 @@ class TestSigner:
         signer = _SIGNERS["EdDSA"]
         assert signer.sign_canonical(canonicalize(event)) == signer.sign(event)["signature"]
 
+    @pytest.mark.parametrize("known_types", [False, True])
+    def test_sign_to_json_is_the_signed_event(self, event: dict[str, Any], known_types: bool) -> None:
+        """sign_to_json's bytes parse to exactly sign()'s event (Ed25519 is deterministic), which verifies."""
+        signer = _SIGNERS["EdDSA"]
+        body = signer.sign_to_json(event, known_types=known_types)
+        assert orjson.loads(body) == signer.sign(event)
+        assert body.endswith(b'"signature":"' + signer.sign(event)["signature"].encode() + b'"}')
+        assert TrustStore.from_jwks(signer.public_jwks()).verify(orjson.loads(body)).kid == signer.kid
+
+    def test_known_types_are_not_walked_but_verifiers_still_refuse(self, event: dict[str, Any]) -> None:
+        """A float passed off as a known type is signed as orjson writes it, and no verifier accepts the event."""
+        event["data"]["reading"] = 1.5
+        signer = _SIGNERS["EdDSA"]
+        with pytest.raises(SignatureError):
+            signer.sign_to_json(event)
+        signed = orjson.loads(signer.sign_to_json(event, known_types=True))
+        assert reason_of(TrustStore.from_jwks(signer.public_jwks()), signed) == "unsupported_value"
+
     def test_refuses_float(self, event: dict[str, Any]) -> None:
         """An event with a float is not signed."""
         event["data"]["reading"] = 1.5
