@@ -11,7 +11,8 @@ configuration in a temp folder of its own, with a unique broker topology suffix;
 2. Throughput: `python -m bridge run` as a subprocess (log level warning); once var/state/status.json says
    "running", every file is dropped the way a gateway does (written under a dot-temp name, renamed into the inbound
    folder). Timed from the first drop until every file is in the archive. Events = flow instances (level-1 groups).
-   The daemon's peak RSS (VmHWM) and CPU seconds (utime + stime) are read from /proc before it is stopped.
+   Peak RSS (VmHWM) and CPU seconds (utime + stime) of the daemon and its build worker process are read from /proc
+   before it is stopped.
 3. Latency: with the daemon idle, 20 single-instance D0010 files are dropped one at a time, each waiting for its
    archive; median and p99 (nearest rank) of drop-to-archive. Files are renamed into the folder, as gateways do,
    so the watcher takes them at once (watch.trust_renames, the default); stable_seconds keeps its default (2 s).
@@ -143,7 +144,7 @@ class Daemon:
         self.archive = root / "var" / "archive"
         self.quarantine = root / "var" / "quarantine"
         self.process: subprocess.Popen[bytes] | None = None
-        self.peak_rss_kb = 0
+        self.peak_rss_kb: dict[int, int] = {}
         self._stop_polling = threading.Event()
 
     def start(self, timeout: float = 60.0) -> None:
@@ -175,20 +176,38 @@ class Daemon:
         while not self._stop_polling.wait(0.1):
             self.read_rss()
 
-    def read_rss(self) -> None:
+    def pids(self) -> list[int]:
+        """The daemon and its build worker (its child processes)."""
         assert self.process is not None
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.peak_rss_kb = max(self.peak_rss_kb, int(line.split()[1]))
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            pass
+        pids = [self.process.pid]
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            try:
+                pids += [int(pid) for pid in task.read_text().split()]
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
+        return pids
+
+    def read_rss(self) -> None:
+        """The daemon's and its worker's peak RSS (VmHWM), kept separately (each is a high-water mark)."""
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_rss_kb[pid] = max(self.peak_rss_kb.get(pid, 0), int(line.split()[1]))
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
 
     def cpu_seconds(self) -> float:
-        assert self.process is not None
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": fields from 3 (state) on
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime (14) + stime (15)
+        """utime + stime of the daemon and its worker."""
+        total = 0
+        for pid in self.pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": fields from 3 (state) on
+            total += int(fields[11]) + int(fields[12])  # utime (14) + stime (15)
+        return total / CLK_TCK
 
     def drop(self, source: Path, name: str) -> None:
         """Written under a dot-temp name, then renamed: what a gateway does."""
@@ -345,7 +364,8 @@ def main() -> None:
 
         daemon.read_rss()
         cpu = daemon.cpu_seconds()
-        peak_mb = daemon.peak_rss_kb / 1024
+        peak_mb = sum(daemon.peak_rss_kb.values()) / 1024
+        peaks = " + ".join(f"{kb / 1024:,.0f}" for kb in daemon.peak_rss_kb.values())
         daemon.stop()
 
         # -- ceiling, daemon stopped
@@ -369,7 +389,7 @@ def main() -> None:
     p99 = ordered[math.ceil(0.99 * len(ordered)) - 1]
     print(f"end to end (daemon, first drop -> all {len(paths)} archived): {events:,} events in {elapsed:.2f} s = "
           f"{rate:,.0f} events/s ({size / 1e6 / elapsed:.1f} MB/s; dropping took {dropped:.2f} s)")
-    print(f"daemon peak RSS (VmHWM): {peak_mb:,.0f} MB; CPU (utime+stime) just before stopping: {cpu:.1f} s in all "
+    print(f"peak RSS (VmHWM, daemon + build worker): {peak_mb:,.0f} MB ({peaks}); CPU (utime+stime) just before stopping: {cpu:.1f} s in all "
           f"(start-up {cpu_at_start:.1f} s, throughput run {cpu_throughput:.1f} s = "
           f"{cpu_throughput / events * 100_000:.1f} s per 100k events)")
     print(f"latency (idle daemon, {len(latencies)} single-instance D0010 drops, drop -> archived): "

@@ -164,6 +164,7 @@ class InboundConfig:
     duplicates: str = "skip"
     max_file_bytes: int = 1073741824
     shadow: bool = False  # parse, validate and report, but publish nothing (running beside a current DTN setup)
+    worker_process: bool = True  # build events in a second process (a second core); false: all in one process
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,11 +430,12 @@ def _flows(s: _Section) -> FlowsConfig:
 
 
 def _inbound(s: _Section) -> InboundConfig:
-    s.check_keys({"duplicates", "max_file_bytes", "shadow"})
+    s.check_keys({"duplicates", "max_file_bytes", "shadow", "worker_process"})
     return InboundConfig(
         duplicates=s.choice("duplicates", "skip", ("skip", "republish")),
         max_file_bytes=s.integer("max_file_bytes", 1073741824, minimum=1),
         shadow=s.boolean("shadow", False),
+        worker_process=s.boolean("worker_process", True),
     )
 
 

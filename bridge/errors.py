@@ -68,6 +68,10 @@ class StorageError(BridgeError):
     """A filesystem or ledger operation failed."""
 
 
+class WorkerError(BridgeError):
+    """The build worker process died; the file is retried with a new one."""
+
+
 class BrokerError(BridgeError):
     """RabbitMQ failed."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bridge.dtn.model import Defect
-from bridge.dtn.reader import FileParse, FlowFileReader
+from bridge.dtn.reader import FileParse, FlowFileReader, ValidFile
 from bridge.errors import FlowFileError
 from bridge.events.envelope import Event, EventBuilder
 
@@ -31,20 +31,22 @@ def check_file(path: Path, reader: FlowFileReader) -> FileParse:
         return reader.read(stream).check()
 
 
-def file_events(path: Path, reader: FlowFileReader, checked: FileParse, sha256: str | None = None) -> Iterator[Event]:
+def file_events(path: Path, reader: FlowFileReader, checked: FileParse | ValidFile,
+                sha256: str | None = None) -> Iterator[Event]:
     """The second pass over a file that `check_file` found valid: one event per flow instance.
 
     `sha256`, the file's digest taken before the first pass: the bytes read now are hashed too and must match, so a
     file changed between the passes raises FlowFileError after its last event instead of passing unnoticed.
     """
-    if not checked.ok or checked.definition is None or checked.header is None or checked.trailer is None:
+    if isinstance(checked, FileParse) and not checked.ok:
         raise FlowFileError(f"{path}: the file has defects; it cannot become events", checked.defects)
-    build = EventBuilder(checked.definition, checked.header, checked.trailer, checked.flow_count)
+    valid = checked.valid() if isinstance(checked, FileParse) else checked
+    build = EventBuilder(valid.definition, valid.header, valid.trailer, valid.flow_count)
     with open(path, "rb", buffering=0) as raw:
         hashing = _HashingReader(raw)
         with io.TextIOWrapper(io.BufferedReader(hashing, 1 << 16), encoding="utf-8", newline="") as stream:
             try:
-                for instance in reader.read_valid(stream, checked):
+                for instance in reader.read_valid(stream, valid):
                     yield build(instance)
                 stream.read()  # what follows the trailer: nothing, in a file the first pass accepted
             except (FlowFileError, UnicodeDecodeError) as exc:

@@ -2,7 +2,8 @@
 archive), with every step recorded in the ledger so that a crash at any moment resumes without loss.
 
     claim -> hash -> ledger.claimed -> [duplicate? archive] -> check (whole file) -> defects? quarantine + report
-          -> events -> sign -> publish (windowed confirms) -> manifest -> ledger.published -> archive
+          -> build (events, governance, canonical form: bridge/unsigned.py, here or in a worker process)
+          -> sign -> publish (windowed confirms) -> manifest -> ledger.published -> archive
 
 Nothing of a defective file is published: the first pass reads it to its end before the first publish. Event ids
 are deterministic, so a file resumed after a crash republishes the same ids (consumers de-duplicate by id).
@@ -10,6 +11,7 @@ are deterministic, so a file resumed after a crash republishes the same ids (con
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import traceback
 from collections.abc import Callable, Iterator
@@ -24,15 +26,19 @@ from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
 from bridge.adapters.spool import Claim, Spool
 from bridge.dtn.model import Defect
-from bridge.dtn.reader import FileParse, FlowFileReader
+from bridge.dtn.reader import FileParse, FlowFileReader, ValidFile
 from bridge.errors import FlowFileError
-from bridge.events.envelope import Event
 from bridge.events.manifest import build_manifest, manifest_routing_key
 from bridge.flowfile import check_file, file_events
 from bridge.rules import Decision, FileFacts, RuleSet, decide_inbound_file, route_event
+from bridge.signing import canonicalize
+from bridge.unsigned import UnsignedMessage
 
 Outcome = Literal["archived", "quarantined", "duplicate", "shadowed"]
 log = structlog.get_logger("dtn_bridge.inbound")
+
+
+BuildStage = Callable[[Path, ValidFile, str], Iterator[UnsignedMessage]]  # (file, first pass, SHA-256) -> messages
 
 
 class Publisher(Protocol):
@@ -82,16 +88,18 @@ def defect_report(claim: Claim, sha256: str, size: int, checked: FileParse | Non
 class InboundPipeline:
     """Processes one claimed file to its end: archived with its events confirmed, or quarantined with a report."""
 
-    def __init__(self, *, reader: FlowFileReader, sign: Callable[[Event], bytes], publisher: Publisher,
+    def __init__(self, *, reader: FlowFileReader, build: BuildStage, sign: Callable[[bytes], bytes],
+                 publisher: Publisher,
                  ledger: Ledger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
                  max_file_bytes: int = 1 << 30, shadow: bool = False,
                  on_decision: Callable[[Decision], None] = lambda _decision: None,
                  on_published: Callable[[PublishResult], None] = lambda _result: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """`sign` turns an event into the signed JSON bytes to publish.
-        `shadow`: do everything but publish (events are still built and signed, so the report is real).
+        """`build` yields a valid file's unsigned messages; `sign` turns one (canonical bytes) into the signed JSON
+        to publish. `shadow`: do everything but publish (events are still built and signed, so the report is real).
         `on_decision` sees every governance decision and `on_published` every confirmed batch (metrics)."""
         self.reader = reader
+        self.build = build
         self.sign = sign
         self.publisher = publisher
         self.ledger = ledger
@@ -202,15 +210,14 @@ class InboundPipeline:
 
         def messages() -> Iterator[OutgoingMessage]:
             nonlocal test
-            for event in file_events(claim.path, self.reader, checked, sha256):
-                ids[1:] = [event["id"]] if ids else [event["id"], event["id"]]
-                decision = route_event(event, "inbound", self.rules)
-                if not decision.accepted:  # the file-level decision accepted it: a rule changed mid-file is a bug
-                    raise RuntimeError(f"governance refused an event of an accepted file: {decision.rule}")
-                self.on_decision(decision)
-                test = decision.test
-                for output in decision.outputs:  # the full event, then any minimised copies (signed on their own)
-                    yield OutgoingMessage(output.routing_key, self.sign(output.event), event["id"])
+            # closed at once when the publisher stops early (a build worker is then ended, not left sending)
+            with contextlib.closing(self.build(claim.path, checked.valid(), sha256)) as built:
+                for message in built:
+                    if message.decision is not None:  # an event's first message
+                        ids[1:] = [message.event_id] if ids else [message.event_id, message.event_id]
+                        self.on_decision(message.decision)
+                        test = message.decision.test
+                    yield OutgoingMessage(message.routing_key, self.sign(message.canonical), message.event_id)
 
         if self.shadow:
             built = sum(1 for _ in messages())
@@ -221,7 +228,10 @@ class InboundPipeline:
                      recipient=header.to_participant, path=str(final))
             return FileOutcome("shadowed", ledger_id, final, events=built)
         timeout = 120.0 + size / 50_000  # generous for big files: confirms are batched by fsync
-        result = self.publisher.publish_all(messages(), timeout=timeout)
+        with contextlib.closing(messages()) as outgoing:  # a broker failure closes it now, not when collected
+            result = self.publisher.publish_all(outgoing, timeout=timeout)
+        if not ids:
+            raise RuntimeError("the build stage ended without a message for a file the check found events in")
         self.on_published(result)
         first_id, last_id = ids[0], ids[-1]
         manifest = build_manifest(header, sha256=sha256, size=size, original_name=claim.original_name,
@@ -230,7 +240,7 @@ class InboundPipeline:
         _exchange, manifest_key = self.rules.placement(
             manifest_routing_key(header.flow_reference, header.from_participant, header.to_participant), test)
         self.on_published(self.publisher.publish_all(
-            [OutgoingMessage(manifest_key, self.sign(manifest), manifest["id"])]))
+            [OutgoingMessage(manifest_key, self.sign(canonicalize(manifest, known_types=True)), manifest["id"])]))
         self.ledger.record_published(ledger_id, events=result.confirmed, first_event_id=first_id,
                                      last_event_id=last_id)
         final = self.spool.archive(claim, self.clock().date())

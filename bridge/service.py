@@ -32,15 +32,17 @@ from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
 from bridge.adapters.tls import broker_connection_options
 from bridge.adapters.topology import Topology
 from bridge.adapters.watcher import DropWatcher
+from bridge.adapters.worker import BuildWorker
 from bridge.config import BridgeConfig, ensure_folders, load_config
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
-from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, ConfigError, StorageError
+from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, ConfigError, StorageError, WorkerError
 from bridge.rules import Decision, RuleSet, parse_rules
-from bridge.inbound import FileOutcome, InboundPipeline
+from bridge.inbound import BuildStage, FileOutcome, InboundPipeline
 from bridge.outbound import OutboundLoop, OutboundWriter
 from bridge.signing import Signer, TrustStore, check_private_key_permissions
 from bridge.signing.keys import write_private_key
+from bridge.unsigned import unsigned_messages
 
 log = structlog.get_logger("dtn_bridge.service")
 
@@ -161,8 +163,15 @@ class InboundService:
         signer = load_signer(config)
         rules = load_rules(config, definitions)
         self.definitions, self.rules = definitions, rules
-        pipeline = InboundPipeline(reader=reader, sign=functools.partial(signer.sign_to_json, known_types=True), publisher=self.publisher, ledger=self.ledger,
-                                   spool=self.spool, rules=rules, on_decision=self.count_decision,
+        build: BuildStage
+        if config.inbound.worker_process:
+            worker = BuildWorker(config)
+            worker.start()
+            build = worker
+        else:
+            build = functools.partial(unsigned_messages, reader=reader, rules=rules)
+        pipeline = InboundPipeline(reader=reader, build=build, sign=signer.signed_json, publisher=self.publisher,
+                                   ledger=self.ledger, spool=self.spool, rules=rules, on_decision=self.count_decision,
                                    on_published=self.count_published,
                                    duplicates=config.inbound.duplicates,
                                    max_file_bytes=config.inbound.max_file_bytes, shadow=config.inbound.shadow,
@@ -209,6 +218,7 @@ class InboundService:
             self.watcher.stop()
             watcher.start()
             self.watcher = watcher
+        _close_build(self.pipeline)
         self.pipeline = pipeline
         if self.outbound_writer is not None:  # the outbound side follows the new rules too
             self.outbound_writer.rules = self.rules
@@ -293,7 +303,7 @@ class InboundService:
         while True:
             try:
                 outcome = self.pipeline.process(claim)
-            except (BrokerError, StorageError) as exc:
+            except (BrokerError, StorageError, WorkerError) as exc:
                 attempt += 1
                 self.heartbeat.beat()
                 broker = isinstance(exc, BrokerError)
@@ -304,7 +314,7 @@ class InboundService:
                     self.metrics.set_broker_connected(self.publisher.connected)
                     self.notifier.status("broker lost: reconnecting (files wait in the inbound folder)")
                 log.warning("file_retry", file=claim.original_name, attempt=attempt, error=str(exc),
-                            cause="broker" if broker else "storage")
+                            cause="broker" if broker else "worker" if isinstance(exc, WorkerError) else "storage")
                 self.status.update(broker_connected=self.publisher.connected, last_error=str(exc))
                 if stop.wait(self.backoff.delay(attempt)):
                     return None
@@ -324,8 +334,15 @@ class InboundService:
 
     def close(self) -> None:
         self.status.update(broker_connected=False, state="stopped")
+        _close_build(self.pipeline)
         self.publisher.close()
         self.ledger.close()
+
+
+def _close_build(pipeline: InboundPipeline) -> None:
+    """End the build worker process of a pipeline that has one."""
+    if isinstance(pipeline.build, BuildWorker):
+        pipeline.build.close()
 
 
 def run_daemon(config: BridgeConfig, *, drain_timeout: float = 30.0) -> int:

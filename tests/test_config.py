@@ -48,6 +48,7 @@ class TestDefaults:
         assert config.signing.key is None and config.signing.trust is None
         assert config.flows.strict is False
         assert config.inbound.duplicates == "skip" and config.inbound.max_file_bytes == 1 << 30
+        assert config.inbound.worker_process
         assert config.outbound.batch_size == 1000 and config.outbound.prefetch == 200
         assert config.log.level == "info" and config.log.format == "auto"
         assert config.metrics.port is None
@@ -119,7 +120,7 @@ class TestValues:
                 spool: {file_mode: 0600, dir_mode: "0o700"}
                 signing: {key: keys/k.pem, trust: keys/trust.jwks, ca_bundle: ca.pem}
                 flows: {definitions: defs, strict: true}
-                inbound: {duplicates: republish, max_file_bytes: 10}
+                inbound: {duplicates: republish, max_file_bytes: 10, worker_process: false}
                 outbound: {batch_size: 10, batch_seconds: 1, name_pattern: "{flow}_{file_identifier}.txt"}
                 log: {level: DEBUG, format: json}
                 metrics: {port: 9100}
@@ -138,6 +139,7 @@ class TestValues:
         assert config.flows.definitions == tmp_path / "defs" and config.flows.strict
         assert config.log.level == "debug"
         assert config.metrics.port == 9100
+        assert config.inbound.max_file_bytes == 10 and not config.inbound.worker_process
 
     def test_relative_paths_resolve_against_config_folder(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -1,58 +1,114 @@
-"""The inbound chain's pure logic with a fake publisher (the real broker is in tests/e2e): what a file that changes
-under the bridge between the check and the publish comes to."""
+"""The inbound chain's pure logic with a fake publisher (the real broker is in tests/e2e): the same messages whether
+the build stage runs here or in the worker process, and what a file that changes under the bridge comes to."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
 from bridge.adapters.spool import Spool
+from bridge.adapters.worker import BuildWorker
+from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
-from bridge.inbound import InboundPipeline
+from bridge.flowfile import check_file, file_events
+from bridge.inbound import BuildStage, InboundPipeline
 from bridge.rules.parse import parse_rules
 from bridge.signing import Signer
-from tests.conftest import EXAMPLES
+from bridge.unsigned import unsigned_messages
+from tests.conftest import EXAMPLES, REPO
+
+SIGNER = Signer.generate()
 
 
-class RewritingPublisher:
-    """Takes the messages; before its first batch, rewrites the file being published (a writer that kept it open)."""
+class TakingPublisher:
+    """Takes every message; `before` runs once, before the first is taken."""
 
-    def __init__(self, path_of: Any) -> None:
-        self.path_of = path_of
+    def __init__(self, before: Any = None) -> None:
+        self.before = before
         self.taken: list[OutgoingMessage] = []
-        self.rewrites = 0
 
     def publish_all(self, messages: Any, timeout: float = 60.0) -> PublishResult:
-        if self.rewrites == 0:
-            path: Path = self.path_of()
-            path.write_bytes(path.read_bytes().replace(b"|3897788.8|", b"|3897788.9|", 1))
-            self.rewrites += 1
+        if self.before is not None:
+            self.before, before = None, self.before
+            before()
         batch = list(messages)
         self.taken += batch
         return PublishResult(len(batch), len(batch))
 
 
-def test_file_changed_between_the_passes_is_quarantined(tmp_path: Path, definitions: DefinitionSet) -> None:
-    folders = {name: tmp_path / name for name in ("inbound", "processing", "archive", "quarantine")}
-    for folder in folders.values():
-        folder.mkdir()
-    spool = Spool(folders["processing"], folders["archive"], folders["quarantine"])
-    (folders["inbound"] / "D0010002.txt").write_bytes((EXAMPLES / "D0010002.txt").read_bytes())
-    claim = spool.claim(folders["inbound"] / "D0010002.txt")
-    assert claim is not None
-    publisher = RewritingPublisher(lambda: claim.path)
-    signer = Signer.generate()
-    pipeline = InboundPipeline(
-        reader=FlowFileReader(definitions), sign=signer.sign_to_json, publisher=publisher,
-        ledger=Ledger(tmp_path / "ledger.db"), spool=spool,
-        rules=parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions))
-    outcome = pipeline.process(claim)
+def bridge_config(tmp_path: Path) -> BridgeConfig:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(json.dumps({"participant": {"id": "SYNB", "role": "X"},
+                                "flows": {"definitions": str(REPO / "flow_definitions")},
+                                "log": {"level": "warning", "format": "json"}}))
+    return load_config(path)
+
+
+@pytest.fixture(params=["in-process", "worker"])
+def build(request: pytest.FixtureRequest, tmp_path: Path, definitions: DefinitionSet) -> Iterator[BuildStage]:
+    if request.param == "worker":
+        worker = BuildWorker(bridge_config(tmp_path))
+        worker.start()
+        yield worker
+        worker.close()
+    else:
+        rules = parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
+        yield functools.partial(unsigned_messages, reader=FlowFileReader(definitions), rules=rules)
+
+
+class Installation:
+    def __init__(self, tmp_path: Path, definitions: DefinitionSet, build: BuildStage, publisher: TakingPublisher):
+        self.folders = {name: tmp_path / name for name in ("inbound", "processing", "archive", "quarantine")}
+        for folder in self.folders.values():
+            folder.mkdir()
+        self.spool = Spool(self.folders["processing"], self.folders["archive"], self.folders["quarantine"])
+        self.pipeline = InboundPipeline(
+            reader=FlowFileReader(definitions), build=build, sign=SIGNER.signed_json, publisher=publisher,
+            ledger=Ledger(tmp_path / "ledger.db"), spool=self.spool,
+            rules=parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions))
+
+    def claim(self, source: Path) -> Any:
+        (self.folders["inbound"] / source.name).write_bytes(source.read_bytes())
+        return self.spool.claim(self.folders["inbound"] / source.name)
+
+
+def test_messages_are_the_same_both_ways(tmp_path: Path, definitions: DefinitionSet, build: BuildStage) -> None:
+    """Whichever process builds, the published bytes are those of signing each event here (Ed25519: one answer)."""
+    publisher = TakingPublisher()
+    installation = Installation(tmp_path, definitions, build, publisher)
+    outcome = installation.pipeline.process(installation.claim(EXAMPLES / "D0275001.txt"))
+    assert outcome.outcome == "archived" and outcome.events == 2
+    events, manifest = publisher.taken[:-1], publisher.taken[-1]
+    reader = FlowFileReader(definitions)
+    expected = [SIGNER.sign_to_json(event) for event in
+                file_events(EXAMPLES / "D0275001.txt", reader, check_file(EXAMPLES / "D0275001.txt", reader))]
+    assert [message.body for message in events] == expected
+    assert [message.routing_key for message in events] == ["inbound.D0275001.SYNA.SYNB"] * 2
+    assert json.loads(manifest.body)["type"] == "uk.dtc.file.received"
+
+
+def test_file_changed_between_the_passes_is_quarantined(tmp_path: Path, definitions: DefinitionSet,
+                                                        build: BuildStage) -> None:
+    claimed: list[Path] = []
+
+    def rewrite() -> None:  # a writer that kept the file open, between the check and the build
+        claimed[0].write_bytes(claimed[0].read_bytes().replace(b"|3897788.8|", b"|3897788.9|", 1))
+
+    publisher = TakingPublisher(rewrite)
+    installation = Installation(tmp_path, definitions, build, publisher)
+    claim = installation.claim(EXAMPLES / "D0010002.txt")
+    claimed.append(claim.path)
+    outcome = installation.pipeline.process(claim)
     assert outcome.outcome == "quarantined" and outcome.rule == "file-changed"
     assert "changed between the passes" in (outcome.reason or "")
     report = json.loads(outcome.final_path.with_name(outcome.final_path.name + ".error.json").read_text())
     assert report["defects"][0]["rule"] == "file-changed"
-    assert not list(folders["archive"].rglob("*.txt"))
+    assert not list(installation.folders["archive"].rglob("*.txt"))

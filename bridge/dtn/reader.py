@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice
 from typing import Final
@@ -44,6 +45,27 @@ class _Frame:
         self.instance = instance
         self.cursor = -1  # index of the last child definition matched: siblings only move forward
         self.counts: dict[GroupDefinition, int] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class ValidFile:
+    """What the first pass learned of a valid file: all the second pass needs, and small enough to send to a worker
+    process (`portable`: the definition by its reference)."""
+
+    definition: FlowDefinition
+    header: FileHeader
+    trailer: FileTrailer
+    flow_count: int
+    group_count: int
+
+    def portable(self) -> tuple[str, FileHeader, FileTrailer, int, int]:
+        return (self.definition.reference, self.header, self.trailer, self.flow_count, self.group_count)
+
+    @classmethod
+    def from_portable(cls, portable: tuple[str, FileHeader, FileTrailer, int, int],
+                      definitions: DefinitionSet) -> ValidFile:
+        reference, header, trailer, flow_count, group_count = portable
+        return cls(definitions[reference], header, trailer, flow_count, group_count)
 
 
 class FileParse(Iterator[FlowInstance]):
@@ -119,6 +141,12 @@ class FileParse(Iterator[FlowInstance]):
         for _ in self:
             pass
         return self
+
+    def valid(self) -> ValidFile:
+        """The file as the second pass needs it; FlowFileError when this pass found defects (or has not ended)."""
+        if not self.ok or self.definition is None or self.header is None or self.trailer is None:
+            raise FlowFileError("the first pass found defects: the file cannot be read as valid", self.defects)
+        return ValidFile(self.definition, self.header, self.trailer, self.flow_count, self.group_count)
 
     def describe_defects(self) -> list[str]:
         """Every defect as one line, with a last line saying if more were not listed."""
@@ -576,7 +604,7 @@ class FileParse(Iterator[FlowInstance]):
 
 
 def _placed_by_code(lines: Iterable[str], by_code: dict[str, GroupDefinition], terminated: bool,
-                    checked: FileParse) -> Iterator[FlowInstance]:
+                    checked: ValidFile) -> Iterator[FlowInstance]:
     """`FlowFileReader.read_valid` for a flow whose codes are distinct: one dict lookup and one split per line.
 
     Each instance also keeps its lines as `code|item|...|item` (its `content`, the event id's input), which the
@@ -690,7 +718,7 @@ class FlowFileReader:
         """Start a pass over `lines` (str lines, with or without terminators)."""
         return FileParse(self, lines)
 
-    def read_valid(self, lines: Iterable[str], checked: FileParse) -> Iterator[FlowInstance]:
+    def read_valid(self, lines: Iterable[str], checked: FileParse | ValidFile) -> Iterator[FlowInstance]:
         """A second pass over a file that `checked` (its first pass) found valid, yielding its flow instances.
 
         Where the flow's group codes are all distinct, nothing is checked again: a line's values are its fields and
@@ -698,13 +726,11 @@ class FlowFileReader:
         yields the same instances. Otherwise this is `read`. Either way a file that changed since the first pass
         raises FlowFileError rather than yield other instances.
         """
-        definition, header = checked.definition, checked.header
-        if not checked.ok or definition is None or header is None:
-            raise FlowFileError("the first pass found defects: the file cannot be read as valid", checked.defects)
-        if definition.group_by_code is None:
+        valid = checked.valid() if isinstance(checked, FileParse) else checked
+        if valid.definition.group_by_code is None:
             parse = self.read(lines)
             yield from parse
             if not parse.ok:
                 raise FlowFileError("the file changed between the passes", parse.defects)
             return
-        yield from _placed_by_code(lines, definition.group_by_code, header.terminated, checked)
+        yield from _placed_by_code(lines, valid.definition.group_by_code, valid.header.terminated, valid)

@@ -116,9 +116,12 @@ class Signer:
         """The signed event as JSON bytes, ready to publish: its canonical form with `signature` appended as the last
         member, so the event is serialized once (receivers parse JSON; member order carries no meaning).
         `known_types` as in `canonicalize`."""
-        payload = canonicalize(self._body(event), known_types=known_types)
-        members = payload[1:-1]
-        signature = self.sign_canonical(payload).encode("ascii")
+        return self.signed_json(canonicalize(self._body(event), known_types=known_types))
+
+    def signed_json(self, canonical: bytes) -> bytes:
+        """`sign_to_json` for an event already in its canonical form (without a signature): the bytes to publish."""
+        members = canonical[1:-1]
+        signature = self.sign_canonical(canonical).encode("ascii")
         return b"".join((b"{", members, b"," if members else b"", _SIGNATURE_MEMBER, signature, b'"}'))
 
     def _body(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -14,11 +14,7 @@ import fcntl
 import ipaddress
 import os
 import secrets
-import shutil
-import signal
-import socket
 import ssl
-import subprocess
 import tempfile
 import time
 import uuid
@@ -37,6 +33,7 @@ from bridge.adapters.tls import BrokerContext, broker_connection_options, ssl_co
 from bridge.adapters.topology import Topology
 from bridge.config import BrokerConfig, TlsConfig
 from bridge.errors import BrokerUnavailable, ConfigError
+from tests.rabbit_nodes import LocalNode
 
 NODE = "dtntls@localhost"
 AMQP_PORT = 5681
@@ -44,8 +41,6 @@ AMQPS_PORT = 5682
 DIST_PORT = 25681
 CLIENT_CN = "dtn-bridge-test"
 BASE = Path(tempfile.gettempdir()) / "dtn-bridge-tls-broker"
-RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")  # the real scripts: /usr/sbin wrappers switch to the rabbitmq user
-STARTUP_TIMEOUT = 90.0
 LOCK_TIMEOUT = 300.0
 
 
@@ -179,207 +174,38 @@ def make_pki(folder: Path) -> Pki:
 # ------------------------------------------------------------------------------------------------------ the node
 
 
-class TlsNode:
-    """A RabbitMQ node of our own, configured for mutual TLS and EXTERNAL; controlled by its own cookie."""
+class TlsNode(LocalNode):
+    """The TLS node: mutual TLS and EXTERNAL on its AMQPS listener, and a client user without a password."""
 
     def __init__(self, base: Path) -> None:
-        self.base = base
-        self.home = base / "home"
-        self.run = base / "run"
-        self.pid_file = base / "node.pid"
-        self.log_dir = self.run / "log"
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(NODE, base, amqp_port=AMQP_PORT, dist_port=DIST_PORT, plugins="[rabbitmq_auth_mechanism_ssl]",
+                         other_ports=(AMQPS_PORT,))
 
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
-        env.update(
-            HOME=str(self.home),
-            RABBITMQ_CONF_ENV_FILE=str(self.base / "rabbitmq-env.conf"),
-            RABBITMQ_NODENAME=NODE,
-            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
-            RABBITMQ_NODE_PORT=str(AMQP_PORT),
-            RABBITMQ_DIST_PORT=str(DIST_PORT),
-            RABBITMQ_CONFIG_FILE=str(self.run / "rabbitmq.conf"),
-            RABBITMQ_ADVANCED_CONFIG_FILE=str(self.run / "advanced.config"),
-            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.run / "enabled_plugins"),
-            RABBITMQ_MNESIA_BASE=str(self.run / "mnesia"),
-            RABBITMQ_LOG_BASE=str(self.log_dir),
-            RABBITMQ_PID_FILE=str(self.run / "rabbit.pid"),
-            ERL_EPMD_ADDRESS="127.0.0.1",
-            ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}",
-        )
-        return env
-
-    def ctl(self, *args: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """rabbitmqctl against our node (its own cookie through HOME)."""
-        result = subprocess.run(
-            [str(RABBIT_BIN / "rabbitmqctl"), "-n", NODE, *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"rabbitmqctl {' '.join(args)} failed ({result.returncode}): {result.stdout}{result.stderr}"
-                f"\n--- node log tail ---\n{self.log_tail()}"
-            )
-        return result
-
-    def prepare_home(self) -> None:
-        self.base.mkdir(mode=0o700, exist_ok=True)
-        self.home.mkdir(mode=0o700, exist_ok=True)
-        (self.base / "rabbitmq-env.conf").write_text(
-            "# dtn-bridge TLS test node: everything comes from the environment\n"
-        )
-        cookie = self.home / ".erlang.cookie"
-        if not cookie.exists():
-            fd = os.open(cookie, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(20).upper())
-
-    def stop_leftover(self) -> None:
-        """A node an earlier (killed) session started: ask it to stop, then end its recorded process."""
-        if (self.home / ".erlang.cookie").exists():
-            try:
-                self.ctl("stop", timeout=30, check=False)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return
-        if _is_our_node(pid):
-            os.kill(pid, signal.SIGTERM)
-            _wait_gone(pid, 15) or os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-
-    def configure(self, pki: Pki) -> None:
-        (self.run / "mnesia").mkdir(parents=True)
-        self.log_dir.mkdir()
-        (self.run / "enabled_plugins").write_text("[rabbitmq_auth_mechanism_ssl].\n")
-        (self.run / "rabbitmq.conf").write_text(
-            "\n".join(
-                [
-                    f"listeners.tcp.local = 127.0.0.1:{AMQP_PORT}",
-                    f"listeners.ssl.default = 127.0.0.1:{AMQPS_PORT}",
-                    f"ssl_options.cacertfile = {pki.ca}",
-                    f"ssl_options.certfile = {pki.server_cert}",
-                    f"ssl_options.keyfile = {pki.server_key}",
-                    "ssl_options.verify = verify_peer",
-                    "ssl_options.fail_if_no_peer_cert = true",
-                    "ssl_options.versions.1 = tlsv1.3",
-                    "ssl_options.versions.2 = tlsv1.2",
-                    "auth_mechanisms.1 = EXTERNAL",
-                    "auth_mechanisms.2 = PLAIN",
-                    "ssl_cert_login_from = common_name",
-                    "log.console = false",
-                    "log.file.level = info",
-                    "",
-                ]
-            )
-        )
+    def configure_tls(self, pki: Pki) -> None:
+        self.configure([
+            f"listeners.ssl.default = 127.0.0.1:{AMQPS_PORT}",
+            f"ssl_options.cacertfile = {pki.ca}",
+            f"ssl_options.certfile = {pki.server_cert}",
+            f"ssl_options.keyfile = {pki.server_key}",
+            "ssl_options.verify = verify_peer",
+            "ssl_options.fail_if_no_peer_cert = true",
+            "ssl_options.versions.1 = tlsv1.3",
+            "ssl_options.versions.2 = tlsv1.2",
+            "auth_mechanisms.1 = EXTERNAL",
+            "auth_mechanisms.2 = PLAIN",
+            "ssl_cert_login_from = common_name",
+        ])
 
     def start(self) -> None:
-        for port in (AMQP_PORT, AMQPS_PORT, DIST_PORT):
-            if _port_in_use(port):
-                raise AssertionError(f"port {port} is taken by something else; the TLS test node needs it")
-        out = (self.log_dir / "server-stdout.log").open("wb")
-        self.process = subprocess.Popen(
-            [str(RABBIT_BIN / "rabbitmq-server")],
-            env=self.env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=self.run,
-        )
-        out.close()
-        self.pid_file.write_text(f"{self.process.pid}\n")
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"the TLS test node exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(
-                    f"the TLS test node did not start in {STARTUP_TIMEOUT:g}s:\n{self.log_tail()}"
-                )
-            try:
-                result = self.ctl(
-                    "await_startup",
-                    "--timeout",
-                    str(max(1, int(min(remaining, 20)))),
-                    timeout=min(remaining, 20) + 15,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                continue
-            if result.returncode == 0:
-                break
-            time.sleep(1)
+        super().start()
         self.ctl("add_user", CLIENT_CN, secrets.token_urlsafe(16))
         self.ctl("clear_password", CLIENT_CN)  # EXTERNAL only: no password works for this user
         self.ctl("set_permissions", "-p", "/", CLIENT_CN, ".*", ".*", ".*")
-
-    def stop(self) -> None:
-        process = self.process
-        if process is None:
-            return
-        try:
-            self.ctl("stop", timeout=60, check=False)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-        self.pid_file.unlink(missing_ok=True)
-        self.process = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        parts: list[str] = []
-        for log in sorted(self.log_dir.glob("*.log")) if self.log_dir.is_dir() else []:
-            try:
-                text = log.read_text(errors="replace").splitlines()
-            except OSError:
-                continue
-            parts.append(f"== {log.name} ==\n" + "\n".join(text[-lines:]))
-        return "\n".join(parts) or "(no log written)"
-
-
-def _is_our_node(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return NODE.encode() in cmdline or str(BASE).encode() in cmdline
-
-
-def _wait_gone(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="session")
 def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
     """The running TLS node and the PKI it trusts; one per session, serialised across sessions by a lock."""
-    if not (RABBIT_BIN / "rabbitmq-server").exists():
-        pytest.fail(f"RabbitMQ is not installed at {RABBIT_BIN} (the TLS tests start their own node)")
     BASE.mkdir(mode=0o700, exist_ok=True)
     lock = (BASE / "lock").open("w")
     deadline = time.monotonic() + LOCK_TIMEOUT
@@ -393,12 +219,9 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
             time.sleep(0.5)
     node = TlsNode(BASE)
     try:
-        node.prepare_home()
-        node.stop_leftover()
-        shutil.rmtree(node.run, ignore_errors=True)
-        node.run.mkdir(mode=0o700)
+        node.prepare()
         pki = make_pki(node.run / "pki")
-        node.configure(pki)
+        node.configure_tls(pki)
         try:
             node.start()
         except BaseException:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pika
 import pytest
 import structlog.testing
 
@@ -25,7 +27,7 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.flowfile import check_file, file_events
-from tests.conftest import sample
+from tests.conftest import EXAMPLES, sample
 from tests.e2e.conftest import Bridge, make_bridge, run_service  # noqa: F401 - the e2e fixtures, used here too
 
 SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "igloo-airflow", "OVOE1359", "OVOE1429"]
@@ -157,3 +159,48 @@ class TestArchiveFull:
             bridge.trust.verify(event)  # a republished event is the same signed event
         repeated = Counter(event["id"] for event in events)
         print(f"{len(storage_retries())} storage retries; {sum(n - 1 for n in repeated.values())} events republished")
+
+
+class TestOutboundFull:
+    def test_full_outbound_folder_holds_events_then_resumes(self, make_bridge: Any, small_fs: Any,
+                                                            tmp_path: Path) -> None:
+        """Outbound folder full: no file (and no half-written temp file) appears, nothing is acked or dead-lettered,
+        the log names the storage error; freed, every file is written once, byte for byte."""
+        bridge: Bridge = make_bridge(outbound={"prefetch": 1000, "batch_seconds": 1}, log={"level": "info"})
+        outbound = small_fs(bridge.root / "var" / "dtn" / "outbound", "1m")
+        filler = fill(outbound)
+        files = sorted(EXAMPLES.glob("*.txt")) + [sample(name) for name in SAMPLES]
+        process = bridge.start_process()
+        bridge.wait_running(process)
+        for path in files:
+            bridge.drop(path)
+        bridge.wait_settled(len(files))
+        routed = 0
+        for method, props, body in bridge.admin.read(bridge.capture, 10**6, timeout=2):
+            key = method.routing_key.split(".", 1)[1] if method.routing_key.startswith("inbound.") \
+                else method.routing_key  # the manifests
+            bridge.admin.channel.basic_publish(bridge.topology.exchange, f"outbound.{key}", body,
+                                               pika.BasicProperties(message_id=props.message_id, delivery_mode=2))
+            routed += 1
+        log = bridge.root / "daemon.log"
+
+        def interruptions() -> list[dict[str, Any]]:
+            lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+            return [entry for entry in lines if entry.get("event") == "outbound_interrupted"]
+
+        wait_for(lambda: len(interruptions()) >= 2, 60, "two outbound storage interruptions")
+        assert all("No space left on device" in entry["error"] for entry in interruptions())
+        assert every_file(outbound) == [filler], "something (half-)written is visible in the full outbound folder"
+        assert bridge.admin.message_count(bridge.topology.outbound_rejected_queue or "") == 0
+        assert process.poll() is None
+
+        filler.unlink()
+        wait_for(lambda: len(bridge.outbound_files()) >= len(files), 90, "every file written once space returned")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        written = sorted(path.read_bytes() for path in bridge.outbound_files())
+        assert written == sorted(path.read_bytes() for path in files)
+        assert every_file(outbound) == bridge.outbound_files(), "a temp file was left in the outbound folder"
+        assert bridge.admin.message_count(bridge.topology.outbound_rejected_queue or "") == 0
+        assert bridge.admin.message_count(bridge.topology.outbound_queue or "") == 0, "an event was never acked"
+        print(f"{routed} events routed back; {len(interruptions())} outbound storage interruptions")

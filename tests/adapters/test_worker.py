@@ -1,0 +1,127 @@
+"""The build worker process: what happens when it dies, when its reader stops early, and when the daemon dies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.adapters.worker import BuildWorker
+from bridge.config import BridgeConfig, load_config
+from bridge.dtn.definitions import DefinitionSet
+from bridge.dtn.reader import FlowFileReader, ValidFile
+from bridge.dtn.synthetic import synthetic_file
+from bridge.errors import WorkerError
+from bridge.flowfile import check_file
+from bridge.inbound import sha256_of
+from tests.conftest import EXAMPLES, REPO
+
+
+def bridge_config(tmp_path: Path) -> BridgeConfig:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(json.dumps({"participant": {"id": "SYNB", "role": "X"},
+                                "flows": {"definitions": str(REPO / "flow_definitions")},
+                                "rules": {"addressee": {"enforce": False}},
+                                "log": {"level": "warning", "format": "json"}}))
+    return load_config(path)
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[BuildWorker]:
+    started = BuildWorker(bridge_config(tmp_path))
+    started.start()
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def big_file(tmp_path: Path, definitions: DefinitionSet) -> Path:
+    """Far more than a pipe holds: the worker is still writing when the reader stops."""
+    path = tmp_path / "D0275001-big.txt"
+    path.write_text("".join(synthetic_file(definitions["D0275001"], 3, instances=2000, fanout=1)))
+    return path
+
+
+def job(path: Path, reader: FlowFileReader) -> tuple[Path, ValidFile, str]:
+    return path, check_file(path, reader).valid(), sha256_of(path)
+
+
+def pid_of(worker: BuildWorker) -> int:
+    process = worker._process
+    assert process is not None
+    return int(process.pid)
+
+
+def test_a_killed_worker_raises_and_the_next_file_gets_a_new_one(worker: BuildWorker, big_file: Path,
+                                                                 reader: FlowFileReader) -> None:
+    messages = worker(*job(big_file, reader))
+    next(messages)
+    first = pid_of(worker)
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(WorkerError, match="ended unexpectedly"):
+        for _ in messages:
+            pass
+    again = list(worker(*job(EXAMPLES / "D0010002.txt", reader)))
+    assert len(again) == 2 and pid_of(worker) != first
+
+
+@pytest.mark.parametrize("closed", [True, False], ids=["closed", "abandoned"])
+def test_a_file_left_half_read_never_leaks_into_the_next(worker: BuildWorker, big_file: Path,
+                                                         reader: FlowFileReader, closed: bool) -> None:
+    """The publisher failed and stopped taking a file's messages, closing their iterator or (kept alive by a
+    traceback) not: either way the next file gets its own messages only, never the rest of the first."""
+    messages = worker(*job(big_file, reader))
+    taken = [next(messages) for _ in range(10)]
+    first = pid_of(worker)
+    if closed:
+        messages.close()
+        assert worker._process is None  # ended, not drained
+    again = list(worker(*job(EXAMPLES / "D0010002.txt", reader)))
+    assert {message.routing_key for message in again} == {"inbound.D0010002.SYNA.SYNB"}
+    assert len(again) == 2 and len(taken) == 10 and pid_of(worker) != first
+    messages.close()  # the abandoned iterator, collected at last, must not end the new worker
+    assert len(list(worker(*job(EXAMPLES / "D0010002.txt", reader)))) == 2
+
+
+def test_a_missing_file_is_an_error_not_a_hang(worker: BuildWorker, tmp_path: Path, reader: FlowFileReader) -> None:
+    path, valid, sha256 = job(EXAMPLES / "D0010002.txt", reader)
+    with pytest.raises(RuntimeError, match="FileNotFoundError"):
+        list(worker(tmp_path / "gone.txt", valid, sha256))
+    assert len(list(worker(path, valid, sha256))) == 2  # the same worker carries on
+
+
+def test_the_worker_ends_with_the_daemon(tmp_path: Path) -> None:
+    """kill -9 of the daemon: the worker reads the end of its pipe and exits, leaving no orphan."""
+    config = bridge_config(tmp_path)
+    script = (
+        "import sys, time\n"
+        "from bridge.adapters.worker import BuildWorker\n"
+        "from bridge.config import load_config\n"
+        f"worker = BuildWorker(load_config({str(config.source)!r}))\n"
+        "worker.start()\n"
+        "print(worker._process.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    daemon = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=REPO)
+    assert daemon.stdout is not None
+    worker_pid = int(daemon.stdout.readline())
+    daemon.kill()
+    daemon.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            return
+        state = Path(f"/proc/{worker_pid}/stat").read_text().split(")")[-1].split()[0]
+        if state == "Z":  # exited; reaped by init in time
+            return
+        time.sleep(0.1)
+    pytest.fail(f"worker {worker_pid} outlived its daemon")
