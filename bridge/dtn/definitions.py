@@ -145,12 +145,14 @@ class GroupDefinition:
     instance_patterns: dict[tuple[bool, bool], re.Pattern[str]] = field(default_factory=dict)
     # for building events: each item's key and converter (None: the text as written); at most one per parent?
     json_items: tuple[tuple[str, Callable[[str], JsonValue] | None], ...] = ()
+    json_keys: frozenset[str] = frozenset()  # the keys its event object may hold: item keys and child group keys
     single: bool = False
 
     def compile(self) -> None:
         """Build the lookups and the line expressions the reader uses on every line, and the event conversions."""
         self.json_items = tuple((item.key, item.format.to_json if item.format.converts else None)
                                 for item in self.items)
+        self.json_keys = frozenset(item.key for item in self.items) | {child.key for child in self.children}
         self.single = self.strict_range.maximum == 1 and self.range.maximum == 1
         by_code: dict[str, list[GroupDefinition]] = {}
         for child in self.children:

@@ -164,9 +164,8 @@ def data_to_group(definition: GroupDefinition, data: Any, path: str) -> GroupIns
     """Rebuild a group instance from event data, checking every item against the definition."""
     if not isinstance(data, dict):
         raise EventError(f"{path}: must be an object")
-    known = {item.key for item in definition.items} | {child.key for child in definition.children}
-    unknown = sorted(set(data) - known)
-    if unknown:
+    if not definition.json_keys.issuperset(data):
+        unknown = sorted(set(data) - definition.json_keys)
         raise EventError(f"{path}: {', '.join(map(repr, unknown))} is not an item or group of group "
                          f"{definition.code} ({definition.name})")
     values = []
