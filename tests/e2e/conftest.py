@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pika
 import pytest
 
 from bridge.adapters.topology import Topology
@@ -83,6 +84,18 @@ class Bridge:
         count = expected if expected is not None else 10**9
         got = self.admin.read(self.capture, count, timeout=silence)
         return [(props, orjson.loads(body)) for _method, props, body in got]
+
+    def route_back(self) -> int:
+        """What a migration test harness does: every event captured so far published again to `outbound.<key>`
+        (inbound events lose their `inbound.` prefix; manifests keep their key). Returns how many."""
+        routed = 0
+        for method, props, body in self.admin.read(self.capture, 10**6, timeout=2):
+            key = method.routing_key.split(".", 1)[1] if method.routing_key.startswith("inbound.") \
+                else method.routing_key
+            self.admin.channel.basic_publish(self.topology.exchange, f"outbound.{key}", body,
+                                             pika.BasicProperties(message_id=props.message_id, delivery_mode=2))
+            routed += 1
+        return routed
 
     def wait_running(self, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
         """Wait until this daemon process reports itself running (connected, signal handlers in place)."""

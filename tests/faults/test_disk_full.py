@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pika
 import pytest
 import structlog.testing
 
@@ -175,13 +174,7 @@ class TestOutboundFull:
         for path in files:
             bridge.drop(path)
         bridge.wait_settled(len(files))
-        routed = 0
-        for method, props, body in bridge.admin.read(bridge.capture, 10**6, timeout=2):
-            key = method.routing_key.split(".", 1)[1] if method.routing_key.startswith("inbound.") \
-                else method.routing_key  # the manifests
-            bridge.admin.channel.basic_publish(bridge.topology.exchange, f"outbound.{key}", body,
-                                               pika.BasicProperties(message_id=props.message_id, delivery_mode=2))
-            routed += 1
+        routed = bridge.route_back()
         log = bridge.root / "daemon.log"
 
         def interruptions() -> list[dict[str, Any]]:
