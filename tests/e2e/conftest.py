@@ -85,6 +85,15 @@ class Bridge:
         got = self.admin.read(self.capture, count, timeout=silence)
         return [(props, orjson.loads(body)) for _method, props, body in got]
 
+    def run_files(self, files: list[Path]) -> subprocess.Popen[bytes]:
+        """A daemon process started, `files` dropped and settled; the daemon keeps running."""
+        process = self.start_process()
+        self.wait_running(process)
+        for path in files:
+            self.drop(path)
+        self.wait_settled(len(files))
+        return process
+
     def route_back(self) -> int:
         """What a migration test harness does: every event captured so far published again to `outbound.<key>`
         (inbound events lose their `inbound.` prefix; manifests keep their key). Returns how many."""

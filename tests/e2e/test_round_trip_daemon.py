@@ -29,11 +29,7 @@ class TestRoundTrip:
         """
         bridge: Bridge = make_bridge(outbound={"prefetch": 1000})
         files = sorted(EXAMPLES.glob("*.txt")) + [sample(name) for name in VALID_SAMPLES]
-        process = bridge.start_process()
-        bridge.wait_running(process)
-        for path in files:
-            bridge.drop(path)
-        bridge.wait_settled(len(files))
+        process = bridge.run_files(files)
         bridge.route_back()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(bridge.outbound_files()) < len(files):

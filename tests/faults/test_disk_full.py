@@ -169,11 +169,7 @@ class TestOutboundFull:
         outbound = small_fs(bridge.root / "var" / "dtn" / "outbound", "1m")
         filler = fill(outbound)
         files = sorted(EXAMPLES.glob("*.txt")) + [sample(name) for name in SAMPLES]
-        process = bridge.start_process()
-        bridge.wait_running(process)
-        for path in files:
-            bridge.drop(path)
-        bridge.wait_settled(len(files))
+        process = bridge.run_files(files)
         routed = bridge.route_back()
         log = bridge.root / "daemon.log"
 
