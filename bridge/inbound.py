@@ -89,8 +89,7 @@ class InboundPipeline:
     """Processes one claimed file to its end: archived with its events confirmed, or quarantined with a report."""
 
     def __init__(self, *, reader: FlowFileReader, build: BuildStage, sign: Callable[[bytes], bytes],
-                 publisher: Publisher,
-                 ledger: Ledger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
+                 publisher: Publisher, ledger: Ledger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
                  max_file_bytes: int = 1 << 30, shadow: bool = False,
                  on_decision: Callable[[Decision], None] = lambda _decision: None,
                  on_published: Callable[[PublishResult], None] = lambda _result: None,

@@ -21,7 +21,7 @@ from bridge.signing import canonicalize
 
 @dataclass(frozen=True, slots=True)
 class UnsignedMessage:
-    """One message to sign and publish. Small and picklable: worker processes send these."""
+    """One message to sign and publish (a worker process sends its fields as a tuple)."""
 
     routing_key: str
     canonical: bytes  # the event's RFC 8785 form: what the signature covers

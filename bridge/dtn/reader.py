@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Final
 
@@ -722,8 +722,8 @@ class FlowFileReader:
         """A second pass over a file that `checked` (its first pass) found valid, yielding its flow instances.
 
         Where the flow's group codes are all distinct, nothing is checked again: a line's values are its fields and
-        its group's parent is the latest line of the parent group, which is several times faster than `read` and
-        yields the same instances. Otherwise this is `read`. Either way a file that changed since the first pass
+        its group's parent is the latest line of the parent group: faster than `read` (no item is matched again),
+        and the same instances. Otherwise this is `read`. Either way a file that changed since the first pass
         raises FlowFileError rather than yield other instances.
         """
         valid = checked.valid() if isinstance(checked, FileParse) else checked
