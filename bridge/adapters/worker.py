@@ -103,16 +103,12 @@ class BuildWorker:
         if graceful and conn is not None:
             try:
                 conn.send(("stop",))
-            except OSError:
+                process.wait(2.0)
+            except (OSError, subprocess.TimeoutExpired):
                 pass
-        for ending in (None, process.terminate, process.kill):
-            if ending is not None:
-                ending()
-            try:
-                process.wait(2.0 if graceful or ending is not None else 0.0)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        if process.poll() is None:  # it ignores SIGTERM (see `serve`): it is ended by message or by SIGKILL
+            process.kill()
+            process.wait()
         if conn is not None:
             conn.close()
 
@@ -144,7 +140,10 @@ class BuildWorker:
 
 def serve(conn: Connection) -> None:
     """The worker process: its configuration, then jobs until told to stop or the daemon is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C reaches the whole process group: the daemon decides
+    # A ^C reaches the whole process group, and systemd may signal the whole cgroup: the daemon decides when the worker
+    # ends (it finishes the file in hand first), by a message, by closing the pipe, or by SIGKILL.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         kind, config = conn.recv()
     except (EOFError, OSError):

@@ -125,3 +125,12 @@ def test_the_worker_ends_with_the_daemon(tmp_path: Path) -> None:
             return
         time.sleep(0.1)
     pytest.fail(f"worker {worker_pid} outlived its daemon")
+
+
+def test_sigterm_to_the_whole_group_does_not_cut_a_file_short(worker: BuildWorker, big_file: Path,
+                                                             reader: FlowFileReader) -> None:
+    """systemd or a terminal may signal every process: the daemon drains the file in hand, so the worker goes on."""
+    messages = worker(*job(big_file, reader))
+    next(messages)
+    os.kill(pid_of(worker), signal.SIGTERM)
+    assert 1 + sum(1 for _ in messages) == 2000

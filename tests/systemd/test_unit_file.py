@@ -74,6 +74,7 @@ def test_start_protocol_and_restarts(unit: Directives) -> None:
         "ExecStart": "/opt/dtn-bridge/.venv/bin/dtn-bridge run --config /etc/dtn-bridge/bridge.yaml",
         "ExecReload": "/bin/kill -HUP $MAINPID",
         "KillSignal": "SIGTERM",
+        "KillMode": "mixed",  # the daemon alone gets SIGTERM: it ends its build worker after draining
         "TimeoutStopSec": "45",
         "StateDirectory": "dtn-bridge",
     }
