@@ -99,13 +99,15 @@ class StatusBoard:
 
     path: Path
     values: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the inbound and the outbound thread both write
 
     def update(self, **values: Any) -> None:
-        self.values.update(values, pid=os.getpid(), updated_at=datetime.now(UTC).isoformat())
-        try:
-            write_atomic(self.path, json.dumps(self.values).encode(), mode=0o640)
-        except StorageError as exc:  # status is informative; never stop the work for it
-            log.warning("status_not_written", error=str(exc))
+        with self.lock:
+            self.values.update(values, pid=os.getpid(), updated_at=datetime.now(UTC).isoformat())
+            try:
+                write_atomic(self.path, json.dumps(self.values).encode(), mode=0o640)
+            except StorageError as exc:  # status is informative; never stop the work for it
+                log.warning("status_not_written", error=str(exc))
 
 
 class InboundService:
@@ -154,7 +156,8 @@ class InboundService:
                                   client_name="dtn-bridge-outbound", **self.tls)
         outbound_metrics = self.metrics
         return OutboundLoop(consumer, self.outbound_writer, on_written=outbound_metrics.outbound_events_written.inc,
-                            on_rejected=lambda code: outbound_metrics.outbound_events_rejected.labels(code=code).inc())
+                            on_rejected=lambda code: outbound_metrics.outbound_events_rejected.labels(code=code).inc(),
+                            on_interrupted=lambda error: self.status.update(outbound_error=error))
 
     def _chain(self, config: BridgeConfig) -> tuple[InboundPipeline, DropWatcher]:
         """What a reload can change: definitions, signing key, inbound policy, and the watched folder."""

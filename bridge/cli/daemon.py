@@ -94,6 +94,8 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"broker:      {'connected' if daemon.get('broker_connected') else 'NOT connected'}")
     if daemon.get("last_error"):
         print(f"last error:  {daemon['last_error']}")
+    if daemon.get("outbound_error"):
+        print(f"outbound:    NOT writing: {daemon['outbound_error']} (retrying; events wait in their queue)")
     print(f"waiting:     {len(waiting)} file(s) in {inbound}")
     if summary is None:
         print("ledger:      empty (no file processed yet)")

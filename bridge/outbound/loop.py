@@ -39,12 +39,15 @@ class OutboundLoop:
     def __init__(self, consumer: RabbitConsumer, writer: OutboundWriter, *, poll_seconds: float = 1.0,
                  backoff: Backoff = Backoff(), monotonic: Callable[[], float] = time.monotonic,
                  verify_threads: int = 2, on_written: Callable[[int], None] = lambda _count: None,
-                 on_rejected: Callable[[str], None] = lambda _code: None) -> None:
+                 on_rejected: Callable[[str], None] = lambda _code: None,
+                 on_interrupted: Callable[[str | None], None] = lambda _error: None) -> None:
         """`verify_threads`: Ed25519 verification releases the GIL, so a few threads verify while this one
         batches and writes; results are still taken in delivery order. `on_written` (events now in a durable
-        file) and `on_rejected` (a reject code) feed the metrics."""
+        file) and `on_rejected` (a reject code) feed the metrics; `on_interrupted` hears why writing stopped (the
+        broker, a full disk) and None once it goes on (the status board)."""
         self.on_written = on_written
         self.on_rejected = on_rejected
+        self.on_interrupted = on_interrupted
         self.consumer = consumer
         self.writer = writer
         self.poll_seconds = poll_seconds
@@ -80,9 +83,13 @@ class OutboundLoop:
         while not stop.is_set():
             try:
                 self._step()
+                if failures:
+                    log.info("outbound_resumed", after_failures=failures)
+                    self.on_interrupted(None)
                 failures = 0
             except (BrokerError, StorageError) as exc:
                 failures += 1
+                self.on_interrupted(f"{type(exc).__name__}: {exc}")
                 self._forget()
                 delay = self.backoff.delay(failures)
                 log.warning("outbound_interrupted", error=str(exc), kind=type(exc).__name__, retry_in=round(delay, 2))

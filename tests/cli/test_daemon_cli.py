@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main
+from bridge.config import load_config
 from bridge.signing import Signer
 from bridge.signing.keys import write_private_key
 from tests.conftest import REPO
@@ -55,3 +56,13 @@ class TestStatus:
         config = write_config(tmp_path, ".unused")
         assert main(["status", "--config", str(config), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["ledger"] is None
+
+    def test_status_names_an_outbound_interruption(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """What the daemon wrote of its outbound side (a full disk, say) is shown in words."""
+        config = write_config(tmp_path, ".unused")
+        state = load_config(config).state.dir
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "status.json").write_text(json.dumps({"state": "running", "pid": 1, "broker_connected": True,
+                                                       "outbound_error": "StorageError: No space left on device"}))
+        assert main(["status", "--config", str(config)]) == 0
+        assert "outbound:    NOT writing: StorageError: No space left on device" in capsys.readouterr().out

@@ -179,12 +179,15 @@ class TestOutboundFull:
 
         wait_for(lambda: len(interruptions()) >= 2, 60, "two outbound storage interruptions")
         assert all("No space left on device" in entry["error"] for entry in interruptions())
+        status = bridge.folder("state") / "status.json"
+        assert "No space left on device" in (json.loads(status.read_text()).get("outbound_error") or "")
         assert every_file(outbound) == [filler], "something (half-)written is visible in the full outbound folder"
         assert bridge.admin.message_count(bridge.topology.outbound_rejected_queue or "") == 0
         assert process.poll() is None
 
         filler.unlink()
         wait_for(lambda: len(bridge.outbound_files()) >= len(files), 90, "every file written once space returned")
+        wait_for(lambda: json.loads(status.read_text()).get("outbound_error") is None, 30, "the status to clear")
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
         written = sorted(path.read_bytes() for path in bridge.outbound_files())
