@@ -46,7 +46,7 @@ def file_events(path: Path, reader: FlowFileReader, checked: FileParse | ValidFi
         hashing = _HashingReader(raw)
         with io.TextIOWrapper(io.BufferedReader(hashing, 1 << 16), encoding="utf-8", newline="") as stream:
             try:
-                for instance in reader.read_valid(stream, valid):
+                for instance in reader.read_valid(stream, valid, as_objects=True):
                     yield build(instance)
                 stream.read()  # what follows the trailer: nothing, in a file the first pass accepted
             except (FlowFileError, UnicodeDecodeError) as exc:

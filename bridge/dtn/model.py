@@ -115,3 +115,4 @@ class FlowInstance:
     index: int  # 1-based position among the file's flow instances
     root: GroupInstance
     content: str | None = None  # its lines as `code|item|...|item`, when the reader kept them (the event id's input)
+    data: dict[str, Any] | None = None  # its event object, when the reader built it (`root` then has no children)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
-from typing import Final
+from typing import Any, Final
 
 from bridge.dtn.checksum import PoolChecksum
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
@@ -604,13 +604,14 @@ class FileParse(Iterator[FlowInstance]):
 
 
 def _placed_by_code(lines: Iterable[str], by_code: dict[str, GroupDefinition], terminated: bool,
-                    checked: ValidFile) -> Iterator[FlowInstance]:
+                    checked: ValidFile, as_objects: bool) -> Iterator[FlowInstance]:
     """`FlowFileReader.read_valid` for a flow whose codes are distinct: one dict lookup and one split per line.
 
     Each instance also keeps its lines as `code|item|...|item` (its `content`, the event id's input), which the
-    lines already are, less a terminating pipe.
+    lines already are, less a terminating pipe. `as_objects`: each line becomes its event object at once (its items
+    by key, through the formats' `to_json`, its child groups by key), with no GroupInstance but the root's.
     """
-    open_groups: list[GroupInstance] = []  # the latest line at each level 1, 2, ... that is still open
+    open_groups: list[tuple[GroupDefinition, Any]] = []  # the latest line at each level 1, 2, ... still open
     flows = groups = 0
     line_number = 1
     current: FlowInstance | None = None
@@ -629,24 +630,37 @@ def _placed_by_code(lines: Iterable[str], by_code: dict[str, GroupDefinition], t
         if group is None or len(values) != len(group.items) or (terminated and line[-1:] != "|"):
             raise _changed(line_number, code)
         groups += 1
-        instance = GroupInstance(group, values, line_number, [] if group.children else None)
         level = group.level
         if len(open_groups) < level - 1:
             raise _changed(line_number, code)
         del open_groups[level - 1:]  # a line closes every deeper group, as in `read`
+        node: Any
+        if as_objects:
+            node = {key: text if convert is None else convert(text)
+                    for (key, convert), text in zip(group.json_items, values) if text}
+        else:
+            node = GroupInstance(group, values, line_number, [] if group.children else None)
         if level == 1:
             if current is not None:
                 current.content = "\n".join(content)
                 yield current
             flows += 1
-            current = FlowInstance(flows, instance)
+            if as_objects:
+                current = FlowInstance(flows, GroupInstance(group, values, line_number), data={group.key: node})
+            else:
+                current = FlowInstance(flows, node)
             content = []
         else:
-            parent = open_groups[-1]
-            if parent.definition is not group.parent:
+            parent_group, parent = open_groups[-1]
+            if parent_group is not group.parent:
                 raise _changed(line_number, code)
-            parent.children.append(instance)
-        open_groups.append(instance)
+            if not as_objects:
+                parent.children.append(node)
+            elif group.single:
+                parent[group.key] = node
+            else:
+                parent.setdefault(group.key, []).append(node)
+        open_groups.append((group, node))
         content.append(body if len(body) > 3 else body + "|")
     else:
         raise _changed(line_number + 1, "ZPT")
@@ -718,13 +732,17 @@ class FlowFileReader:
         """Start a pass over `lines` (str lines, with or without terminators)."""
         return FileParse(self, lines)
 
-    def read_valid(self, lines: Iterable[str], checked: FileParse | ValidFile) -> Iterator[FlowInstance]:
+    def read_valid(self, lines: Iterable[str], checked: FileParse | ValidFile, *,
+                   as_objects: bool = False) -> Iterator[FlowInstance]:
         """A second pass over a file that `checked` (its first pass) found valid, yielding its flow instances.
 
         Where the flow's group codes are all distinct, nothing is checked again: a line's values are its fields and
         its group's parent is the latest line of the parent group: faster than `read` (no item is matched again),
         and the same instances. Otherwise this is `read`. Either way a file that changed since the first pass
         raises FlowFileError rather than yield other instances.
+
+        `as_objects`: where lines are placed by code, an instance may come as its event object (`data`) with a root
+        that holds its own line only, which spares building the groups that the event is made of next.
         """
         valid = checked.valid() if isinstance(checked, FileParse) else checked
         if valid.definition.group_by_code is None:
@@ -733,4 +751,4 @@ class FlowFileReader:
             if not parse.ok:
                 raise FlowFileError("the file changed between the passes", parse.defects)
             return
-        yield from _placed_by_code(lines, valid.definition.group_by_code, valid.header.terminated, valid)
+        yield from _placed_by_code(lines, valid.definition.group_by_code, valid.header.terminated, valid, as_objects)

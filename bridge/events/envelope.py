@@ -101,7 +101,7 @@ class EventBuilder:
         mpan = root.values[0] if root.definition.items and root.definition.items[0].key == "mpan_core" else ""
         if mpan:
             event["subject"] = mpan
-        event["data"] = {root.definition.key: group_to_data(root)}
+        event["data"] = instance.data if instance.data is not None else {root.definition.key: group_to_data(root)}
         return event
 
 

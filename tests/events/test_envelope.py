@@ -92,6 +92,24 @@ class TestEvents:
         assert before[0] != after[0] and before[1:] == after[1:]
 
 
+class TestSecondPass:
+    """file_events builds events straight from the lines where it can: the events must be those of the line walk."""
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(seed=st.integers(0, 2**32), fanout=st.integers(1, 3), index=st.integers(0, 10**6))
+    def test_generated_files(self, definitions: DefinitionSet, reader: FlowFileReader, tmp_path: Path, seed: int,
+                             fanout: int, index: int) -> None:
+        definition = definitions[sorted(definitions)[index % len(definitions)]]
+        path = tmp_path / f"{definition.reference}-{seed}.txt"
+        path.write_text("".join(synthetic_file(definition, seed, fanout=fanout)), newline="")
+        assert events_of(path, reader) == events_of_text(path.read_bytes().decode(), reader)
+
+    @pytest.mark.parametrize("name", VALID_SAMPLES)
+    def test_real_samples(self, reader: FlowFileReader, name: str) -> None:
+        path = sample(name)
+        assert events_of(path, reader) == events_of_text(path.read_bytes().decode(), reader)
+
+
 class TestRoundTrip:
     @pytest.mark.parametrize("name", VALID_SAMPLES)
     def test_real_samples(self, reader: FlowFileReader, name: str) -> None:
