@@ -37,6 +37,7 @@ from bridge.unsigned import UnsignedMessage
 log = structlog.get_logger("dtn_bridge.worker")
 
 _BATCH = 64  # messages per pipe write: ~400 KB of D0275 events
+_SILENCE = 120.0  # seconds without a word from a busy worker: it is stuck (a batch takes milliseconds)
 _MAX_INTERNED = 1024
 
 
@@ -88,6 +89,8 @@ class BuildWorker:
                 if kind == "changed":
                     message, defects = payload
                     raise FlowFileError(message, defects)
+                if kind == "stuck":
+                    raise WorkerError(f"the build worker process sent nothing for {_SILENCE:g} s: ended, to retry")
                 raise RuntimeError(f"the build worker failed: {payload}")
         finally:
             if self._busy and job == self._jobs:  # closed early: the rest is still coming; end, don't drain
@@ -122,6 +125,9 @@ class BuildWorker:
     def _receive(self) -> tuple[str, Any]:
         assert self._conn is not None
         try:
+            if not self._conn.poll(_SILENCE):
+                self.close(graceful=False)
+                return ("stuck", None)
             return self._conn.recv()  # type: ignore[no-any-return]
         except (EOFError, OSError) as exc:
             raise self._lost(exc) from None

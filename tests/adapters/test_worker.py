@@ -134,3 +134,18 @@ def test_sigterm_to_the_whole_group_does_not_cut_a_file_short(worker: BuildWorke
     next(messages)
     os.kill(pid_of(worker), signal.SIGTERM)
     assert 1 + sum(1 for _ in messages) == 2000
+
+
+def test_a_stuck_worker_is_ended_and_replaced(worker: BuildWorker, big_file: Path, reader: FlowFileReader,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that stops answering (here: SIGSTOP) is not waited for forever: WorkerError, then a new worker."""
+    monkeypatch.setattr("bridge.adapters.worker._SILENCE", 1.0)
+    messages = worker(*job(big_file, reader))
+    next(messages)
+    stuck = pid_of(worker)
+    os.kill(stuck, signal.SIGSTOP)
+    with pytest.raises(WorkerError, match="sent nothing"):
+        for _ in messages:
+            pass
+    assert not Path(f"/proc/{stuck}").exists() or Path(f"/proc/{stuck}/stat").read_text().split()[2] == "Z"
+    assert len(list(worker(*job(EXAMPLES / "D0010002.txt", reader)))) == 2
