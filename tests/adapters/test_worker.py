@@ -59,17 +59,22 @@ def pid_of(worker: BuildWorker) -> int:
     return int(process.pid)
 
 
-def test_a_killed_worker_raises_and_the_next_file_gets_a_new_one(worker: BuildWorker, big_file: Path,
-                                                                 reader: FlowFileReader) -> None:
+def interrupted(worker: BuildWorker, big_file: Path, reader: FlowFileReader, signum: int, error: str) -> int:
+    """Signal the worker mid-file: the rest of the file raises WorkerError; the next file gets a new worker."""
     messages = worker(*job(big_file, reader))
     next(messages)
     first = pid_of(worker)
-    os.kill(first, signal.SIGKILL)
-    with pytest.raises(WorkerError, match="ended unexpectedly"):
+    os.kill(first, signum)
+    with pytest.raises(WorkerError, match=error):
         for _ in messages:
             pass
-    again = list(worker(*job(EXAMPLES / "D0010002.txt", reader)))
-    assert len(again) == 2 and pid_of(worker) != first
+    assert len(list(worker(*job(EXAMPLES / "D0010002.txt", reader)))) == 2 and pid_of(worker) != first
+    return first
+
+
+def test_a_killed_worker_raises_and_the_next_file_gets_a_new_one(worker: BuildWorker, big_file: Path,
+                                                                 reader: FlowFileReader) -> None:
+    interrupted(worker, big_file, reader, signal.SIGKILL, "ended unexpectedly")
 
 
 @pytest.mark.parametrize("closed", [True, False], ids=["closed", "abandoned"])
@@ -140,12 +145,5 @@ def test_a_stuck_worker_is_ended_and_replaced(worker: BuildWorker, big_file: Pat
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker that stops answering (here: SIGSTOP) is not waited for forever: WorkerError, then a new worker."""
     monkeypatch.setattr("bridge.adapters.worker._SILENCE", 1.0)
-    messages = worker(*job(big_file, reader))
-    next(messages)
-    stuck = pid_of(worker)
-    os.kill(stuck, signal.SIGSTOP)
-    with pytest.raises(WorkerError, match="sent nothing"):
-        for _ in messages:
-            pass
+    stuck = interrupted(worker, big_file, reader, signal.SIGSTOP, "sent nothing")
     assert not Path(f"/proc/{stuck}").exists() or Path(f"/proc/{stuck}/stat").read_text().split()[2] == "Z"
-    assert len(list(worker(*job(EXAMPLES / "D0010002.txt", reader)))) == 2

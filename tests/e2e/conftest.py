@@ -94,6 +94,14 @@ class Bridge:
         self.wait_settled(len(files))
         return process
 
+    def stop_when_written(self, process: subprocess.Popen[bytes], count: int, timeout: float = 60.0) -> None:
+        """Wait until `count` files are in the outbound folder (or the timeout), then SIGTERM: the daemon exits 0."""
+        deadline = time.monotonic() + timeout
+        while len(self.outbound_files()) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+
     def route_back(self) -> int:
         """What a migration test harness does: every event captured so far published again to `outbound.<key>`
         (inbound events lose their `inbound.` prefix; manifests keep their key). Returns how many."""

@@ -122,11 +122,7 @@ def test_stopping_the_connected_node_loses_nothing(cluster: list[LocalNode], rea
                 bridge.drop(path)
             bridge.wait_settled(len(files) + len(examples), timeout=60)
             assert bridge.route_back() > 0
-            deadline = time.monotonic() + 60
-            while len(bridge.outbound_files()) < len(examples) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(30) == 0
+            bridge.stop_when_written(process, len(examples))
         finally:
             cluster[0].ctl("start_app", timeout=120)
     finally:

@@ -5,7 +5,6 @@ is written exactly once, byte for byte."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -67,11 +66,7 @@ def test_server_side_closes_during_publish_and_during_consume(make_bridge: Any, 
                 time.sleep(1.0)
             time.sleep(0.05)
         bridge.admin.reconnect()
-        deadline = time.monotonic() + 120
-        while len(bridge.outbound_files()) < len(files) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        bridge.stop_when_written(process, len(files), timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
