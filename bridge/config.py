@@ -276,7 +276,7 @@ def parse_config(
     values = {name: build(root.section(name)) for name, build in sections.items()}
     rules = root.raw("rules", None)
     if rules is not None and not isinstance(rules, Mapping):
-        raise root.error("rules", f"expected a mapping, got {_kind(rules)}")
+        raise root.error("rules", f"expected a mapping, got {describe_value(rules)}")
     return BridgeConfig(**values, rules=rules, source=Path(src) if src is not None else None)
 
 
@@ -542,7 +542,7 @@ class _Section:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ConfigError(prefix or "(root)", f"expected a mapping, got {_kind(data)}", ctx.source)
+            raise ConfigError(prefix or "(root)", f"expected a mapping, got {describe_value(data)}", ctx.source)
         for key in data:
             if not isinstance(key, str):
                 raise ConfigError(self._key(str(key)), "keys must be strings", ctx.source)
@@ -578,7 +578,7 @@ class _Section:
     ) -> str:
         value = self._data.get(key, default)
         if not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {_kind(value)}")
+            raise self.error(key, f"expected a string, got {describe_value(value)}")
         if pattern is not None and not pattern.fullmatch(value):
             raise self.error(key, f"{value!r} is not {hint}" if hint else f"{value!r} is not valid")
         return value
@@ -588,7 +588,7 @@ class _Section:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise self.error(key, f"expected a string or null, got {_kind(value)}")
+            raise self.error(key, f"expected a string or null, got {describe_value(value)}")
         return value
 
     def choice(self, key: str, default: str, choices: tuple[str, ...], *, fold_case: bool = False) -> str:
@@ -601,16 +601,16 @@ class _Section:
     def string_list(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = self._data.get(key, default)
         if not isinstance(value, (list, tuple)):
-            raise self.error(key, f"expected a list of strings, got {_kind(value)}")
+            raise self.error(key, f"expected a list of strings, got {describe_value(value)}")
         for i, item in enumerate(value):
             if not isinstance(item, str):
-                raise self.error(f"{key}[{i}]", f"expected a string, got {_kind(item)}")
+                raise self.error(f"{key}[{i}]", f"expected a string, got {describe_value(item)}")
         return tuple(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._data.get(key, default)
         if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {_kind(value)}")
+            raise self.error(key, f"expected true or false, got {describe_value(value)}")
         return value
 
     def integer(
@@ -618,7 +618,7 @@ class _Section:
     ) -> int:
         value = self._data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an integer, got {_kind(value)}")
+            raise self.error(key, f"expected an integer, got {describe_value(value)}")
         _check_range(self, key, value, minimum, maximum)
         return value
 
@@ -627,7 +627,7 @@ class _Section:
     ) -> float:
         value = self._data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(key, f"expected a number, got {_kind(value)}")
+            raise self.error(key, f"expected a number, got {describe_value(value)}")
         if not math.isfinite(value):
             raise self.error(key, "must be a finite number")
         if positive and value <= 0:
@@ -644,7 +644,7 @@ class _Section:
                 raise self.error(key, f"{value!r} is not an octal permission mode like '0640'")
             value = int(text, 8)
         elif isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an octal permission mode like '0640', got {_kind(value)}")
+            raise self.error(key, f"expected an octal permission mode like '0640', got {describe_value(value)}")
         if not 0 <= value <= 0o777:
             raise self.error(
                 key, f"{value} is out of range for a permission mode; write it as octal, e.g. '0640'"
@@ -656,7 +656,7 @@ class _Section:
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"expected a path (a non-empty string) or null, got {_kind(value)}")
+            raise self.error(key, f"expected a path (a non-empty string) or null, got {describe_value(value)}")
         return self._resolve(value)
 
     def path_list(self, key: str) -> tuple[Path, ...]:
@@ -665,16 +665,16 @@ class _Section:
         if value is None:
             return ()
         if not isinstance(value, (list, tuple)):
-            raise self.error(key, f"expected a list of paths, got {_kind(value)}")
+            raise self.error(key, f"expected a list of paths, got {describe_value(value)}")
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
-                raise self.error(f"{key}[{i}]", f"expected a path (a non-empty string), got {_kind(item)}")
+                raise self.error(f"{key}[{i}]", f"expected a path (a non-empty string), got {describe_value(item)}")
         return tuple(self._resolve(item) for item in value)
 
     def required_path(self, key: str, default: str) -> Path:
         value = self._data.get(key, default)
         if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"expected a path (a non-empty string), got {_kind(value)}")
+            raise self.error(key, f"expected a path (a non-empty string), got {describe_value(value)}")
         return self._resolve(value)
 
     def _resolve(self, value: str) -> Path:
@@ -691,8 +691,8 @@ def _check_range(s: _Section, key: str, value: float, minimum: float | None, max
         raise s.error(key, f"must be at most {maximum}, got {value}")
 
 
-def _kind(value: object) -> str:
-    """How a YAML value reads to a person."""
+def describe_value(value: object) -> str:
+    """How a YAML value reads to a person, in the error messages of the configuration and the rules."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -176,7 +176,7 @@ class Spool:
                 continue
             # A report without its file is our own crashed attempt (or a race); rewriting it is right.
             write_atomic(report_path, payload, mode=self.file_mode)
-            if _link(claim.path, target):
+            if link_no_overwrite(claim.path, target):
                 fsync_folder(self.quarantine_dir)
                 if _read_bytes(report_path) != payload:  # another instance raced for the same name
                     write_atomic(report_path, payload, mode=self.file_mode)
@@ -199,7 +199,7 @@ class Spool:
                     continue
                 if staged is None:
                     staged = self._stage_encrypted(src, folder, name)
-                if _link(staged, target):
+                if link_no_overwrite(staged, target):
                     fsync_folder(folder)
                     _unlink_source(src)
                     return target
@@ -221,7 +221,7 @@ class Spool:
             write_atomic(report_path, cipher.encrypt_bytes(payload), mode=self.file_mode)
             staged = self._stage_encrypted(claim.path, self.quarantine_dir, name)
             try:
-                linked = _link(staged, target)
+                linked = link_no_overwrite(staged, target)
             finally:
                 _remove_quietly(staged)
             if linked:
@@ -348,7 +348,7 @@ def _candidate_names(name: str) -> Iterable[str]:
 def _move_no_overwrite(src: Path, folder: Path, name: str) -> Path:
     for candidate in _candidate_names(name):
         target = folder / candidate
-        if _link(src, target):
+        if link_no_overwrite(src, target):
             fsync_folder(folder)
             _unlink_source(src)
             return target
@@ -358,7 +358,7 @@ def _move_no_overwrite(src: Path, folder: Path, name: str) -> Path:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _link(src: Path, target: Path) -> bool:
+def link_no_overwrite(src: Path, target: Path) -> bool:
     """Give `src`'s content the name `target` without overwriting; False if `target` exists.
 
     A hard link where possible; across filesystems a copy (fsynced, under a hidden name, then linked into place);

@@ -16,7 +16,6 @@ redelivered messages are written again. A redelivered event whose id is recorded
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import os
@@ -30,7 +29,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from bridge.adapters.ledger import Ledger, OutboundFileDraft, OutboundFileRecord
-from bridge.adapters.spool import fsync_folder
+from bridge.adapters.spool import fsync_folder, link_no_overwrite
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader
@@ -231,7 +230,7 @@ class OutboundWriter:
         linked = False
         try:
             _write_synced(tmp, data, self.config.file_mode)
-            linked = _link_no_overwrite(tmp, path)
+            linked = link_no_overwrite(tmp, path)  # never replaces a file; False if the name is taken
             _unlink(tmp)
             if linked:
                 fsync_folder(self.folder)
@@ -301,25 +300,6 @@ def _write_synced(path: Path, data: bytes, mode: int) -> None:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
-
-
-def _link_no_overwrite(tmp: Path, path: Path) -> bool:
-    """Give the complete file its final name atomically, never replacing another file; False if taken."""
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise StorageError(f"cannot link {tmp} to {path}: {exc.strerror or exc}") from exc
-    if os.path.lexists(path):  # no hard links here: check, then rename (one writer per folder)
-        return False
-    try:
-        os.rename(tmp, path)
-    except OSError as exc:
-        raise StorageError(f"cannot rename {tmp} to {path}: {exc.strerror or exc}") from exc
-    return True
 
 
 def _unlink(path: Path) -> None:

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
+from bridge.config import describe_value
 from bridge.errors import ConfigError
 from bridge.rules.model import (
     DirectionRules,
@@ -249,7 +250,7 @@ class _Node:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ConfigError(key, f"expected a mapping, got {_kind(data)}", source)
+            raise ConfigError(key, f"expected a mapping, got {describe_value(data)}", source)
         for name in data:
             if not isinstance(name, str):
                 raise ConfigError(f"{key}.{name}", "keys must be strings", source)
@@ -279,14 +280,14 @@ class _Node:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise self.error(name, f"expected a list, got {_kind(value)}")
+            raise self.error(name, f"expected a list, got {describe_value(value)}")
         return value
 
     def strings(self, name: str, *, pattern: re.Pattern[str] | None = None, hint: str = "") -> list[str]:
         values = self.sequence(name)
         for index, value in enumerate(values):
             if not isinstance(value, str):
-                raise self.error(f"{name}[{index}]", f"expected a string, got {_kind(value)}")
+                raise self.error(f"{name}[{index}]", f"expected a string, got {describe_value(value)}")
             if pattern is not None and not pattern.fullmatch(value):
                 raise self.error(f"{name}[{index}]", f"{value!r} is not {hint}")
         return values
@@ -297,7 +298,7 @@ class _Node:
         if value is None:
             raise self.error(name, "is required")
         if not isinstance(value, str):
-            raise self.error(name, f"expected a string, got {_kind(value)}")
+            raise self.error(name, f"expected a string, got {describe_value(value)}")
         if pattern is not None and not pattern.fullmatch(value):
             raise self.error(name, f"{value!r} is not {hint}")
         return value
@@ -314,7 +315,7 @@ class _Node:
     def boolean(self, name: str, default: bool) -> bool:
         value = self.data.get(name, default)
         if not isinstance(value, bool):
-            raise self.error(name, f"expected true or false, got {_kind(value)}")
+            raise self.error(name, f"expected true or false, got {describe_value(value)}")
         return value
 
     def positive(self, name: str) -> int | None:
@@ -322,23 +323,7 @@ class _Node:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(name, f"expected an integer or null, got {_kind(value)}")
+            raise self.error(name, f"expected an integer or null, got {describe_value(value)}")
         if value < 1:
             raise self.error(name, f"must be at least 1, got {value}")
         return value
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, (int, float)):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__

@@ -50,7 +50,7 @@ def arm(crash: str, writer: OutboundWriter, after_files: int) -> None:
 
         writer_module._write_synced = write  # type: ignore[assignment]
     elif crash == "after_link":
-        original_link = writer_module._link_no_overwrite
+        original_link = writer_module.link_no_overwrite
 
         def link(tmp: Path, path: Path) -> bool:
             linked = original_link(tmp, path)
@@ -58,7 +58,7 @@ def arm(crash: str, writer: OutboundWriter, after_files: int) -> None:
                 die()
             return linked
 
-        writer_module._link_no_overwrite = link  # type: ignore[assignment]
+        writer_module.link_no_overwrite = link  # type: ignore[assignment]
     finish = writer.ledger.finish_outbound_file
 
     def finish_then(file_id: int) -> None:
