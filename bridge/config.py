@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from bridge.adapters.spool import make_folders
 from bridge.errors import ConfigError, StorageError
 
 __all__ = [
@@ -285,24 +286,8 @@ def ensure_folders(config: BridgeConfig) -> tuple[Path, ...]:
 
     Also checks that processing is on inbound's filesystem (claims are renames), a ConfigError otherwise.
     """
-    mode = config.spool.dir_mode
     for folder in config.folders:
-        missing: list[Path] = []
-        probe = folder
-        while not probe.exists() and probe != probe.parent:
-            missing.append(probe)
-            probe = probe.parent
-        try:
-            for created in reversed(missing):
-                try:
-                    created.mkdir(mode=mode)
-                except FileExistsError:
-                    continue  # another process made it meanwhile
-                os.chmod(created, mode)  # mkdir's mode is masked by the umask
-            if not folder.is_dir():
-                raise StorageError(f"{folder}: exists and is not a folder")
-        except OSError as exc:
-            raise StorageError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
+        make_folders(folder, config.spool.dir_mode)
     try:
         same_fs = os.stat(config.watch.inbound).st_dev == os.stat(config.spool.processing).st_dev
     except OSError as exc:

@@ -251,21 +251,7 @@ class Spool:
     # ------------------------------------------------------------------------------------------------- helpers
 
     def _make_dirs(self, folder: Path) -> None:
-        missing: list[Path] = []
-        probe = folder
-        while not probe.is_dir() and probe != probe.parent:
-            missing.append(probe)
-            probe = probe.parent
-        try:
-            for created in reversed(missing):
-                try:
-                    created.mkdir(mode=self.dir_mode)
-                except FileExistsError:
-                    continue
-                os.chmod(created, self.dir_mode)
-                fsync_folder(created.parent)
-        except OSError as exc:
-            raise StorageError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
+        make_folders(folder, self.dir_mode)
 
     def _set_mode(self, path: Path) -> None:
         """Best effort: the gateway may have dropped the file world-readable, or owned by another user."""
@@ -277,6 +263,28 @@ class Spool:
             raise StorageError(f"claimed file {path} is missing from processing") from exc
         except OSError as exc:
             raise StorageError(f"cannot chmod {path}: {exc.strerror or exc}") from exc
+
+
+def make_folders(folder: Path, mode: int) -> None:
+    """Create `folder` and its missing parents with `mode` (mkdir's mode is masked by the umask, so chmod too), each
+    made durable in its parent. A folder another process makes meanwhile is fine; a file in the way is an error."""
+    missing: list[Path] = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        for created in reversed(missing):
+            try:
+                created.mkdir(mode=mode)
+            except FileExistsError:
+                continue  # another process made it meanwhile
+            os.chmod(created, mode)
+            fsync_folder(created.parent)
+        if not folder.is_dir():
+            raise StorageError(f"{folder}: exists and is not a folder")
+    except OSError as exc:
+        raise StorageError(f"cannot create folder {folder}: {exc.strerror or exc}") from exc
 
 
 def write_atomic(path: Path, chunks: bytes | Iterable[bytes], mode: int = 0o640) -> Path:
