@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,7 +84,7 @@ class LocalNode:
             with os.fdopen(fd, "w") as out:
                 out.write(secrets.token_hex(20).upper())
         self._stop_leftover()
-        subprocess.run(["rm", "-rf", str(self.run)], check=True)
+        shutil.rmtree(self.run, ignore_errors=True)
         (self.run / "mnesia").mkdir(parents=True)
         self.log_dir.mkdir()
         (self.run / "enabled_plugins").write_text(f"{self.plugins}.\n")
