@@ -1,5 +1,5 @@
-"""Fixtures for the outbound tests: a signer and its trust store, a ledger, a folder (the broker ones are in
-tests/conftest.py)."""
+"""Fixtures for the outbound tests: a signer and its trust store, a ledger, a folder, a publisher to the test
+topology (the other broker ones are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from bridge.adapters.ledger import Ledger
+from bridge.adapters.rabbitmq import RabbitPublisher
+from bridge.adapters.topology import Topology
 from bridge.config import OutboundConfig
 from bridge.signing import Signer, TrustStore
+from tests.conftest import Admin
 from tests.outbound.outbound_helpers import FakeClock
 
 
@@ -46,3 +49,13 @@ def config(out_dir: Path) -> OutboundConfig:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def publisher(amqp_url: str, topology: Topology, admin: Admin) -> Iterator[RabbitPublisher]:
+    pub = RabbitPublisher([amqp_url], topology=topology, client_name="dtn-bridge-test-publisher")
+    pub.connect()
+    try:
+        yield pub
+    finally:
+        pub.close()

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,6 @@ from tests.conftest import EXAMPLES, REPO, Admin
 from tests.outbound.outbound_helpers import message, meter_ids, numbered_events, source_file, visible_files, wait_until
 
 EVENTS = 240
-
-
-@pytest.fixture
-def publisher(amqp_url: str, topology: Topology, admin: Admin) -> Iterator[RabbitPublisher]:
-    pub = RabbitPublisher([amqp_url], topology=topology, client_name="dtn-bridge-test-publisher")
-    pub.connect()
-    try:
-        yield pub
-    finally:
-        pub.close()
 
 
 class Child:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +32,6 @@ from tests.outbound.outbound_helpers import (
     visible_files,
     wait_until,
 )
-
-
-@pytest.fixture
-def publisher(amqp_url: str, topology: Topology, admin: Admin) -> Iterator[RabbitPublisher]:
-    pub = RabbitPublisher([amqp_url], topology=topology, client_name="dtn-bridge-test-publisher")
-    pub.connect()
-    try:
-        yield pub
-    finally:
-        pub.close()
 
 
 def make_loop(amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet,
