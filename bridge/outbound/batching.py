@@ -11,7 +11,9 @@ An original set still incomplete when its oldest event has waited `batch_seconds
 the batches like new events (or, without a test data flag, come back as `incomplete` for the loop to dead-letter).
 So does a set that can never complete because its file is larger than the prefetch window, and the second of two
 different events claiming the same dtcindex. Unacked deliveries are bounded by the prefetch (`capacity`): when it
-is full, `relieve` closes the largest batch early so that the broker can send more.
+is full, `relieve` closes the largest batch early so that the broker can send more. A second delivery of a held
+event is not held here: the loop acks it at once, since the first delivery, still unacked, is the one the broker
+would give back.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ Kind = Literal["original", "batch", "incomplete"]
 
 @dataclass(slots=True)
 class Held:
-    """A verified event and its deliveries (more than one when the same id arrived twice), not yet acked."""
+    """A verified event and its delivery, not yet acked."""
 
     event: VerifiedEvent
-    deliveries: list[Delivery]
+    delivery: Delivery
     arrived: float  # monotonic seconds
 
 
@@ -69,17 +71,12 @@ class Batcher:
         self._originals: dict[str, _OriginalSet] = {}
 
     def find(self, event_id: str) -> Held | None:
-        """The held event with this id (a duplicate message joins it, and is acked with it)."""
+        """The held event with this id: a second delivery of it needs no place of its own."""
         return self._by_id.get(event_id)
-
-    def attach(self, held: Held, delivery: Delivery) -> None:
-        """A second delivery of a held event."""
-        held.deliveries.append(delivery)
-        self.held += 1
 
     def add(self, event: VerifiedEvent, delivery: Delivery, now: float) -> list[ReadyFile]:
         """Hold a new event; returns what became ready (a completed source file, a full batch)."""
-        held = Held(event, [delivery], now)
+        held = Held(event, delivery, now)
         self._by_id[event.id] = held
         self.held += 1
         origin = event.origin
@@ -126,7 +123,7 @@ class Batcher:
         """Events that could not be written as their source file (the writer refused the set): batch them."""
         for held in items:
             self._by_id[held.event.id] = held
-            self.held += len(held.deliveries)
+            self.held += 1
         return self._to_batches(items, "diverted")
 
     def take_batches(self) -> list[ReadyFile]:
@@ -168,5 +165,5 @@ class Batcher:
     def _emit(self, kind: Kind, items: list[Held], reason: str) -> ReadyFile:
         for held in items:
             self._by_id.pop(held.event.id, None)
-            self.held -= len(held.deliveries)
+            self.held -= 1
         return ReadyFile(kind, tuple(items), reason)

@@ -152,12 +152,10 @@ class OutboundLoop:
             self.writer.note_manifest(item)
             self._ack([delivery])
             return
-        held = self.batcher.find(item.id)
-        if held is not None:
-            self.batcher.attach(held, delivery)
-            return
-        if written:
-            log.debug("outbound_duplicate", event_id=item.id, redelivered=delivery.redelivered)
+        if written or self.batcher.find(item.id) is not None:
+            # Already in a file, or held with its first delivery (unacked, so the broker would give that one back):
+            # this copy is acked now and never takes a place in the prefetch window.
+            log.debug("outbound_duplicate", event_id=item.id, redelivered=delivery.redelivered, written=written)
             self._ack([delivery])
             return
         self._flush_all(self.batcher.add(item, delivery, self.monotonic()))
@@ -169,23 +167,21 @@ class OutboundLoop:
     def _flush(self, ready: ReadyFile) -> None:
         if ready.kind == "incomplete":
             for held in ready.items:
-                for delivery in held.deliveries:
-                    self._reject(delivery, INCOMPLETE_FILE,
-                                 f"event {held.event.id} belongs to a source file whose events did not all arrive "
-                                 "within outbound.batch_seconds, and it has no test data flag to start a new file")
+                self._reject(held.delivery, INCOMPLETE_FILE,
+                             f"event {held.event.id} belongs to a source file whose events did not all arrive "
+                             "within outbound.batch_seconds, and it has no test data flag to start a new file")
             return
         try:
             record = self.writer.write(ready)
         except EventRejected as exc:
             for held in ready.items:
-                for delivery in held.deliveries:
-                    self._reject(delivery, exc.code, str(exc))
+                self._reject(held.delivery, exc.code, str(exc))
             return
         except EventError as exc:
             log.warning("outbound_original_refused", reason=str(exc), events=len(ready.items))
             self._flush_all(self.batcher.divert(list(ready.items)))
             return
-        self._ack([delivery for held in ready.items for delivery in held.deliveries])
+        self._ack([held.delivery for held in ready.items])
         self.on_written(record.events if record is not None else 0)
 
     # ---------------------------------------------------------------------------------------------- settling

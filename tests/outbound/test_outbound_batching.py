@@ -58,16 +58,6 @@ class TestBatches:
         [ready] = batcher.relieve()
         assert (ready.reason, ids(ready), batcher.held) == ("capacity", ["a", "b"], 1)
 
-    def test_duplicate_delivery_is_held_with_its_event(self) -> None:
-        batcher = Batcher(batch_size=100, batch_seconds=10, capacity=100)
-        batcher.add(event("a"), delivery(1), 0)
-        held = batcher.find("a")
-        assert held is not None
-        batcher.attach(held, delivery(2))
-        [ready] = batcher.take_batches()
-        assert [d.delivery_tag for d in ready.items[0].deliveries] == [1, 2] and batcher.held == 0
-
-
 class TestOriginals:
     def test_complete_set_in_dtcindex_order(self) -> None:
         batcher = Batcher(batch_size=2, batch_seconds=10, capacity=100)

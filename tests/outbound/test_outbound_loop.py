@@ -155,6 +155,24 @@ class TestExactlyOnce:
             time.sleep(0.3)
         assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
 
+    def test_duplicates_take_no_place_in_the_prefetch_window(
+        self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, trust: TrustStore,
+        ledger: Ledger, out_dir: Path, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader,
+        signer: Signer, admin: Admin
+    ) -> None:
+        """Every event of a source file twice in a row (a publisher's file retry): the file still fits a window
+        just its size, so it is reproduced whole rather than given up to a batch when the window fills."""
+        source = source_file(EXAMPLES / "D0030001.txt", reader)
+        count = len(source.events)
+        assert count == 8
+        config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=30.0, prefetch=count + 1)
+        loop = make_loop(amqp_url, topology, client_name, definitions, trust, ledger, config, clock)
+        publisher.publish_all([message(e, signer) for e in source.events for _copy in (1, 2)])
+        with running(loop):
+            assert wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
+            assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
+        assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
+
     def test_reconnect_mid_batch_gives_no_duplicate(
         self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, trust: TrustStore,
         ledger: Ledger, out_dir: Path, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader,
