@@ -279,6 +279,8 @@ class FileParse(Iterator[FlowInstance]):
                 if code == "ZPT":
                     self._trailer_line = line
                     break
+                if line[3:4] not in ("|", ""):  # "0260|..." is no group 026: the whole first field is the code
+                    code = line.split("|", 1)[0][:40]
                 group_count += 1
                 if checksum_add is not None:
                     checksum_add(line)
@@ -570,6 +572,9 @@ class FileParse(Iterator[FlowInstance]):
         line_number = self._line_number
         terminated = line.endswith("|") and self.header.terminated
         fields = (line[:-1] if terminated else line).split("|")
+        if fields[0] != "ZPT":
+            self._defect("trailer-code", f"the trailer's first field must be ZPT, found {fields[0][:40]!r}",
+                         line=line_number, group="ZPT")
         if self.header.layout == "ZHV":
             if len(fields) != 6:
                 self._defect("trailer-fields", f"a ZPT trailer has 5 fields, found {len(fields) - 1}",
@@ -627,7 +632,8 @@ def _placed_by_code(lines: Iterable[str], by_code: dict[str, GroupDefinition], t
         group = by_code.get(code)
         body = line[:-1] if terminated else line
         values = tuple(body.split("|")[1:])
-        if group is None or len(values) != len(group.items) or (terminated and line[-1:] != "|"):
+        if (group is None or len(values) != len(group.items) or (terminated and line[-1:] != "|")
+                or line[3:4] not in ("|", "")):
             raise _changed(line_number, code)
         groups += 1
         level = group.level

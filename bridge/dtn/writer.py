@@ -5,7 +5,7 @@ The writer streams: it keeps only the counts and the checksum, so a file of any 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 
 from bridge.dtn.checksum import PoolChecksum
 from bridge.dtn.model import FileHeader, GroupInstance
@@ -25,8 +25,7 @@ class FlowFileWriter:
         self.flow_count = 0
         self._checksum = PoolChecksum()
 
-    def _line(self, fields: list[str] | tuple[str, ...]) -> str:
-        record = "|".join(fields)
+    def _line(self, record: str) -> str:
         if self.file_header.terminated:
             record += "|"
         self._checksum.add(record)
@@ -35,21 +34,23 @@ class FlowFileWriter:
     def header(self) -> str:
         h = self.file_header
         if h.layout == "ZHD-POOL":
-            return self._line(["ZHD", h.flow_reference, h.from_role, h.from_participant, h.to_role,
-                               h.to_participant, h.created])
-        return self._line(["ZHV" if h.layout == "ZHV" else "ZHD", h.file_identifier, h.flow_reference, h.from_role,
-                           h.from_participant, h.to_role, h.to_participant, h.created, h.sending_application,
-                           h.receiving_application, h.broadcast, h.test_data_flag])
+            return self._line("|".join(["ZHD", h.flow_reference, h.from_role, h.from_participant, h.to_role,
+                                        h.to_participant, h.created]))
+        return self._line("|".join(["ZHV" if h.layout == "ZHV" else "ZHD", h.file_identifier, h.flow_reference,
+                                    h.from_role, h.from_participant, h.to_role, h.to_participant, h.created,
+                                    h.sending_application, h.receiving_application, h.broadcast,
+                                    h.test_data_flag]))
 
-    def instance(self, root: GroupInstance) -> Iterator[str]:
+    def instance(self, root: GroupInstance) -> list[str]:
         """The lines of one flow instance, depth first, as the reader nests them."""
+        return self.records(instance_records(root))
+
+    def records(self, records: Sequence[str]) -> list[str]:
+        """The lines of one flow instance given as its records (`instance_records`): how a worker process hands
+        over an instance, as plain strings."""
         self.flow_count += 1
-        stack = [root]
-        while stack:
-            group = stack.pop()
-            self.group_count += 1
-            yield self._line((group.definition.code, *group.values))
-            stack.extend(reversed(group.children))
+        self.group_count += len(records)
+        return [self._line(record) for record in records]
 
     def trailer(self, completed: str) -> str:
         """The ZPT line; must come last. `completed` is the File Completion Timestamp (ccyymmddhhmmss)."""
@@ -59,3 +60,14 @@ class FlowFileWriter:
         else:
             record = "|".join(["ZPT", str(self.group_count + 2), str(self._checksum.value)])
         return record + ("|" if self.file_header.terminated else "") + "\n"
+
+
+def instance_records(root: GroupInstance) -> tuple[str, ...]:
+    """The records of one flow instance (its lines without the terminator), depth first, as the reader nests them."""
+    records = []
+    stack = [root]
+    while stack:
+        group = stack.pop()
+        records.append("|".join((group.definition.code, *group.values)))
+        stack.extend(reversed(group.children))
+    return tuple(records)

@@ -95,6 +95,13 @@ class TestDefects:
             "line 4 group 030: expected 7 items, found 2",
         ]
 
+    def test_the_whole_first_field_is_the_group_code(self, reader: FlowFileReader) -> None:
+        """'0260' is no group 026 (hypothesis found this), and a trailer must be 'ZPT', not merely start with it."""
+        parse = read(reader, "0260|1200023305967|V|", METER, READING)
+        assert parse.defects[0].describe() == "line 2 group 0260: '0260' is not a group of D0010002"
+        parse = read(reader, MPAN, METER, READING, trailer="ZPT0|0000475656|3||1|20160302154650|")
+        assert rules(parse) == ["trailer-code"]
+
     def test_group_out_of_place(self, reader: FlowFileReader) -> None:
         """A group outside its parent is named with the parent it needs."""
         parse = read(reader, MPAN, READING)
