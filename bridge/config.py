@@ -177,7 +177,8 @@ class OutboundConfig:
     batch_seconds: float = 30.0
     file_mode: int = 0o640
     name_pattern: str = "{flow}{version}_{from_participant}_{file_identifier}.usr"
-    prefetch: int = 200
+    prefetch: int = 2000  # twice batch_size: the next file's events are verified while one is written
+    verify_workers: int = 2  # worker processes that verify and govern events (other cores); 0: in the daemon
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +426,7 @@ def _inbound(s: _Section) -> InboundConfig:
 
 
 def _outbound(s: _Section) -> OutboundConfig:
-    s.check_keys({"folder", "batch_size", "batch_seconds", "file_mode", "name_pattern", "prefetch"})
+    s.check_keys({"folder", "batch_size", "batch_seconds", "file_mode", "name_pattern", "prefetch", "verify_workers"})
     pattern = s.string("name_pattern", "{flow}{version}_{from_participant}_{file_identifier}.usr")
     problem = _name_pattern_problem(pattern)
     if problem:
@@ -436,7 +437,8 @@ def _outbound(s: _Section) -> OutboundConfig:
         batch_seconds=s.number("batch_seconds", 30.0, positive=True),
         file_mode=s.mode("file_mode", 0o640),
         name_pattern=pattern,
-        prefetch=s.integer("prefetch", 200, minimum=1),
+        prefetch=s.integer("prefetch", 2000, minimum=1),
+        verify_workers=s.integer("verify_workers", 2, minimum=0),
     )
 
 

@@ -32,14 +32,14 @@ from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
 from bridge.adapters.tls import broker_connection_options
 from bridge.adapters.topology import Topology
 from bridge.adapters.watcher import DropWatcher
-from bridge.adapters.worker import BuildWorker
+from bridge.adapters.worker import BuildWorker, CheckWorkers
 from bridge.config import BridgeConfig, ensure_folders, load_config
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, ConfigError, StorageError, WorkerError
-from bridge.rules import Decision, RuleSet, parse_rules
 from bridge.inbound import BuildStage, FileOutcome, InboundPipeline
-from bridge.outbound import OutboundLoop, OutboundWriter
+from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
+from bridge.rules import Decision, RuleSet, parse_rules
 from bridge.signing import Signer, TrustStore, check_private_key_permissions
 from bridge.signing.keys import write_private_key
 from bridge.unsigned import unsigned_messages
@@ -81,6 +81,13 @@ def _mtime(path: Path) -> float | None:
         return path.stat().st_mtime
     except OSError:
         return None
+
+
+def load_trust(config: BridgeConfig) -> TrustStore | None:
+    """The public keys outbound events must be signed with (None without signing.trust: nothing is consumed)."""
+    if config.signing.trust is None:
+        return None
+    return TrustStore.from_jwks_file(config.signing.trust, ca_bundle=config.signing.ca_bundle)
 
 
 def load_rules(config: BridgeConfig, definitions: DefinitionSet) -> RuleSet:
@@ -139,15 +146,13 @@ class InboundService:
         self._arrivals: dict[Path, float] = {}  # claim -> when the file was dropped, for the latency histogram
         self._reload = threading.Event()
         self.outbound_writer: OutboundWriter | None = None
+        self.outbound: OutboundLoop | None = None
 
     def outbound_loop(self) -> OutboundLoop:
         """The daemon's outbound half (consumes `dtn.outbound`; verifies, governs, batches, writes, acks), sharing
         the ledger. Without signing.trust it consumes nothing: events wait in their queue (docs/outbound.md)."""
         config = self.config
-        trust = (TrustStore.from_jwks_file(config.signing.trust, ca_bundle=config.signing.ca_bundle)
-                 if config.signing.trust is not None else None)
-        self.outbound_writer = OutboundWriter(self.definitions, trust, self.ledger, config.outbound, rules=self.rules,
-                                              on_decision=self.count_decision)
+        self.outbound_writer = OutboundWriter(self.definitions, self.ledger, config.outbound)
         topology = topology_for(config)
         assert topology.outbound_queue is not None
         consumer = RabbitConsumer(list(config.broker.urls), queue=topology.outbound_queue,
@@ -155,9 +160,23 @@ class InboundService:
                                   heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout,
                                   client_name="dtn-bridge-outbound", **self.tls)
         outbound_metrics = self.metrics
-        return OutboundLoop(consumer, self.outbound_writer, on_written=outbound_metrics.outbound_events_written.inc,
-                            on_rejected=lambda code: outbound_metrics.outbound_events_rejected.labels(code=code).inc(),
-                            on_interrupted=lambda error: self.status.update(outbound_error=error))
+        self.outbound = OutboundLoop(
+            consumer, self.outbound_writer, self._outbound_checks(config),
+            on_written=outbound_metrics.outbound_events_written.inc,
+            on_rejected=lambda code: outbound_metrics.outbound_events_rejected.labels(code=code).inc(),
+            on_decision=self.count_decision, on_interrupted=lambda error: self.status.update(outbound_error=error))
+        return self.outbound
+
+    def _outbound_checks(self, config: BridgeConfig) -> CheckStage | None:
+        """Stage 1 of the outbound half with the current definitions and rules: in worker processes, or here."""
+        trust = load_trust(config)  # read here even for the workers: a bad trust file stops the start, once
+        if trust is None:
+            return None
+        if config.outbound.verify_workers:
+            workers = CheckWorkers(config, config.outbound.verify_workers)
+            workers.start()
+            return workers
+        return InlineChecks(MessageChecker(self.definitions, trust, self.rules))
 
     def _chain(self, config: BridgeConfig) -> tuple[InboundPipeline, DropWatcher]:
         """What a reload can change: definitions, signing key, inbound policy, and the watched folder."""
@@ -223,8 +242,10 @@ class InboundService:
             self.watcher = watcher
         _close_build(self.pipeline)
         self.pipeline = pipeline
-        if self.outbound_writer is not None:  # the outbound side follows the new rules too
-            self.outbound_writer.rules = self.rules
+        if self.outbound is not None and self.outbound.checks is not None:  # the outbound side follows the new rules
+            checks = self._outbound_checks(new)
+            if checks is not None:
+                self.outbound.replace_checks(checks)
         self.config = replace(new, broker=self.config.broker, state=self.config.state, spool=self.config.spool)
         log.info("config_reloaded", definitions=len(pipeline.reader.definitions))
         self.notifier.ready("running: configuration reloaded")

@@ -49,7 +49,8 @@ class TestDefaults:
         assert config.flows.strict is False
         assert config.inbound.duplicates == "skip" and config.inbound.max_file_bytes == 1 << 30
         assert config.inbound.worker_process
-        assert config.outbound.batch_size == 1000 and config.outbound.prefetch == 200
+        assert config.outbound.batch_size == 1000 and config.outbound.prefetch == 2000
+        assert config.outbound.verify_workers == 2
         assert config.log.level == "info" and config.log.format == "auto"
         assert config.metrics.port is None
 

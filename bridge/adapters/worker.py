@@ -1,5 +1,6 @@
-"""The inbound build stage in a worker process: a second core builds, governs and canonicalizes a file's events while
-the daemon's process signs and publishes them.
+"""The stages that cost the most CPU, in worker processes beside the daemon, so that they use the other cores.
+
+Inbound, one build worker builds, governs and canonicalizes a file's events while the daemon signs and publishes:
 
     daemon process                                   worker (`python -m bridge.adapters.worker`: a new
                                                      interpreter; it inherits no thread, lock, socket or key)
@@ -7,30 +8,40 @@ the daemon's process signs and publishes them.
     sign -> publish  <---- batches of unsigned messages through a pipe, which blocks the worker while the publisher
                            is behind: memory stays bounded whatever the file's size
 
-The worker holds no key and opens no connection: it reads the claimed file by its path. When the daemon stops taking
-a file's messages early (the broker failed, a stop), the worker is ended and a fresh one serves the next file, so the
-rest of one file can never be taken for the next. A worker that dies raises WorkerError, which the daemon retries like
-a broker outage; if the daemon dies, the worker reads the end of its pipe and exits.
+Outbound, check workers verify and govern the consumed messages (`CheckWorkers`) while the daemon batches, writes and
+acks; the daemon holds at most its prefetch window of messages, so what is in the pipes is bounded too.
+
+No worker holds a private key or opens a connection: the build worker reads the claimed file by its path, a check
+worker gets message bodies and the public trust store. When the daemon stops taking a file's messages early (the
+broker failed, a stop), the build worker is ended and a fresh one serves the next file, so the rest of one file can
+never be taken for the next. A worker that dies raises WorkerError, which the daemon retries like a broker outage; if
+the daemon dies, the workers read the end of their pipes and exit.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import traceback
+from collections import deque
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
+from bridge.adapters.rabbitmq import Delivery
 from bridge.config import BridgeConfig
 from bridge.dtn.reader import ValidFile
 from bridge.errors import FlowFileError, WorkerError
+from bridge.outbound.verify import Checked
 from bridge.rules import EventDecision
 from bridge.unsigned import UnsignedMessage
 
@@ -39,20 +50,31 @@ log = structlog.get_logger("dtn_bridge.worker")
 _BATCH = 64  # messages per pipe write: ~400 KB of D0275 events
 _SILENCE = 120.0  # seconds without a word from a busy worker: it is stuck (a batch takes milliseconds)
 _MAX_INTERNED = 1024
+_CHECK_BATCH = 32  # outbound messages per pipe write
+_BATCHES_OUT = 4  # check batches a worker may have in hand before the daemon waits for its answers
+_D = TypeVar("_D")
 
 
-class BuildWorker:
-    """The build stage (`bridge.unsigned.unsigned_messages`) run in a child process; call it like the stage."""
+class _Child:
+    """One worker process (`python -m bridge.adapters.worker`) and the daemon's end of its pipe."""
 
-    def __init__(self, config: BridgeConfig) -> None:
+    def __init__(self, role: str, config: BridgeConfig) -> None:
+        self.role = role  # "build" or "check"
         self._config = config
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
-        self._jobs = 0  # files handed out so far
-        self._busy = False  # the worker may still be sending a file's messages
+        self._poller: select.poll | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        """Start the process now (it loads the definitions and rules while the daemon goes on).
+        """Start the process now (it loads the definitions, rules and keys it needs while the daemon goes on).
 
         A fresh interpreter rather than multiprocessing's fork (which would copy the locks of the daemon's threads
         mid-use) or spawn (which re-runs the caller's main module)."""
@@ -64,43 +86,38 @@ class BuildWorker:
                                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                        env={**os.environ, "PYTHONPATH": path})
         self._process, self._conn = process, Connection(ours.detach())
-        self._send(("config", self._config))
+        self._poller = select.poll()  # `ready` is asked between two deliveries: a standing poll set costs ~1 µs,
+        self._poller.register(self._conn.fileno(), select.POLLIN)  # Connection.poll(0) builds a selector each time
+        self.send(("config", self.role, self._config))
 
-    def __call__(self, path: Path, checked: ValidFile, sha256: str) -> Iterator[UnsignedMessage]:
-        if self._busy or self._process is None or self._process.poll() is not None:
-            # The previous file was left half-read (its reader stopped without closing it) or the worker died:
-            # its leftovers must never be taken for this file's.
-            self.close(graceful=not self._busy)
-            self.start()
-        self._jobs += 1
-        job = self._jobs
-        self._send(("file", str(path), checked.portable(), sha256))
-        self._busy = True
+    def send(self, message: tuple[object, ...]) -> None:
+        assert self._conn is not None
         try:
-            while True:
-                kind, payload = self._receive()
-                if kind == "batch":
-                    for routing_key, canonical, event_id, decision in payload:
-                        yield UnsignedMessage(routing_key, canonical, event_id, decision)
-                    continue
-                self._busy = False
-                if kind == "end":
-                    return
-                if kind == "changed":
-                    message, defects = payload
-                    raise FlowFileError(message, defects)
-                if kind == "stuck":
-                    raise WorkerError(f"the build worker process sent nothing for {_SILENCE:g} s: ended, to retry")
-                raise RuntimeError(f"the build worker failed: {payload}")
-        finally:
-            if self._busy and job == self._jobs:  # closed early: the rest is still coming; end, don't drain
+            self._conn.send(message)
+        except OSError as exc:
+            raise self._lost(exc) from None
+
+    def ready(self) -> bool:
+        """Whether an answer (or the end of the pipe) can be received without waiting."""
+        assert self._poller is not None
+        return bool(self._poller.poll(0))
+
+    def receive(self) -> tuple[str, Any]:
+        """The next answer; WorkerError when the process died or said nothing for `_SILENCE` seconds."""
+        if self._conn is None:
+            raise WorkerError(f"the {self.role} worker process was ended")
+        try:
+            if not self._conn.poll(_SILENCE):
                 self.close(graceful=False)
+                raise WorkerError(f"the {self.role} worker process sent nothing for {_SILENCE:g} s: ended, to retry")
+            return self._conn.recv()  # type: ignore[no-any-return]
+        except (EOFError, OSError) as exc:
+            raise self._lost(exc) from None
 
     def close(self, *, graceful: bool = True) -> None:
-        """Stop the worker (at a file boundary when graceful; at once otherwise). Safe to call twice."""
+        """Stop the process (after its current job when graceful; at once otherwise). Safe to call twice."""
         process, conn = self._process, self._conn
-        self._process = self._conn = None
-        self._busy = False
+        self._process = self._conn = self._poller = None
         if process is None:
             return
         if graceful and conn is not None:
@@ -115,23 +132,6 @@ class BuildWorker:
         if conn is not None:
             conn.close()
 
-    def _send(self, job: tuple[object, ...]) -> None:
-        assert self._conn is not None
-        try:
-            self._conn.send(job)
-        except OSError as exc:
-            raise self._lost(exc) from None
-
-    def _receive(self) -> tuple[str, Any]:
-        assert self._conn is not None
-        try:
-            if not self._conn.poll(_SILENCE):
-                self.close(graceful=False)
-                return ("stuck", None)
-            return self._conn.recv()  # type: ignore[no-any-return]
-        except (EOFError, OSError) as exc:
-            raise self._lost(exc) from None
-
     def _lost(self, exc: BaseException) -> WorkerError:
         process = self._process
         code = None
@@ -141,31 +141,169 @@ class BuildWorker:
             except subprocess.TimeoutExpired:
                 pass
         self.close(graceful=False)
-        return WorkerError(f"the build worker process ended unexpectedly (exit code {code}): {type(exc).__name__}")
+        return WorkerError(f"the {self.role} worker process ended unexpectedly (exit code {code}): "
+                           f"{type(exc).__name__}")
+
+
+class BuildWorker:
+    """The build stage (`bridge.unsigned.unsigned_messages`) run in a child process; call it like the stage."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        self._child = _Child("build", config)
+        self._jobs = 0  # files handed out so far
+        self._busy = False  # the worker may still be sending a file's messages
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    def start(self) -> None:
+        self._child.start()
+
+    def __call__(self, path: Path, checked: ValidFile, sha256: str) -> Iterator[UnsignedMessage]:
+        if self._busy or not self._child.running:
+            # The previous file was left half-read (its reader stopped without closing it) or the worker died:
+            # its leftovers must never be taken for this file's.
+            self.close(graceful=not self._busy)
+            self.start()
+        self._jobs += 1
+        job = self._jobs
+        self._child.send(("file", str(path), checked.portable(), sha256))
+        self._busy = True
+        try:
+            while True:
+                kind, payload = self._child.receive()
+                if kind == "batch":
+                    for routing_key, canonical, event_id, decision in payload:
+                        yield UnsignedMessage(routing_key, canonical, event_id, decision)
+                    continue
+                self._busy = False
+                if kind == "end":
+                    return
+                if kind == "changed":
+                    message, defects = payload
+                    raise FlowFileError(message, defects)
+                raise RuntimeError(f"the build worker failed: {payload}")
+        finally:
+            if self._busy and job == self._jobs:  # closed early: the rest is still coming; end, don't drain
+                self.close(graceful=False)
+
+    def close(self, *, graceful: bool = True) -> None:
+        """Stop the worker (at a file boundary when graceful; at once otherwise). Safe to call twice."""
+        self._busy = False
+        self._child.close(graceful=graceful)
+
+
+class CheckWorkers:
+    """The outbound check stage (`bridge.outbound.verify.MessageChecker`) in worker processes: a `CheckStage`.
+
+    Deliveries go out in batches, round robin; each worker answers its batches in order, so taking the batches in
+    the order they were sent gives the answers in delivery order. A worker reads its pipe on a thread of its own,
+    so the daemon's sends never wait on a worker that is itself waiting for the daemon to read."""
+
+    def __init__(self, config: BridgeConfig, processes: int) -> None:
+        self._children = [_Child("check", config) for _ in range(max(1, processes))]
+        self._next = 0
+        self._buffer: list[Delivery] = []
+        self._sent: deque[tuple[_Child, list[Delivery]]] = deque()  # batches out, oldest first
+        self._pending = 0
+
+    def start(self) -> None:
+        for child in self._children:
+            child.start()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def submit(self, delivery: Delivery) -> None:
+        self._buffer.append(delivery)
+        self._pending += 1
+        if len(self._buffer) >= _CHECK_BATCH:
+            self._send()
+
+    def take(self, *, drain: bool) -> list[tuple[Delivery, Checked]]:
+        if drain and self._buffer:
+            self._send()
+        answers: list[tuple[Delivery, Checked]] = []
+        while self._sent:
+            child, deliveries = self._sent[0]
+            if not (drain or len(self._sent) > _BATCHES_OUT * len(self._children) or child.ready()):
+                break
+            kind, payload = child.receive()
+            if kind != "checked" or len(payload) != len(deliveries):
+                child.close(graceful=False)
+                raise WorkerError(f"the check worker process answered {kind!r} with {len(payload)} answers for "
+                                  f"{len(deliveries)} messages")
+            self._sent.popleft()
+            self._pending -= len(deliveries)
+            answers.extend(zip(deliveries, payload))
+        return answers
+
+    def reset(self) -> None:
+        """Forget what is pending; its answers still on the way are read and dropped (a dead worker is replaced)."""
+        self._buffer.clear()
+        while self._sent:
+            child, _deliveries = self._sent.popleft()
+            if child.running:
+                try:
+                    child.receive()
+                except WorkerError:
+                    pass
+        self._pending = 0
+        for child in self._children:
+            if not child.running:
+                child.close(graceful=False)
+                child.start()
+
+    def close(self) -> None:
+        self._buffer.clear()
+        self._sent.clear()
+        self._pending = 0
+        for child in self._children:
+            child.close()
+
+    def _send(self) -> None:
+        child = self._children[self._next]
+        self._next = (self._next + 1) % len(self._children)
+        if not child.running:  # died since it last answered: its batches are lost with it
+            child.close(graceful=False)
+            raise WorkerError("a check worker process ended unexpectedly")
+        batch, self._buffer = self._buffer, []
+        child.send(("check", [delivery.body for delivery in batch]))
+        self._sent.append((child, batch))
 
 
 def serve(conn: Connection) -> None:
-    """The worker process: its configuration, then jobs until told to stop or the daemon is gone."""
+    """The worker process: its role and configuration, then jobs until told to stop or the daemon is gone."""
     # A ^C reaches the whole process group, and systemd may signal the whole cgroup: the daemon decides when the worker
     # ends (it finishes the file in hand first), by a message, by closing the pipe, or by SIGKILL.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        kind, config = conn.recv()
+        kind, role, config = conn.recv()
     except (EOFError, OSError):
         return
-    assert kind == "config" and isinstance(config, BridgeConfig)
+    assert kind == "config" and role in ("build", "check") and isinstance(config, BridgeConfig)
+    from bridge.logs import configure_logging
+
+    configure_logging(config.log.level, config.log.format)
+    if role == "build":
+        _serve_builds(conn, config)
+    else:
+        _serve_checks(conn, config)
+
+
+def _serve_builds(conn: Connection, config: BridgeConfig) -> None:
     from bridge.dtn.definitions import load_definitions
     from bridge.dtn.reader import FlowFileReader
-    from bridge.logs import configure_logging
     from bridge.service import load_rules
     from bridge.unsigned import unsigned_messages
 
-    configure_logging(config.log.level, config.log.format)
     definitions = load_definitions(config.flows.definitions)
     reader = FlowFileReader(definitions, strict=config.flows.strict)
     rules = load_rules(config, definitions)
-    interned: dict[EventDecision, EventDecision] = {}  # equal decisions sent as one object (pickle's memo)
+    interned = _Interned()
     while True:
         try:
             job = conn.recv()
@@ -178,12 +316,7 @@ def serve(conn: Connection) -> None:
             batch: list[tuple[str, bytes, str, EventDecision | None]] = []
             valid = ValidFile.from_portable(portable, definitions)
             for message in unsigned_messages(Path(path), valid, sha256, reader=reader, rules=rules):
-                decision = message.decision
-                if decision is not None:
-                    if len(interned) > _MAX_INTERNED:
-                        interned.clear()
-                    decision = interned.setdefault(decision, decision)
-                batch.append((message.routing_key, message.canonical, message.event_id, decision))
+                batch.append((message.routing_key, message.canonical, message.event_id, interned(message.decision)))
                 if len(batch) >= _BATCH:
                     conn.send(("batch", batch))
                     batch = []
@@ -197,6 +330,49 @@ def serve(conn: Connection) -> None:
         except Exception as exc:  # a bug: reported to the daemon, which quarantines the file with it
             log.error("build_worker_error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
             conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+
+
+def _serve_checks(conn: Connection, config: BridgeConfig) -> None:
+    from bridge.dtn.definitions import load_definitions
+    from bridge.outbound.verify import MessageChecker
+    from bridge.service import load_rules, load_trust
+
+    definitions = load_definitions(config.flows.definitions)
+    trust = load_trust(config)
+    assert trust is not None, "check workers are started only with signing.trust"
+    checker = MessageChecker(definitions, trust, load_rules(config, definitions))
+    inbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+
+    def read() -> None:  # always reading, so that the daemon never blocks on a full pipe while we send
+        while True:
+            try:
+                job = conn.recv()
+            except (EOFError, OSError):
+                job = None
+            inbox.put(job)
+            if job is None or job[0] != "check":
+                return
+
+    threading.Thread(target=read, name="check-worker-inbox", daemon=True).start()
+    while (job := inbox.get()) is not None and job[0] == "check":
+        try:
+            conn.send(("checked", [checker.check(body) for body in job[1]]))
+        except OSError:
+            return  # the daemon is gone
+
+
+class _Interned:
+    """Equal decisions sent as one object, so that pickle's memo sends each once per batch."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, Any] = {}
+
+    def __call__(self, decision: _D) -> _D:
+        if decision is None:
+            return decision
+        if len(self._seen) > _MAX_INTERNED:
+            self._seen.clear()
+        return self._seen.setdefault(decision, decision)  # type: ignore[no-any-return]
 
 
 if __name__ == "__main__":

@@ -227,7 +227,7 @@ def definition_for(event: Mapping[str, Any], definitions: DefinitionSet) -> Flow
     return definition
 
 
-_FILE_ATTRIBUTES = ("type", "source", "dtcenvelope", "dtcfileid", "dtcfromrole", "dtcfrom", "dtctorole", "dtcto",
+FILE_ATTRIBUTES = ("type", "source", "dtcenvelope", "dtcfileid", "dtcfromrole", "dtcfrom", "dtctorole", "dtcto",
                     "dtccreated", "dtccompleted", "dtcchecksum", "dtctestflag")
 
 
@@ -247,7 +247,7 @@ def render_events(events: Iterable[Mapping[str, Any]], definitions: DefinitionSe
     position = 0
     while event is not None:
         position += 1
-        for name in _FILE_ATTRIBUTES:
+        for name in FILE_ATTRIBUTES:
             if event.get(name) != first.get(name):
                 raise EventError(f"event {event.get('id', '?')}: {name} {event.get(name)!r} differs from the first "
                                  f"event's {first.get(name)!r}: events of several files cannot make one file")

@@ -1,27 +1,33 @@
 """The outbound direction: signed canonical events from RabbitMQ -> DTN flow files for the gateway to send.
 
-    delivery -> verify (JSON, signature, flow, schema, envelope) -> de-duplicate (ledger) -> batch
+    delivery -> check (JSON, signature, flow, schema, envelope, governance; here or in worker processes)
+             -> de-duplicate (ledger) -> batch
              -> write (ledger pending -> fsynced temp -> link -> ledger written) -> ack
 
-Public API: `OutboundLoop(consumer, writer).run(stop)` and `OutboundWriter(definitions, trust, ledger, config)`
-with `recover()`. See docs/outbound.md.
+Public API: `OutboundLoop(consumer, writer, checks).run(stop)`, `OutboundWriter(definitions, ledger, config)`
+with `recover()`, and the check stages `InlineChecks(MessageChecker(definitions, trust, rules))` or
+`bridge.adapters.worker.CheckWorkers(config, processes)`. See docs/outbound.md.
 """
 
 from __future__ import annotations
 
 from bridge.outbound.batching import Batcher, Held, ReadyFile
-from bridge.outbound.loop import INCOMPLETE_FILE, INTERNAL_ERROR, OutboundLoop
+from bridge.outbound.checks import CheckStage, InlineChecks
+from bridge.outbound.loop import INCOMPLETE_FILE, OutboundLoop
 from bridge.outbound.verify import (
     ENVELOPE_INVALID,
+    INTERNAL_ERROR,
     MANIFEST_INVALID,
     NOT_JSON,
     SCHEMA_INVALID,
     UNKNOWN_FLOW,
     BatchKey,
+    Checked,
     EventRejected,
-    EventVerifier,
     ManifestNotice,
+    MessageChecker,
     Origin,
+    Rejection,
     VerifiedEvent,
     origin_key,
 )
@@ -38,15 +44,19 @@ __all__ = [
     "UNKNOWN_FLOW",
     "BatchKey",
     "Batcher",
+    "CheckStage",
+    "Checked",
     "EventRejected",
-    "EventVerifier",
     "Held",
+    "InlineChecks",
     "ManifestNotice",
+    "MessageChecker",
     "Origin",
     "OutboundLoop",
     "OutboundWriter",
     "ReadyFile",
     "Recovery",
+    "Rejection",
     "VerifiedEvent",
     "dtn_timestamp",
     "origin_key",

@@ -1,32 +1,32 @@
-"""Stage 4: the consuming loop. Deliveries in -> verify -> de-duplicate -> batch -> write -> ack (or dead-letter).
+"""Stage 4: the consuming loop. Deliveries in -> check -> de-duplicate -> batch -> write -> ack (or dead-letter).
 
-One thread, one consumer. A delivery is acked only when its event is in a durable file (or was already in one);
-a rejected one is dead-lettered with a code and a reason and never blocks the queue. When the connection is lost,
-everything held is forgotten: the broker redelivers it, and the ledger turns what was already written into plain
-acks. The loop survives broker outages (reconnects with backoff) and storage failures (re-runs recovery).
+One thread, one consumer; the checks (stage 1) run in this thread or in worker processes (bridge/outbound/checks.py).
+A delivery is acked only when its event is in a durable file (or was already in one); a rejected one is
+dead-lettered with a code and a reason and never blocks the queue. When the connection is lost, everything held is
+forgotten: the broker redelivers it, and the ledger turns what was already written into plain acks. The loop
+survives broker outages (reconnects with backoff), storage failures (re-runs recovery) and a check worker's death (a
+new one checks the redelivered messages).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import structlog
 
 from bridge.adapters.rabbitmq import Backoff, Delivery, RabbitConsumer
-from bridge.errors import BrokerError, BrokerUnavailable, EventError, StorageError
+from bridge.errors import BrokerError, BrokerUnavailable, EventError, StorageError, WorkerError
 from bridge.outbound.batching import Batcher, ReadyFile
-from bridge.outbound.verify import EventRejected, ManifestNotice, VerifiedEvent
+from bridge.outbound.checks import CheckStage
+from bridge.outbound.verify import Checked, EventRejected, ManifestNotice, Rejection, VerifiedEvent
 from bridge.outbound.writer import OutboundWriter
+from bridge.rules import Decision
 
 log = structlog.get_logger("dtn_bridge.outbound")
 
-_Checked = tuple[VerifiedEvent | ManifestNotice, bool]
 INCOMPLETE_FILE = "incomplete_file"
-INTERNAL_ERROR = "internal_error"
 
 
 class OutboundLoop:
@@ -36,47 +36,56 @@ class OutboundLoop:
     unacked deliveries, and closes batches early when the window is full).
     """
 
-    def __init__(self, consumer: RabbitConsumer, writer: OutboundWriter, *, poll_seconds: float = 1.0,
-                 backoff: Backoff = Backoff(), monotonic: Callable[[], float] = time.monotonic,
-                 verify_threads: int = 2, on_written: Callable[[int], None] = lambda _count: None,
+    def __init__(self, consumer: RabbitConsumer, writer: OutboundWriter, checks: CheckStage | None, *,
+                 poll_seconds: float = 1.0, backoff: Backoff = Backoff(),
+                 monotonic: Callable[[], float] = time.monotonic,
+                 on_written: Callable[[int], None] = lambda _count: None,
                  on_rejected: Callable[[str], None] = lambda _code: None,
+                 on_decision: Callable[[Decision], None] = lambda _decision: None,
                  on_interrupted: Callable[[str | None], None] = lambda _error: None) -> None:
-        """`verify_threads`: Ed25519 verification releases the GIL, so a few threads verify while this one
-        batches and writes; results are still taken in delivery order. `on_written` (events now in a durable
-        file) and `on_rejected` (a reject code) feed the metrics; `on_interrupted` hears why writing stopped (the
-        broker, a full disk) and None once it goes on (the status board)."""
+        """`checks` None: there is no trust store, so nothing can be verified and nothing is consumed.
+        `on_written` (events now in a durable file), `on_rejected` (a reject code) and `on_decision` (a governance
+        decision) feed the metrics; `on_interrupted` hears why writing stopped (the broker, a full disk, a worker)
+        and None once it goes on (the status board)."""
         self.on_written = on_written
         self.on_rejected = on_rejected
+        self.on_decision = on_decision
         self.on_interrupted = on_interrupted
         self.consumer = consumer
         self.writer = writer
+        self.checks = checks
         self.poll_seconds = poll_seconds
         self.backoff = backoff
         self.monotonic = monotonic
         config = writer.config
         self.batcher = Batcher(config.batch_size, config.batch_seconds, config.prefetch)
-        self.verify_threads = max(0, verify_threads)
-        self._depth = 8 * max(1, self.verify_threads)  # deliveries being verified at once
-        self._verifying: deque[tuple[Delivery, Future[_Checked]]] = deque()
-        self._pool: ThreadPoolExecutor | None = None
         self._unacked: dict[int, None] = {}  # delivery tags of the current connection, ascending
+        self._next_checks: CheckStage | None = None  # set by another thread (a reload); taken in `_step`
+        self._lock = threading.Lock()
+
+    def replace_checks(self, checks: CheckStage) -> None:
+        """Check with `checks` from now on (a reload's new rules); the loop switches between two deliveries."""
+        with self._lock:
+            previous, self._next_checks = self._next_checks, checks
+        if previous is not None:
+            previous.close()
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, then write the open batches, leave incomplete source files unacked
         (redelivered after a restart) and close the consumer. Without a trust store, consume nothing."""
-        if not self.writer.enabled:
+        if self.checks is None:
             log.error("outbound_disabled", reason="signing.trust is not configured: outbound events stay queued")
             stop.wait()
             return
         self.writer.recover()
-        if self.verify_threads:
-            self._pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="outbound-verify")
         try:
             self._consume(stop)
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+            with self._lock:
+                waiting, self._next_checks = self._next_checks, None
+            for checks in (self.checks, waiting):
+                if checks is not None:
+                    checks.close()
 
     def _consume(self, stop: threading.Event) -> None:
         failures = 0
@@ -87,13 +96,13 @@ class OutboundLoop:
                     log.info("outbound_resumed", after_failures=failures)
                     self.on_interrupted(None)
                 failures = 0
-            except (BrokerError, StorageError) as exc:
+            except (BrokerError, StorageError, WorkerError) as exc:
                 failures += 1
                 self.on_interrupted(f"{type(exc).__name__}: {exc}")
                 self._forget()
                 delay = self.backoff.delay(failures)
                 log.warning("outbound_interrupted", error=str(exc), kind=type(exc).__name__, retry_in=round(delay, 2))
-                if isinstance(exc, StorageError) or not isinstance(exc, BrokerUnavailable):
+                if not isinstance(exc, BrokerUnavailable):
                     self.consumer.close()  # give every held delivery back now
                 if stop.wait(delay):
                     break
@@ -104,18 +113,18 @@ class OutboundLoop:
     # --------------------------------------------------------------------------------------------------- steps
 
     def _step(self) -> None:
-        timeout = 0.0 if self._verifying else self.poll_seconds
+        self._switch_checks()
+        assert self.checks is not None
+        timeout = 0.0 if self.checks.pending else self.poll_seconds
         deadline = self.batcher.next_deadline()
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - self.monotonic()))
         delivery = self.consumer.get(timeout)
         if delivery is not None:
             self._unacked[delivery.delivery_tag] = None
-            self._verifying.append((delivery, self._submit(delivery.body)))
-        # Take verified results in delivery order: all of them when the queue is idle, else as they finish.
-        while self._verifying and (delivery is None or len(self._verifying) >= self._depth
-                                   or self._verifying[0][1].done()):
-            self._receive(*self._verifying.popleft())
+            self.checks.submit(delivery)
+        # Take the answers in delivery order: all of them when the queue is idle, else those ready.
+        self._receive(self.checks.take(drain=delivery is None))
         self._flush_all(self.batcher.due(self.monotonic()))
         while self.batcher.held >= self.batcher.capacity:
             ready = self.batcher.relieve()
@@ -123,42 +132,39 @@ class OutboundLoop:
                 break
             self._flush_all(ready)
 
-    def _submit(self, body: bytes) -> Future[_Checked]:
-        if self._pool is not None:
-            return self._pool.submit(self._check, body)
-        done: Future[_Checked] = Future()  # verify_threads=0: verify here, in line
-        try:
-            done.set_result(self._check(body))
-        except Exception as exc:
-            done.set_exception(exc)
-        return done
+    def _receive(self, answers: list[tuple[Delivery, Checked]]) -> None:
+        if not answers:
+            return
+        written = self.writer.written([checked.outcome.id for _delivery, checked in answers
+                                       if isinstance(checked.outcome, VerifiedEvent)])
+        for delivery, checked in answers:
+            if checked.decision is not None:
+                self.on_decision(checked.decision)
+            outcome = checked.outcome
+            if isinstance(outcome, Rejection):
+                self._reject(delivery, outcome.code, outcome.reason)
+            elif isinstance(outcome, ManifestNotice):
+                self.writer.note_manifest(outcome)
+                self._ack([delivery])
+            elif outcome.id in written or self.batcher.find(outcome.id) is not None:
+                # Already in a file, or held with its first delivery (unacked, so the broker would give that one
+                # back): this copy is acked now and never takes a place in the prefetch window.
+                log.debug("outbound_duplicate", event_id=outcome.id, redelivered=delivery.redelivered)
+                self._ack([delivery])
+            else:
+                self._flush_all(self.batcher.add(outcome, delivery, self.monotonic()))
 
-    def _check(self, body: bytes) -> _Checked:
-        """On a verify thread: the verified item, and whether an event of it is already in a file."""
-        item = self.writer.verify(body)
-        return item, isinstance(item, VerifiedEvent) and self.writer.already_written(item.id)
-
-    def _receive(self, delivery: Delivery, verifying: Future[_Checked]) -> None:
-        try:
-            item, written = verifying.result()
-        except EventRejected as exc:
-            self._reject(delivery, exc.code, str(exc))
+    def _switch_checks(self) -> None:
+        with self._lock:
+            checks, self._next_checks = self._next_checks, None
+        if checks is None:
             return
-        except Exception as exc:  # a defect must not turn one message into a poison pill that stops the queue
-            log.exception("outbound_verify_failed", message_id=delivery.message_id)
-            self._reject(delivery, INTERNAL_ERROR, f"verification failed: {type(exc).__name__}: {exc}")
-            return
-        if isinstance(item, ManifestNotice):
-            self.writer.note_manifest(item)
-            self._ack([delivery])
-            return
-        if written or self.batcher.find(item.id) is not None:
-            # Already in a file, or held with its first delivery (unacked, so the broker would give that one back):
-            # this copy is acked now and never takes a place in the prefetch window.
-            log.debug("outbound_duplicate", event_id=item.id, redelivered=delivery.redelivered, written=written)
-            self._ack([delivery])
-            return
-        self._flush_all(self.batcher.add(item, delivery, self.monotonic()))
+        previous, self.checks = self.checks, checks
+        if previous is not None:
+            try:
+                self._receive(previous.take(drain=True))  # what the old stage already judged stands
+            finally:
+                previous.close()
 
     def _flush_all(self, ready: Iterable[ReadyFile]) -> None:
         for one in ready:
@@ -221,7 +227,8 @@ class OutboundLoop:
     def _forget(self) -> None:
         """The deliveries held are void (lost connection) or given back: the broker redelivers them."""
         self.batcher.clear()
-        self._verifying.clear()
+        if self.checks is not None:
+            self.checks.reset()
         self._unacked.clear()
 
     def _recover_quietly(self) -> None:

@@ -1,26 +1,42 @@
 """Stage 1 of the outbound direction: message bytes -> a verified event (or a manifest), or a typed rejection.
 
 Nothing reaches a file without passing, in this order: JSON object -> signature (trust store) -> known flow ->
-data fits the flow definition -> envelope attributes usable in a file header. The order is cheap-and-safe first:
-an unsigned or untrusted message is not even looked at further. Each failure is one stable machine code
-(`EventRejected.code`) plus words for people; the loop dead-letters the message with both.
+data fits the flow definition -> envelope attributes usable in a file header -> governance. The order is
+cheap-and-safe first: an unsigned or untrusted message is not even looked at further. Each failure is one stable
+machine code plus words for people; the loop dead-letters the message with both.
+
+A verified event keeps only what batching and writing need, as plain values (its flow instance as DTN records,
+its keys, its source file's header), so the stage runs the same in the daemon or in a worker process that sends
+its answers through a pipe (bridge/adapters/worker.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+import structlog
 
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition
-from bridge.dtn.model import GroupInstance
+from bridge.dtn.model import FileHeader, GroupInstance
+from bridge.dtn.writer import instance_records
 from bridge.errors import EventError, SignatureError
-from bridge.events.envelope import Event, definition_for, event_to_instance, header_of, participant_of
+from bridge.events.envelope import (
+    FILE_ATTRIBUTES,
+    Event,
+    definition_for,
+    event_to_instance,
+    header_of,
+    participant_of,
+)
 from bridge.events.manifest import MANIFEST_TYPE
+from bridge.rules import Decision, EventDecision, RuleSet, route_event
 from bridge.signing import TrustStore
+
+log = structlog.get_logger("dtn_bridge.outbound")
 
 # Reject codes of this module (signature failures use SignatureError.reason, see bridge/signing/reasons.py).
 NOT_JSON = "not_json"
@@ -28,12 +44,26 @@ UNKNOWN_FLOW = "unknown_flow"
 SCHEMA_INVALID = "schema_invalid"
 ENVELOPE_INVALID = "envelope_invalid"
 MANIFEST_INVALID = "manifest_invalid"
+INTERNAL_ERROR = "internal_error"
 
 _MPID = re.compile(r"[A-Z0-9]{4}")
 _ROLE = re.compile(r"[A-Z0-9]")
 _TEST_FLAG = re.compile(r"[A-Z0-9]{1,4}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNSAFE = re.compile(r"[|\r\n]")  # would break a DTN line
+_MAX_SHARED = 4096
+_T = TypeVar("_T")
+
+
+class _Portable:
+    """Pickled as a call of its constructor, which reads back several times faster than a dataclass's state: a
+    worker's answers are read by the daemon, whose time is what bounds the outbound rate."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        names: tuple[str, ...] = self.__slots__  # the dataclass's fields, in order
+        return type(self), tuple(getattr(self, name) for name in names)
 
 
 class EventRejected(EventError):
@@ -45,7 +75,7 @@ class EventRejected(EventError):
 
 
 @dataclass(frozen=True, slots=True)
-class BatchKey:
+class BatchKey(_Portable):
     """Which new file an event may share: one file per flow version, sender, recipient (with roles), test flag."""
 
     flow: str  # flow reference, e.g. D0010002
@@ -57,28 +87,31 @@ class BatchKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Origin:
-    """The source file an event came from (when it carries the whole original envelope)."""
+class Origin(_Portable):
+    """The source file an event came from (when it carries the whole original envelope): enough to write it again."""
 
     key: str  # "<from>|<file identifier>|<created>|<flow reference>", also the ledger's `origin`
     index: int  # dtcindex, 1-based
     flow_count: int  # dtcflowcount
+    header: FileHeader
+    completed: str  # the trailer's File Completion Timestamp
+    dtn_checksum: str  # the ZHV trailer's checksum, carried verbatim
+    attributes: tuple[object, ...]  # every file-level attribute: all events of one file agree on them
 
 
 @dataclass(frozen=True, slots=True)
-class VerifiedEvent:
+class VerifiedEvent(_Portable):
     """An event that passed every check, with what batching and writing need already worked out."""
 
     id: str
-    event: Event
-    definition: FlowDefinition
-    root: GroupInstance  # the flow instance, rebuilt and checked against the definition
+    flow: str  # flow reference, e.g. D0010002
+    records: tuple[str, ...]  # the flow instance as DTN records (`instance_records`), checked against its definition
     batch_key: BatchKey | None  # None: no test data flag, so it can only be written back within its source file
     origin: Origin | None  # None: a new event, written into a batched file
 
 
 @dataclass(frozen=True, slots=True)
-class ManifestNotice:
+class ManifestNotice(_Portable):
     """A verified `uk.dtc.file.received` manifest: the SHA-256 its source file must reproduce to."""
 
     id: str
@@ -91,15 +124,59 @@ def origin_key(from_participant: str, file_identifier: str, created: str, flow_r
     return f"{from_participant}|{file_identifier}|{created}|{flow_reference}"
 
 
-class EventVerifier:
-    """Verifies message bodies against the trust store and the flow definitions (stateless, thread-safe)."""
+@dataclass(frozen=True, slots=True)
+class Rejection(_Portable):
+    """Why a message cannot reach a file: a stable machine code (the dead-letter header) and words for people."""
 
-    def __init__(self, definitions: DefinitionSet, trust: TrustStore) -> None:
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Checked(_Portable):
+    """Stage 1's answer for one message, and the governance decision on it when governance saw it (for the metrics)."""
+
+    outcome: VerifiedEvent | ManifestNotice | Rejection
+    decision: Decision | None = None
+
+
+class MessageChecker:
+    """Verifies message bodies against the trust store, the flow definitions and the governance rules (stateless,
+    thread-safe). `check` answers with a value, never an exception, so that it can answer from a worker process."""
+
+    def __init__(self, definitions: DefinitionSet, trust: TrustStore, rules: RuleSet | None = None) -> None:
         self.definitions = definitions
         self.trust = trust
+        self.rules = rules
+        self._shared: dict[object, object] = {}
 
-    def __call__(self, body: bytes) -> VerifiedEvent | ManifestNotice:
-        """Verify one message body; raise EventRejected with the reason."""
+    def _share(self, value: _T) -> _T:
+        """One object for equal keys, headers and decisions: less memory, and pickle sends each once per batch."""
+        if len(self._shared) > _MAX_SHARED:
+            self._shared.clear()
+        return self._shared.setdefault(value, value)  # type: ignore[return-value]
+
+    def check(self, body: bytes) -> Checked:
+        """Verify and govern one message body."""
+        try:
+            item, event = self._verify(body)
+        except EventRejected as exc:
+            return Checked(Rejection(exc.code, str(exc)))
+        except Exception as exc:  # a defect must not turn one message into a poison pill that stops the queue
+            log.exception("outbound_verify_failed")
+            return Checked(Rejection(INTERNAL_ERROR, f"verification failed: {type(exc).__name__}: {exc}"))
+        if self.rules is None or isinstance(item, ManifestNotice):
+            return Checked(item)
+        decision = self._share(_plain(route_event(event, "outbound", self.rules)))
+        if not decision.accepted:
+            return Checked(Rejection(decision.rule, f"governance rule {decision.rule}: {decision.reason}"), decision)
+        return Checked(item, decision)
+
+    def verify(self, body: bytes) -> VerifiedEvent | ManifestNotice:
+        """Verify one message body (no governance); raise EventRejected with the reason."""
+        return self._verify(body)[0]
+
+    def _verify(self, body: bytes) -> tuple[VerifiedEvent | ManifestNotice, Event]:
         event = _parse(body)
         try:
             self.trust.verify(event)
@@ -109,7 +186,7 @@ class EventVerifier:
         if not isinstance(event_id, str) or not event_id:
             raise EventRejected(ENVELOPE_INVALID, "attribute 'id' must be a non-empty string")
         if event.get("type") == MANIFEST_TYPE:
-            return _manifest(event, event_id)
+            return _manifest(event, event_id), event
         try:
             definition = definition_for(event, self.definitions)
         except EventError as exc:
@@ -120,14 +197,21 @@ class EventVerifier:
             raise EventRejected(SCHEMA_INVALID, str(exc)) from exc
         if b"\\n" in body or b"\\r" in body or b"\\u000" in body:  # JSON escapes of a line break: look closer
             _check_values(root, event_id)
-        origin = _origin(event, definition)
+        origin = _origin(event, definition, self._share)
         try:
-            batch_key = _batch_key(event, definition)
+            batch_key = self._share(_batch_key(event, definition))
         except EventRejected:
             if origin is None:
                 raise
             batch_key = None  # reproducible within its source file only
-        return VerifiedEvent(event_id, event, definition, root, batch_key, origin)
+        verified = VerifiedEvent(event_id, definition.reference, instance_records(root), batch_key, origin)
+        return verified, event
+
+
+def _plain(decision: EventDecision) -> Decision:
+    """The decision without its outputs (events): what is counted, and small enough to cross a pipe."""
+    return Decision(decision.rule, decision.outcome, decision.direction, decision.flow, decision.participant,
+                    decision.reason, decision.test)
 
 
 def _parse(body: bytes) -> Event:
@@ -175,7 +259,7 @@ def _batch_key(event: Event, definition: FlowDefinition) -> BatchKey:
                     _text(event, "dtctorole", _ROLE), _text(event, "dtctestflag", _TEST_FLAG))
 
 
-def _origin(event: Event, definition: FlowDefinition) -> Origin | None:
+def _origin(event: Event, definition: FlowDefinition, share: Callable[[FileHeader], FileHeader]) -> Origin | None:
     """An event carries its source file's envelope when it has dtcindex, dtcflowcount and dtccreated."""
     if "dtcindex" not in event and "dtcflowcount" not in event:
         return None
@@ -194,7 +278,11 @@ def _origin(event: Event, definition: FlowDefinition) -> Origin | None:
             raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: attribute {name!r} is not a valid "
                                 "value")
     key = origin_key(header.from_participant, header.file_identifier, header.created, definition.reference)
-    return Origin(key, index, count)
+    completed = event.get("dtccompleted") or header.created
+    if not isinstance(completed, str):
+        raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: attribute 'dtccompleted' must be a string")
+    return Origin(key, index, count, share(header), completed, event.get("dtcchecksum") or "",
+                  tuple(event.get(name) for name in FILE_ATTRIBUTES))
 
 
 def _manifest(event: Event, event_id: str) -> ManifestNotice:

@@ -20,7 +20,7 @@ import hashlib
 import io
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,11 +36,8 @@ from bridge.dtn.model import FileHeader
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.writer import FlowFileWriter
 from bridge.errors import EventError, StorageError
-from bridge.events.envelope import header_of, render_events
 from bridge.outbound.batching import Held, ReadyFile
-from bridge.outbound.verify import EventRejected, EventVerifier, ManifestNotice, VerifiedEvent
-from bridge.rules import Decision, RuleSet, route_event
-from bridge.signing import TrustStore
+from bridge.outbound.verify import EventRejected, ManifestNotice
 
 log = structlog.get_logger("dtn_bridge.outbound")
 FILE_INVALID = "file_invalid"
@@ -70,42 +67,20 @@ def dtn_timestamp(moment: datetime) -> str:
 
 
 class OutboundWriter:
-    """Verifies events and writes the files that the DTN gateway sends. One writer per outbound folder."""
+    """Writes the files that the DTN gateway sends, from verified events. One writer per outbound folder."""
 
-    def __init__(self, definitions: DefinitionSet, trust: TrustStore | None, ledger: Ledger, config: OutboundConfig,
-                 *, rules: RuleSet | None = None, on_decision: Callable[[Decision], None] = lambda _decision: None,
+    def __init__(self, definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """`rules`: the governance stage applied to every verified event before it can reach a file."""
-        self.rules = rules
-        self.on_decision = on_decision
         self.definitions = definitions
         self.ledger = ledger
         self.config = config
         self.folder = Path(config.folder)
         self.clock = clock
-        self._verify = EventVerifier(definitions, trust) if trust is not None else None
         self._reader = FlowFileReader(definitions)
 
-    @property
-    def enabled(self) -> bool:
-        """False without a trust store: nothing can be verified, so nothing is consumed (docs/outbound.md)."""
-        return self._verify is not None
-
-    def verify(self, body: bytes) -> VerifiedEvent | ManifestNotice:
-        """Check one message body; raises EventRejected (with a code) when it cannot go into a file."""
-        if self._verify is None:
-            raise StorageError("outbound is disabled: signing.trust is not configured")
-        checked = self._verify(body)
-        if self.rules is not None and isinstance(checked, VerifiedEvent):
-            decision = route_event(checked.event, "outbound", self.rules)
-            self.on_decision(decision)
-            if not decision.accepted:
-                raise EventRejected(decision.rule, f"governance rule {decision.rule}: {decision.reason}")
-        return checked
-
-    def already_written(self, event_id: str) -> bool:
-        """Whether the event is in a file already (its message is a redelivery or a duplicate)."""
-        return self.ledger.seen_event(event_id)
+    def written(self, event_ids: Collection[str]) -> set[str]:
+        """Which of these events are in a file already (their messages are redeliveries or duplicates)."""
+        return self.ledger.seen_events(event_ids) if event_ids else set()
 
     # ------------------------------------------------------------------------------------------------ recovery
 
@@ -158,11 +133,17 @@ class OutboundWriter:
 
     def _render_original(self, items: list[Held]) -> _Rendered:
         """The source file, byte for byte: its own identifier and timestamps, instances in dtcindex order."""
-        events = [held.event.event for held in items]
-        text = "".join(render_events(events, self.definitions))
-        first = items[0].event
-        assert first.origin is not None
-        return _Rendered(text.encode("utf-8"), header_of(first.event, first.definition), "original", first.origin.key)
+        first = items[0].event.origin
+        assert first is not None
+        if any(held.event.origin is None or held.event.origin.attributes != first.attributes for held in items):
+            raise EventError(f"the events of source file {first.key} differ in a file attribute (type, source, "
+                             "dtc...): events of several files cannot make one file")
+        writer = FlowFileWriter(first.header, dtn_checksum=first.dtn_checksum)
+        lines = [writer.header()]
+        for held in items:
+            lines.extend(writer.records(held.event.records))
+        lines.append(writer.trailer(first.completed))
+        return _Rendered("".join(lines).encode("utf-8"), first.header, "original", first.key)
 
     def _render_batch(self, items: list[Held]) -> _Rendered:
         """A new ZHV file: the next identifier of the sender's counter, creation and completion time now."""
@@ -177,7 +158,7 @@ class OutboundWriter:
         writer = FlowFileWriter(header)
         lines = [writer.header()]
         for held in items:
-            lines.extend(writer.instance(held.event.root))
+            lines.extend(writer.records(held.event.records))
         lines.append(writer.trailer(dtn_timestamp(self.clock())))
         text = "".join(lines)
         self._check_file(text)

@@ -22,6 +22,7 @@ from bridge.dtn.synthetic import synthetic_file
 from bridge.errors import WorkerError
 from bridge.flowfile import check_file
 from bridge.inbound import sha256_of
+from bridge.signing import Signer
 from tests.conftest import EXAMPLES, REPO
 
 
@@ -55,9 +56,9 @@ def job(path: Path, reader: FlowFileReader) -> tuple[Path, ValidFile, str]:
 
 
 def pid_of(worker: BuildWorker) -> int:
-    process = worker._process
-    assert process is not None
-    return int(process.pid)
+    pid = worker.pid
+    assert pid is not None
+    return pid
 
 
 def interrupted(worker: BuildWorker, big_file: Path, reader: FlowFileReader, signum: int, error: str,
@@ -91,7 +92,7 @@ def test_a_file_left_half_read_never_leaks_into_the_next(worker: BuildWorker, bi
     first = pid_of(worker)
     if closed:
         messages.close()
-        assert worker._process is None  # ended, not drained
+        assert worker.pid is None  # ended, not drained
     again = list(worker(*job(EXAMPLES / "D0010002.txt", reader)))
     assert {message.routing_key for message in again} == {"inbound.D0010002.SYNA.SYNB"}
     assert len(again) == 2 and len(taken) == 10 and pid_of(worker) != first
@@ -106,16 +107,29 @@ def test_a_missing_file_is_an_error_not_a_hang(worker: BuildWorker, tmp_path: Pa
     assert len(list(worker(path, valid, sha256))) == 2  # the same worker carries on
 
 
-def test_the_worker_ends_with_the_daemon(tmp_path: Path) -> None:
-    """kill -9 of the daemon: the worker reads the end of its pipe and exits, leaving no orphan."""
+@pytest.mark.parametrize("role", ["build", "check"])
+def test_the_worker_ends_with_the_daemon(tmp_path: Path, role: str) -> None:
+    """kill -9 of the daemon: the worker (the inbound build worker, or an outbound check worker, whose pipe is read
+    by a thread of its own) reads the end of its pipe and exits, leaving no orphan."""
     config = bridge_config(tmp_path)
+    (tmp_path / "trust.jwks.json").write_text(json.dumps(Signer.generate().public_jwks()))
+    started = ("BuildWorker(config)" if role == "build"
+               else f"CheckWorkers(replace(config, signing=SigningConfig(trust=Path({str(tmp_path)!r}) / "
+                    "'trust.jwks.json')), 1)")
     script = (
         "import sys, time\n"
-        "from bridge.adapters.worker import BuildWorker\n"
-        "from bridge.config import load_config\n"
-        f"worker = BuildWorker(load_config({str(config.source)!r}))\n"
+        "from dataclasses import replace\n"
+        "from pathlib import Path\n"
+        "from bridge.adapters.worker import BuildWorker, CheckWorkers\n"
+        "from bridge.config import SigningConfig, load_config\n"
+        f"config = load_config({str(config.source)!r})\n"
+        f"worker = {started}\n"
         "worker.start()\n"
-        "print(worker._process.pid, flush=True)\n"
+        "if isinstance(worker, CheckWorkers):  # serving: it answers\n"
+        "    from bridge.adapters.rabbitmq import Delivery\n"
+        "    worker.submit(Delivery(b'not json', {}, None, 'k', False, 1))\n"
+        "    assert worker.take(drain=True)[0][1].outcome.code == 'not_json'\n"
+        "print(worker.pid if hasattr(worker, 'pid') else worker._children[0].pid, flush=True)\n"
         "time.sleep(120)\n"
     )
     daemon = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=REPO)

@@ -20,7 +20,7 @@ from bridge.adapters.rabbitmq import RabbitConsumer
 from bridge.adapters.topology import Topology
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import load_definitions
-from bridge.outbound import OutboundLoop, OutboundWriter
+from bridge.outbound import InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
 from bridge.outbound import writer as writer_module
 from bridge.signing import TrustStore
 
@@ -76,8 +76,9 @@ def main(state_path: str) -> None:
     config = OutboundConfig(folder=Path(state["folder"]), batch_size=state["batch_size"],
                             batch_seconds=state["batch_seconds"], prefetch=state["prefetch"])
     ledger = Ledger(Path(state["ledger"]))
-    writer = OutboundWriter(load_definitions(REPO / "flow_definitions"), TrustStore.from_jwks(state["jwks"]),
-                            ledger, config)
+    definitions = load_definitions(REPO / "flow_definitions")
+    writer = OutboundWriter(definitions, ledger, config)
+    checks = InlineChecks(MessageChecker(definitions, TrustStore.from_jwks(state["jwks"])))
     if state.get("crash"):
         arm(state["crash"], writer, state.get("after_files", 0))
     assert topology.outbound_queue is not None
@@ -85,7 +86,7 @@ def main(state_path: str) -> None:
                               topology=topology, client_name=state["client_name"])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    OutboundLoop(consumer, writer, poll_seconds=0.1).run(stop)
+    OutboundLoop(consumer, writer, checks, poll_seconds=0.1).run(stop)
     ledger.close()
 
 

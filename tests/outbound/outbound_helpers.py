@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import threading
 import time
@@ -16,12 +17,14 @@ from typing import Any
 import orjson
 
 from bridge.adapters.rabbitmq import OutgoingMessage
+from bridge.config import BridgeConfig, load_config
 from bridge.dtn.reader import FlowFileReader
 from bridge.events.envelope import Event
 from bridge.events.manifest import build_manifest, routing_key
 from bridge.flowfile import check_file, file_events
 from bridge.outbound import OutboundLoop
 from bridge.signing import Signer
+from tests.conftest import REPO
 
 VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "ocdiff_D0155001_b", "igloo-airflow",
                  "OVOE1359", "OVOE1429"]
@@ -168,3 +171,18 @@ def meter_ids(path: Path, reader: FlowFileReader) -> list[str]:
     assert checked.ok, (path.name, checked.describe_defects())
     return [event["data"]["mpan_cores"]["meter_reading_types"][0]["meter_id"]
             for event in file_events(path, reader, checked)]
+
+
+RULES: dict[str, Any] = {"participants": {"outbound": {"deny": ["SYNC"]}}}
+
+
+def check_config(folder: Path, signer: Signer) -> BridgeConfig:
+    """What check workers load: a trust store holding `signer`'s key, and one governance rule (no SYNC recipient),
+    so that decisions are seen to cross the pipe too."""
+    (folder / "trust.jwks.json").write_text(json.dumps(signer.public_jwks()))
+    path = folder / "bridge.yaml"
+    path.write_text(json.dumps({"participant": {"id": "SYNA", "role": "X"},
+                                "flows": {"definitions": str(REPO / "flow_definitions")},
+                                "signing": {"trust": str(folder / "trust.jwks.json")}, "rules": RULES,
+                                "log": {"level": "warning", "format": "json"}}))
+    return load_config(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.adapters.rabbitmq import Delivery
+from bridge.dtn.model import FileHeader
 from bridge.outbound import Batcher, BatchKey, Origin, VerifiedEvent
 
 KEY = BatchKey("D0010002", "SYNA", "D", "SYNB", "X", "OPER")
@@ -15,10 +16,13 @@ def delivery(tag: int) -> Delivery:
                     delivery_tag=tag)
 
 
+HEADER = FileHeader("ZHV", "0000000001", "D0010002", "D", "SYNA", "X", "SYNB", "20240701123005")
+
+
 def event(event_id: str, key: BatchKey | None = KEY, origin: tuple[str, int, int] | None = None) -> VerifiedEvent:
-    placed = Origin(*origin) if origin else None
-    none: Any = None
-    return VerifiedEvent(event_id, {"id": event_id}, none, none, key, placed)
+    placed = Origin(*origin, header=HEADER, completed="20240701123005", dtn_checksum="", attributes=()) \
+        if origin else None
+    return VerifiedEvent(event_id, "D0010002", ("026|1200023305967|V",), key, placed)
 
 
 def ids(ready: Any) -> list[str]:

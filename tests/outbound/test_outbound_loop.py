@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -10,18 +12,26 @@ import orjson
 import pytest
 
 from bridge.adapters.ledger import Ledger
-from bridge.adapters.rabbitmq import REJECT_CODE_HEADER, REJECT_REASON_HEADER, RabbitConsumer, RabbitPublisher
+from bridge.adapters.rabbitmq import (
+    REJECT_CODE_HEADER,
+    REJECT_REASON_HEADER,
+    Backoff,
+    RabbitConsumer,
+    RabbitPublisher,
+)
 from bridge.adapters.topology import Topology
+from bridge.adapters.worker import CheckWorkers
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.flowfile import check_file
-from bridge.outbound import OutboundLoop, OutboundWriter
+from bridge.outbound import InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin, sample
 from tests.outbound.outbound_helpers import (
     VALID_SAMPLES,
     FakeClock,
+    check_config,
     close_connections,
     message,
     meter_ids,
@@ -40,8 +50,9 @@ def make_loop(amqp_url: str, topology: Topology, client_name: str, definitions: 
     assert topology.outbound_queue is not None
     consumer = RabbitConsumer([amqp_url], queue=topology.outbound_queue, prefetch=config.prefetch,
                               topology=topology, client_name=client_name)
-    writer = OutboundWriter(definitions, trust, ledger, config, clock=clock)
-    return OutboundLoop(consumer, writer, poll_seconds=0.1)
+    writer = OutboundWriter(definitions, ledger, config, clock=clock)
+    checks = InlineChecks(MessageChecker(definitions, trust)) if trust is not None else None
+    return OutboundLoop(consumer, writer, checks, poll_seconds=0.1)
 
 
 @pytest.fixture
@@ -190,6 +201,38 @@ class TestExactlyOnce:
             assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
         [written] = visible_files(out_dir)
         assert sorted(meter_ids(written, reader)) == [f"M{n:07d}" for n in range(20)]
+
+
+class TestCheckWorkers:
+    def test_a_check_worker_killed_mid_stream(
+        self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, ledger: Ledger,
+        out_dir: Path, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
+        admin: Admin, tmp_path: Path
+    ) -> None:
+        """The daemon's default stage: two check worker processes. One is killed while events stream: the loop
+        gives its deliveries back to the broker, a new worker checks them again, and every event is written once."""
+        config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=1.0, prefetch=2000)
+        assert topology.outbound_queue is not None
+        consumer = RabbitConsumer([amqp_url], queue=topology.outbound_queue, prefetch=config.prefetch,
+                                  topology=topology, client_name=client_name)
+        checks = CheckWorkers(check_config(tmp_path, signer), 2)
+        checks.start()
+        interruptions: list[str | None] = []
+        loop = OutboundLoop(consumer, OutboundWriter(definitions, ledger, config, clock=clock), checks,
+                            poll_seconds=0.1, backoff=Backoff(initial=0.1, maximum=0.2),
+                            on_interrupted=interruptions.append)
+        events = numbered_events(d0010_template(reader), 4000)
+        publisher.publish_all([message(e, signer) for e in events])
+        with running(loop):
+            assert wait_until(lambda: checks.pending > 0, 20, interval=0.001)
+            victim = checks._children[1].pid
+            assert victim is not None
+            os.kill(victim, signal.SIGKILL)
+            assert wait_until(lambda: len(ledger.seen_events(e["id"] for e in events)) == len(events), 60)
+            assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
+        assert any(error is not None and "WorkerError" in error for error in interruptions), interruptions
+        written = sorted(meter_id for path in visible_files(out_dir) for meter_id in meter_ids(path, reader))
+        assert written == [f"M{n:07d}" for n in range(len(events))]  # each once
 
 
 class TestBatching:

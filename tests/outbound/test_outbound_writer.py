@@ -1,4 +1,4 @@
-"""Verification and the write protocol without a broker: codes, file layout, counters, names, recovery."""
+"""Verification (stage 1) and the write protocol without a broker: codes, file layout, counters, names, recovery."""
 
 from __future__ import annotations
 
@@ -15,16 +15,30 @@ from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.flowfile import check_file
-from bridge.outbound import EventRejected, Held, ManifestNotice, OutboundWriter, ReadyFile, VerifiedEvent
+from bridge.outbound import (
+    EventRejected,
+    Held,
+    ManifestNotice,
+    MessageChecker,
+    OutboundWriter,
+    ReadyFile,
+    Rejection,
+    VerifiedEvent,
+)
+from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES
 from tests.outbound.outbound_helpers import FakeClock, new_event, numbered_events, source_file, visible_files
 
 
 @pytest.fixture
-def writer(definitions: DefinitionSet, trust: TrustStore, ledger: Ledger, config: OutboundConfig,
-           clock: FakeClock) -> OutboundWriter:
-    return OutboundWriter(definitions, trust, ledger, config, clock=clock)
+def writer(definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig, clock: FakeClock) -> OutboundWriter:
+    return OutboundWriter(definitions, ledger, config, clock=clock)
+
+
+@pytest.fixture
+def checker(definitions: DefinitionSet, trust: TrustStore) -> MessageChecker:
+    return MessageChecker(definitions, trust)
 
 
 @pytest.fixture
@@ -32,71 +46,85 @@ def template(reader: FlowFileReader) -> dict[str, Any]:
     return source_file(EXAMPLES / "D0010002.txt", reader).events[0]
 
 
-def verified(writer: OutboundWriter, signer: Signer, events: list[dict[str, Any]]) -> list[VerifiedEvent]:
+def verified(checker: MessageChecker, signer: Signer, events: list[dict[str, Any]]) -> list[VerifiedEvent]:
     out = []
     for event in events:
-        item = writer.verify(orjson.dumps(signer.sign(event)))
+        item = checker.verify(orjson.dumps(signer.sign(event)))
         assert isinstance(item, VerifiedEvent)
         out.append(item)
     return out
 
 
 def ready(kind: str, items: list[VerifiedEvent]) -> ReadyFile:
-    return ReadyFile(kind, tuple(Held(item, [Delivery(b"", {}, None, "k", False, n)], 0.0)  # type: ignore[arg-type]
+    return ReadyFile(kind, tuple(Held(item, Delivery(b"", {}, None, "k", False, n), 0.0)
                                  for n, item in enumerate(items, 1)), "test")
 
 
 class TestVerify:
-    def code(self, writer: OutboundWriter, body: bytes) -> str:
+    def code(self, checker: MessageChecker, body: bytes) -> str:
         with pytest.raises(EventRejected) as info:
-            writer.verify(body)
+            checker.verify(body)
         return info.value.code
 
-    def test_codes(self, writer: OutboundWriter, signer: Signer, template: dict[str, Any]) -> None:
+    def test_codes(self, checker: MessageChecker, signer: Signer, template: dict[str, Any]) -> None:
         """Each failure has its stable code."""
         event = new_event(template, 1)
-        assert self.code(writer, b"[1, 2]") == "not_json"
-        assert self.code(writer, orjson.dumps(event)) == "missing_signature"
-        assert self.code(writer, orjson.dumps(Signer.generate().sign(event))) == "unknown_key"
+        assert self.code(checker, b"[1, 2]") == "not_json"
+        assert self.code(checker, orjson.dumps(event)) == "missing_signature"
+        assert self.code(checker, orjson.dumps(Signer.generate().sign(event))) == "unknown_key"
         tampered = signer.sign(event) | {"dtctestflag": "TR01"}
-        assert self.code(writer, orjson.dumps(tampered)) == "bad_signature"
-        assert self.code(writer, orjson.dumps(signer.sign(event | {"type": "uk.dtc.D9999.v001"}))) == "unknown_flow"
-        assert self.code(writer, orjson.dumps(signer.sign(event | {"data": {"nope": {}}}))) == "schema_invalid"
+        assert self.code(checker, orjson.dumps(tampered)) == "bad_signature"
+        assert self.code(checker, orjson.dumps(signer.sign(event | {"type": "uk.dtc.D9999.v001"}))) == "unknown_flow"
+        assert self.code(checker, orjson.dumps(signer.sign(event | {"data": {"nope": {}}}))) == "schema_invalid"
         no_flag = {k: v for k, v in event.items() if k != "dtctestflag"}
-        assert self.code(writer, orjson.dumps(signer.sign(no_flag))) == "envelope_invalid"
-        assert self.code(writer, orjson.dumps(signer.sign(event | {"dtcfrom": "ELSE"}))) == "envelope_invalid"
-        assert self.code(writer, orjson.dumps(signer.sign(event | {"dtcindex": 3, "dtcflowcount": 2}))) == \
+        assert self.code(checker, orjson.dumps(signer.sign(no_flag))) == "envelope_invalid"
+        assert self.code(checker, orjson.dumps(signer.sign(event | {"dtcfrom": "ELSE"}))) == "envelope_invalid"
+        assert self.code(checker, orjson.dumps(signer.sign(event | {"dtcindex": 3, "dtcflowcount": 2}))) == \
             "envelope_invalid"
 
-    def test_a_line_break_in_a_value_is_refused(self, writer: OutboundWriter, signer: Signer,
+    def test_a_line_break_in_a_value_is_refused(self, checker: MessageChecker, signer: Signer,
                                                  template: dict[str, Any]) -> None:
         """'|' is refused by the CHAR format; a line break would split a line just as badly."""
         [event] = numbered_events(template, 1)
         event["data"]["mpan_cores"]["meter_reading_types"][0]["meter_id"] = "M1\nZPT"
-        assert self.code(writer, orjson.dumps(signer.sign(event))) == "schema_invalid"
+        assert self.code(checker, orjson.dumps(signer.sign(event))) == "schema_invalid"
 
-    def test_manifest(self, writer: OutboundWriter, signer: Signer, reader: FlowFileReader) -> None:
+    def test_manifest(self, checker: MessageChecker, signer: Signer, reader: FlowFileReader) -> None:
         source = source_file(EXAMPLES / "D0030001.txt", reader)
-        notice = writer.verify(orjson.dumps(signer.sign(source.manifest)))
+        notice = checker.verify(orjson.dumps(signer.sign(source.manifest)))
         assert isinstance(notice, ManifestNotice) and notice.first_event_id == source.events[0]["id"]
         broken = source.manifest | {"data": source.manifest["data"] | {"sha256": "xyz"}}
-        assert self.code(writer, orjson.dumps(signer.sign(broken))) == "manifest_invalid"
+        assert self.code(checker, orjson.dumps(signer.sign(broken))) == "manifest_invalid"
 
-    def test_disabled_without_trust(self, definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig) -> None:
-        assert not OutboundWriter(definitions, None, ledger, config).enabled
+    def test_check_answers_with_values_and_governs(self, definitions: DefinitionSet, trust: TrustStore,
+                                                   signer: Signer, template: dict[str, Any]) -> None:
+        """`check` never raises: a rejection is a value (it crosses a worker's pipe), and governance has its say
+        after the signature, with its decision attached for the metrics."""
+        rules = parse_rules({"participants": {"outbound": {"deny": ["SYNB"]}}}, participant_id="SYNA",
+                            participant_role="X", definitions=definitions)
+        checker = MessageChecker(definitions, trust, rules)
+        not_json = checker.check(b"[1")
+        assert isinstance(not_json.outcome, Rejection) and not_json.outcome.code == "not_json"
+        assert not_json.decision is None  # refused before governance
+        blocked = checker.check(orjson.dumps(signer.sign(new_event(template, 1))))
+        assert isinstance(blocked.outcome, Rejection) and blocked.decision is not None
+        assert (blocked.outcome.code, blocked.decision.outcome, blocked.decision.participant) == \
+            (blocked.decision.rule, "reject", "SYNB")
+        plain = MessageChecker(definitions, trust).check(orjson.dumps(signer.sign(new_event(template, 1))))
+        assert isinstance(plain.outcome, VerifiedEvent) and plain.decision is None
 
 
 class TestWrite:
     def test_new_file_layout_counter_name_and_mode(
-        self, writer: OutboundWriter, signer: Signer, template: dict[str, Any], out_dir: Path,
+        self, writer: OutboundWriter, checker: MessageChecker, signer: Signer, template: dict[str, Any], out_dir: Path,
         reader: FlowFileReader, ledger: Ledger, clock: FakeClock
     ) -> None:
         """ZHV/ZPT filled in: the sender's next identifier, UK local timestamps from the clock, test flag."""
-        items = verified(writer, signer, numbered_events(template, 3, test_flag="TR01"))
+        items = verified(checker, signer, numbered_events(template, 3, test_flag="TR01"))
         first = writer.write(ready("batch", items))
         clock.advance(hours=200)  # into winter: GMT
         clock.now = clock.now.replace(month=12)
-        second = writer.write(ready("batch", verified(writer, signer, numbered_events(template, 1, start=9))))
+        second = writer.write(ready("batch", verified(checker, signer, numbered_events(template, 1, start=9))))
         assert first and second
         assert (first.file_identifier, second.file_identifier) == ("0000000001", "0000000002")
         assert first.path.name == "D0010002_SYNA_0000000001.usr"
@@ -109,44 +137,44 @@ class TestWrite:
         assert ledger.seen_events(item.id for item in items) == {item.id for item in items}
 
     def test_name_pattern_and_mode_are_configurable(
-        self, definitions: DefinitionSet, trust: TrustStore, ledger: Ledger, out_dir: Path, signer: Signer,
+        self, definitions: DefinitionSet, checker: MessageChecker, ledger: Ledger, out_dir: Path, signer: Signer,
         template: dict[str, Any]
     ) -> None:
         config = OutboundConfig(folder=out_dir, file_mode=0o600,
                                 name_pattern="{from_role}{from_participant}-{to_role}{to_participant}-{flow}-v{version}"
                                              "-{file_identifier}.dtn")
-        writer = OutboundWriter(definitions, trust, ledger, config)
-        record = writer.write(ready("batch", verified(writer, signer, numbered_events(template, 1))))
+        writer = OutboundWriter(definitions, ledger, config)
+        record = writer.write(ready("batch", verified(checker, signer, numbered_events(template, 1))))
         assert record and record.path.name == "XSYNA-XSYNB-D0010-v002-0000000001.dtn"
         assert record.path.stat().st_mode & 0o777 == 0o600
 
     def test_original_is_exact_and_an_existing_name_is_never_overwritten(
-        self, writer: OutboundWriter, signer: Signer, reader: FlowFileReader, out_dir: Path
+        self, writer: OutboundWriter, checker: MessageChecker, signer: Signer, reader: FlowFileReader, out_dir: Path
     ) -> None:
         source = source_file(EXAMPLES / "D0030001.txt", reader)
         (out_dir / "D0030001_SYNA_0000000003.usr").write_bytes(b"the gateway has not sent me yet")
-        record = writer.write(ready("original", verified(writer, signer, source.events)))
+        record = writer.write(ready("original", verified(checker, signer, source.events)))
         assert record and record.path.name == "D0030001_SYNA_0000000003.1.usr"
         assert record.path.read_bytes() == source.path.read_bytes()
         assert (out_dir / "D0030001_SYNA_0000000003.usr").read_bytes() == b"the gateway has not sent me yet"
 
-    def test_written_events_are_skipped(self, writer: OutboundWriter, signer: Signer,
+    def test_written_events_are_skipped(self, writer: OutboundWriter, checker: MessageChecker, signer: Signer,
                                         template: dict[str, Any]) -> None:
-        items = verified(writer, signer, numbered_events(template, 2))
+        items = verified(checker, signer, numbered_events(template, 2))
         assert writer.write(ready("batch", items))
         assert writer.write(ready("batch", items)) is None
-        assert writer.already_written(items[0].id)
+        assert writer.written([items[0].id, "other"]) == {items[0].id}
 
-    def test_manifest_before_and_after(self, writer: OutboundWriter, signer: Signer, reader: FlowFileReader,
-                                       ledger: Ledger) -> None:
+    def test_manifest_before_and_after(self, writer: OutboundWriter, checker: MessageChecker, signer: Signer,
+                                       reader: FlowFileReader, ledger: Ledger) -> None:
         """A manifest is compared whichever arrives first; a wrong hash is recorded as a mismatch."""
         first = source_file(EXAMPLES / "D0030001.txt", reader)
         second = source_file(EXAMPLES / "D0036001.txt", reader)
         wrong = second.manifest | {"data": second.manifest["data"] | {"sha256": "0" * 64}}
-        assert writer.note_manifest(writer.verify(orjson.dumps(signer.sign(first.manifest)))) is None  # type: ignore[arg-type]
-        a = writer.write(ready("original", verified(writer, signer, first.events)))
-        b = writer.write(ready("original", verified(writer, signer, second.events)))
-        assert writer.note_manifest(writer.verify(orjson.dumps(signer.sign(wrong)))) is False  # type: ignore[arg-type]
+        assert writer.note_manifest(checker.verify(orjson.dumps(signer.sign(first.manifest)))) is None  # type: ignore[arg-type]
+        a = writer.write(ready("original", verified(checker, signer, first.events)))
+        b = writer.write(ready("original", verified(checker, signer, second.events)))
+        assert writer.note_manifest(checker.verify(orjson.dumps(signer.sign(wrong)))) is False  # type: ignore[arg-type]
         assert a and b
         assert ledger.outbound_file(a.id).manifest_match is True  # type: ignore[union-attr]
         assert ledger.outbound_file(b.id).manifest_match is False  # type: ignore[union-attr]
@@ -190,12 +218,13 @@ class TestRecovery:
         assert (out_dir / "F.usr").read_bytes() == b"other" and not ledger.seen_event("e2")
 
 
-def test_new_events_that_break_a_per_file_rule_are_refused(writer: OutboundWriter, signer: Signer,
+def test_new_events_that_break_a_per_file_rule_are_refused(writer: OutboundWriter, checker: MessageChecker,
+                                                          signer: Signer,
                                                           reader: FlowFileReader, out_dir: Path) -> None:
     """D0030 needs one SUP group per file: 3 of its instances alone are no valid file, so nothing is written."""
     source = source_file(EXAMPLES / "D0030001.txt", reader)
     news = [new_event(event, n) for n, event in enumerate(source.events[:3])]
     with pytest.raises(EventRejected) as info:
-        writer.write(ready("batch", verified(writer, signer, news)))
+        writer.write(ready("batch", verified(checker, signer, news)))
     assert info.value.code == "file_invalid" and "SUP" in str(info.value)
-    assert not list(out_dir.iterdir()) and not writer.already_written(news[0]["id"])
+    assert not list(out_dir.iterdir()) and not writer.written([news[0]["id"]])
