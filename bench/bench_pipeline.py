@@ -177,7 +177,7 @@ class Daemon:
             self.read_rss()
 
     def pids(self) -> list[int]:
-        """The daemon and its build worker (its child processes)."""
+        """The daemon and its worker processes (its children: the build worker, the outbound check workers)."""
         assert self.process is not None
         pids = [self.process.pid]
         for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
@@ -188,7 +188,7 @@ class Daemon:
         return pids
 
     def read_rss(self) -> None:
-        """The daemon's and its worker's peak RSS (VmHWM), kept separately (each is a high-water mark)."""
+        """Each process's peak RSS (VmHWM), kept separately (each is a high-water mark)."""
         for pid in self.pids():
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -198,7 +198,7 @@ class Daemon:
                 pass
 
     def cpu_seconds(self) -> float:
-        """utime + stime of the daemon and its worker."""
+        """utime + stime of the daemon and its worker processes."""
         total = 0
         for pid in self.pids():
             try:
@@ -389,7 +389,7 @@ def main() -> None:
     p99 = ordered[math.ceil(0.99 * len(ordered)) - 1]
     print(f"end to end (daemon, first drop -> all {len(paths)} archived): {events:,} events in {elapsed:.2f} s = "
           f"{rate:,.0f} events/s ({size / 1e6 / elapsed:.1f} MB/s; dropping took {dropped:.2f} s)")
-    print(f"peak RSS (VmHWM, daemon + build worker): {peak_mb:,.0f} MB ({peaks}); CPU (utime+stime) just before stopping: {cpu:.1f} s in all "
+    print(f"peak RSS (VmHWM, daemon + worker processes): {peak_mb:,.0f} MB ({peaks}); CPU (utime+stime) just before stopping: {cpu:.1f} s in all "
           f"(start-up {cpu_at_start:.1f} s, throughput run {cpu_throughput:.1f} s = "
           f"{cpu_throughput / events * 100_000:.1f} s per 100k events)")
     print(f"latency (idle daemon, {len(latencies)} single-instance D0010 drops, drop -> archived): "

@@ -173,9 +173,7 @@ class InboundService:
         if trust is None:
             return None
         if config.outbound.verify_workers:
-            workers = CheckWorkers(config, config.outbound.verify_workers)
-            workers.start()
-            return workers
+            return CheckWorkers(config, config.outbound.verify_workers)  # started by the first outbound message
         return InlineChecks(MessageChecker(self.definitions, trust, self.rules))
 
     def _chain(self, config: BridgeConfig) -> tuple[InboundPipeline, DropWatcher]:

@@ -203,12 +203,14 @@ class CheckWorkers:
 
     def __init__(self, config: BridgeConfig, processes: int) -> None:
         self._children = [_Child("check", config) for _ in range(max(1, processes))]
+        self._started = False  # started by the first message unless `start` came first: no outbound, no memory
         self._next = 0
         self._buffer: list[Delivery] = []
         self._sent: deque[tuple[_Child, list[Delivery]]] = deque()  # batches out, oldest first
         self._pending = 0
 
     def start(self) -> None:
+        self._started = True
         for child in self._children:
             child.start()
 
@@ -252,7 +254,7 @@ class CheckWorkers:
                     pass
         self._pending = 0
         for child in self._children:
-            if not child.running:
+            if self._started and not child.running:
                 child.close(graceful=False)
                 child.start()
 
@@ -260,10 +262,13 @@ class CheckWorkers:
         self._buffer.clear()
         self._sent.clear()
         self._pending = 0
+        self._started = False
         for child in self._children:
             child.close()
 
     def _send(self) -> None:
+        if not self._started:
+            self.start()
         child = self._children[self._next]
         self._next = (self._next + 1) % len(self._children)
         if not child.running:  # died since it last answered: its batches are lost with it

@@ -87,3 +87,15 @@ def test_a_dead_worker_is_an_error_then_replaced(workers: CheckWorkers, signer: 
         workers.submit(delivery)
     taken = workers.take(drain=True)
     assert [delivery.delivery_tag for delivery, _ in taken] == [delivery.delivery_tag for delivery in sent[100:]]
+
+
+def test_started_by_the_first_message(tmp_path: Path, signer: Signer) -> None:
+    """A daemon with no outbound traffic spends no memory on check workers: they start with the first message."""
+    lazy = CheckWorkers(check_config(tmp_path, signer), processes=1)
+    try:
+        assert lazy._children[0].pid is None
+        lazy.submit(Delivery(b"not json", {}, None, "k", False, 1))
+        [(_, checked)] = lazy.take(drain=True)
+        assert getattr(checked.outcome, "code", None) == "not_json" and lazy._children[0].pid is not None
+    finally:
+        lazy.close()
