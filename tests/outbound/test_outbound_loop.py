@@ -25,7 +25,7 @@ from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.flowfile import check_file
-from bridge.outbound import InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
+from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin, sample
 from tests.outbound.outbound_helpers import (
@@ -46,13 +46,15 @@ from tests.outbound.outbound_helpers import (
 
 def make_loop(amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet,
               trust: TrustStore | None, ledger: Ledger, config: OutboundConfig,
-              clock: FakeClock) -> OutboundLoop:
+              clock: FakeClock, checks: CheckStage | None = None, **options: Any) -> OutboundLoop:
+    """A loop checking in its own thread with `trust` (none without), unless `checks` says otherwise."""
     assert topology.outbound_queue is not None
     consumer = RabbitConsumer([amqp_url], queue=topology.outbound_queue, prefetch=config.prefetch,
                               topology=topology, client_name=client_name)
     writer = OutboundWriter(definitions, ledger, config, clock=clock)
-    checks = InlineChecks(MessageChecker(definitions, trust)) if trust is not None else None
-    return OutboundLoop(consumer, writer, checks, poll_seconds=0.1)
+    if checks is None and trust is not None:
+        checks = InlineChecks(MessageChecker(definitions, trust))
+    return OutboundLoop(consumer, writer, checks, poll_seconds=0.1, **options)
 
 
 @pytest.fixture
@@ -212,15 +214,11 @@ class TestCheckWorkers:
         """The daemon's default stage: two check worker processes. One is killed while events stream: the loop
         gives its deliveries back to the broker, a new worker checks them again, and every event is written once."""
         config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=1.0, prefetch=2000)
-        assert topology.outbound_queue is not None
-        consumer = RabbitConsumer([amqp_url], queue=topology.outbound_queue, prefetch=config.prefetch,
-                                  topology=topology, client_name=client_name)
         checks = CheckWorkers(check_config(tmp_path, signer), 2)
         checks.start()
         interruptions: list[str | None] = []
-        loop = OutboundLoop(consumer, OutboundWriter(definitions, ledger, config, clock=clock), checks,
-                            poll_seconds=0.1, backoff=Backoff(initial=0.1, maximum=0.2),
-                            on_interrupted=interruptions.append)
+        loop = make_loop(amqp_url, topology, client_name, definitions, None, ledger, config, clock, checks,
+                         backoff=Backoff(initial=0.1, maximum=0.2), on_interrupted=interruptions.append)
         events = numbered_events(d0010_template(reader), 4000)
         publisher.publish_all([message(e, signer) for e in events])
         with running(loop):
