@@ -50,7 +50,7 @@ log = structlog.get_logger("dtn_bridge.worker")
 _BATCH = 64  # messages per pipe write: ~400 KB of D0275 events
 _SILENCE = 120.0  # seconds without a word from a busy worker: it is stuck (a batch takes milliseconds)
 _MAX_INTERNED = 1024
-_CHECK_BATCH = 32  # outbound messages per pipe write
+_CHECK_BATCH = 64  # outbound messages per pipe write
 _BATCHES_OUT = 4  # check batches a worker may have in hand before the daemon waits for its answers
 _D = TypeVar("_D")
 
@@ -208,6 +208,7 @@ class CheckWorkers:
         self._buffer: list[Delivery] = []
         self._sent: deque[tuple[_Child, list[Delivery]]] = deque()  # batches out, oldest first
         self._pending = 0
+        self._look = False  # a batch went out since answers were last looked for
 
     def start(self) -> None:
         self._started = True
@@ -228,9 +229,12 @@ class CheckWorkers:
         if drain and self._buffer:
             self._send()
         answers: list[tuple[Delivery, Checked]] = []
+        # Between two batches sent there is nothing new to look for: each look is a system call that hands the
+        # GIL to the broker's I/O thread, which costs more than the look when asked at every delivery.
+        look, self._look = self._look, False
         while self._sent:
             child, deliveries = self._sent[0]
-            if not (drain or len(self._sent) > _BATCHES_OUT * len(self._children) or child.ready()):
+            if not (drain or len(self._sent) > _BATCHES_OUT * len(self._children) or (look and child.ready())):
                 break
             kind, payload = child.receive()
             if kind != "checked" or len(payload) != len(deliveries):
@@ -277,6 +281,7 @@ class CheckWorkers:
         batch, self._buffer = self._buffer, []
         child.send(("check", [delivery.body for delivery in batch]))
         self._sent.append((child, batch))
+        self._look = True
 
 
 def serve(conn: Connection) -> None:

@@ -24,12 +24,13 @@ class FlowFileWriter:
         self.group_count = 0
         self.flow_count = 0
         self._checksum = PoolChecksum()
+        self._terminator = "|\n" if header.terminated else "\n"
+        self._pool = header.layout != "ZHV"  # only a pool trailer carries the computed checksum
 
     def _line(self, record: str) -> str:
-        if self.file_header.terminated:
-            record += "|"
-        self._checksum.add(record)
-        return record + "\n"
+        if self._pool:
+            self._checksum.add(record + "|" if self.file_header.terminated else record)
+        return record + self._terminator
 
     def header(self) -> str:
         h = self.file_header

@@ -179,7 +179,7 @@ class MessageChecker:
     def _verify(self, body: bytes) -> tuple[VerifiedEvent | ManifestNotice, Event]:
         event = _parse(body)
         try:
-            self.trust.verify(event)
+            self.trust.verify(event, from_json=True)
         except SignatureError as exc:
             raise EventRejected(exc.reason, f"signature: {exc}") from exc
         event_id = event.get("id")

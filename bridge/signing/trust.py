@@ -182,8 +182,12 @@ class TrustStore:
 
     # ------------------------------------------------------------------------------------------ verification
 
-    def verify(self, event: dict[str, Any]) -> VerifiedSignature:
-        """Check `event`'s signature; return who signed it or raise SignatureError with one reason code."""
+    def verify(self, event: dict[str, Any], *, from_json: bool = False) -> VerifiedSignature:
+        """Check `event`'s signature; return who signed it or raise SignatureError with one reason code.
+
+        `from_json`: `event` was just parsed from JSON, so it holds JSON's types only and canonicalization skips its
+        type walk. A float is then written as orjson writes it: if that is not what was signed, the signature fails
+        and the walk runs after all, to give the precise reason (`unsupported_value`)."""
         if not isinstance(event, dict):
             raise SignatureError(MALFORMED, "an event must be a JSON object")
         value = event.get(SIGNATURE_ATTRIBUTE)
@@ -208,8 +212,13 @@ class TrustStore:
                 self._validator.validate(key.chain, key.public_key, sender)
         signature = b64url_decode(signature_b64, "JWS signature")
         body = {k: v for k, v in event.items() if k != SIGNATURE_ATTRIBUTE}
-        data = signing_input(header_b64.encode("ascii"), canonicalize(body))
-        _verify_raw(key, signature, data)
+        data = signing_input(header_b64.encode("ascii"), canonicalize(body, known_types=from_json))
+        try:
+            _verify_raw(key, signature, data)
+        except SignatureError:
+            if from_json:
+                canonicalize(body)  # raises unsupported_value when a value JCS cannot write exactly is the cause
+            raise
         if key.participant is not None and sender != key.participant:
             raise SignatureError(
                 WRONG_PARTICIPANT,

@@ -261,6 +261,17 @@ class TestVerificationFailures:
         event = dict(self.signed, data={"x": 1.5})
         assert reason_of(self.store, event) == "unsupported_value"
 
+    def test_parsed_from_json_skips_the_type_walk_but_keeps_the_reasons(self) -> None:
+        """`from_json` (the outbound checks): a parsed event verifies, and a float still says unsupported_value."""
+        parsed = orjson.loads(orjson.dumps(self.signed))
+        assert self.store.verify(parsed, from_json=True).kid == self.signer.kid
+        with pytest.raises(SignatureError) as info:
+            self.store.verify(dict(parsed, data={"x": 1.5}), from_json=True)
+        assert info.value.reason == "unsupported_value"
+        with pytest.raises(SignatureError) as info:
+            self.store.verify(dict(parsed, data={"x": 2}), from_json=True)
+        assert info.value.reason == "bad_signature"
+
     def test_not_a_dict(self) -> None:
         """A non-object event is malformed."""
         assert reason_of(self.store, ["x"]) == "malformed"  # type: ignore[arg-type]
