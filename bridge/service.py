@@ -223,11 +223,16 @@ class InboundService:
         if self.config.source is None:
             return False
         self.notifier.reloading()
+        pipeline: InboundPipeline | None = None
         try:
             new = load_config(self.config.source)
             ensure_folders(new)
             pipeline, watcher = self._chain(new)
+            outbound = self.outbound if self.outbound is not None and self.outbound.checks is not None else None
+            checks = self._outbound_checks(new) if outbound is not None else None  # the outbound side follows too
         except BridgeError as exc:
+            if pipeline is not None:
+                _close_build(pipeline)
             log.error("reload_refused", error=str(exc), advice="the running configuration stays in force")
             self.notifier.ready("running: reload refused, the running configuration stays (see the journal)")
             return False
@@ -240,10 +245,8 @@ class InboundService:
             self.watcher = watcher
         _close_build(self.pipeline)
         self.pipeline = pipeline
-        if self.outbound is not None and self.outbound.checks is not None:  # the outbound side follows the new rules
-            checks = self._outbound_checks(new)
-            if checks is not None:
-                self.outbound.replace_checks(checks)
+        if outbound is not None and checks is not None:
+            outbound.replace_checks(checks)
         self.config = replace(new, broker=self.config.broker, state=self.config.state, spool=self.config.spool)
         log.info("config_reloaded", definitions=len(pipeline.reader.definitions))
         self.notifier.ready("running: configuration reloaded")

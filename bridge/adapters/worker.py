@@ -237,10 +237,9 @@ class CheckWorkers:
             if not (drain or len(self._sent) > _BATCHES_OUT * len(self._children) or (look and child.ready())):
                 break
             kind, payload = child.receive()
-            if kind != "checked" or len(payload) != len(deliveries):
+            if kind != "checked" or not isinstance(payload, list) or len(payload) != len(deliveries):
                 child.close(graceful=False)
-                raise WorkerError(f"the check worker process answered {kind!r} with {len(payload)} answers for "
-                                  f"{len(deliveries)} messages")
+                raise WorkerError(f"the check worker process answered {kind!r}, not {len(deliveries)} answers")
             self._sent.popleft()
             self._pending -= len(deliveries)
             answers.extend(zip(deliveries, payload))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,12 +61,34 @@ class TestRoundTrip:
         assert len(got) == 11 and bridge.outbound_files() == []
 
 
-def route_back_and_collect_rejects(bridge: Bridge, change: Callable[[bytes], bytes]) -> list[Any]:
+    def test_a_reload_brings_new_outbound_rules(self, make_bridge: Any) -> None:
+        """SIGHUP with an outbound deny rule: the check workers started from then on judge by it."""
+        bridge: Bridge = make_bridge()
+
+        def deny_mrcy(process: subprocess.Popen[bytes]) -> None:
+            config = json.loads(bridge.config_path.read_text())
+            config["rules"] = {**config.get("rules", {}), "participants": {"outbound": {"deny": ["MRCY"]}}}
+            bridge.config_path.write_text(json.dumps(config))
+            process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 20
+            while "config_reloaded" not in (bridge.root / "daemon.log").read_text():
+                assert time.monotonic() < deadline, "the daemon did not reload"
+                time.sleep(0.1)
+
+        got = route_back_and_collect_rejects(bridge, lambda body: body, before_routing=deny_mrcy)
+        assert {props.headers["x-dtn-reject-code"] for _m, props, _b in got} == {"participant.denied"}
+        assert len(got) == 11 and bridge.outbound_files() == []
+
+
+def route_back_and_collect_rejects(bridge: Bridge, change: Callable[[bytes], bytes],
+                                   before_routing: Callable[[subprocess.Popen[bytes]], None] = lambda _p: None
+                                   ) -> list[Any]:
     """Run the daemon on the Kraken sample, route its events (changed) back to outbound.#, and read the rejects."""
     process = bridge.start_process()
     bridge.wait_running(process)
     bridge.drop(sample("DTC5259515123502080915D0010"))
     bridge.wait_settled(1)
+    before_routing(process)
     for method, props, body in bridge.admin.read(bridge.capture, 100, timeout=2):
         if method.routing_key.startswith("inbound."):
             bridge.admin.channel.basic_publish(bridge.topology.exchange, "outbound." + method.routing_key[8:],
