@@ -11,10 +11,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.cli.ndjson import read_events
+from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
-from bridge.errors import EventError
 from bridge.events.envelope import render_events
 from bridge.events.schema import flow_schema
 from bridge.flowfile import check_file, file_events

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from bridge.cli.ndjson import read_events
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
-from bridge.errors import EventError
 from bridge.flowfile import check_file, file_events
 from bridge.rules import (
     REDACTED_ATTRIBUTE,

@@ -13,8 +13,8 @@ from difflib import get_close_matches
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
 from bridge.config import describe_value
+from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
 from bridge.errors import ConfigError
 from bridge.rules.model import (
     DirectionRules,

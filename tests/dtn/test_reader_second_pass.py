@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import EXAMPLES, SAMPLES
-from tests.dtn.test_reader_fastpath import DEFINITIONS, REFERENCES, broken_files, by_blocks, pool_file
 
 from bridge.dtn.model import FlowInstance, GroupInstance
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.errors import FlowFileError
 from bridge.events.envelope import _content
+from tests.conftest import EXAMPLES, SAMPLES
+from tests.dtn.test_reader_fastpath import DEFINITIONS, REFERENCES, broken_files, by_blocks, pool_file
 
 READER = FlowFileReader(DEFINITIONS)
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
-import json
-
 import pika
 import pytest
 
 from bridge.cli import main
-
 from tests.conftest import EXAMPLES, sample
 from tests.e2e.conftest import Bridge
 
