@@ -141,8 +141,9 @@ class Checked(_Portable):
 
 
 class MessageChecker:
-    """Verifies message bodies against the trust store, the flow definitions and the governance rules (stateless,
-    thread-safe). `check` answers with a value, never an exception, so that it can answer from a worker process."""
+    """Verifies message bodies against the trust store, the flow definitions and the governance rules (thread-safe;
+    it keeps nothing but shared copies of equal values). `check` answers with a value, never an exception, so that it
+    can answer from a worker process."""
 
     def __init__(self, definitions: DefinitionSet, trust: TrustStore, rules: RuleSet | None = None) -> None:
         self.definitions = definitions
