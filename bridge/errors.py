@@ -69,7 +69,8 @@ class StorageError(BridgeError):
 
 
 class WorkerError(BridgeError):
-    """The build worker process died; the file is retried with a new one."""
+    """A worker process (inbound build, outbound checks) died or stopped answering; its work is retried with a new
+    one."""
 
 
 class BrokerError(BridgeError):

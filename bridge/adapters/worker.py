@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
@@ -41,6 +41,7 @@ from bridge.adapters.rabbitmq import Delivery
 from bridge.config import BridgeConfig
 from bridge.dtn.reader import ValidFile
 from bridge.errors import FlowFileError, WorkerError
+from bridge.interning import Interner
 from bridge.outbound.verify import Checked
 from bridge.rules import EventDecision
 from bridge.unsigned import UnsignedMessage
@@ -49,10 +50,8 @@ log = structlog.get_logger("dtn_bridge.worker")
 
 _BATCH = 64  # messages per pipe write: ~400 KB of D0275 events
 _SILENCE = 120.0  # seconds without a word from a busy worker: it is stuck (a batch takes milliseconds)
-_MAX_INTERNED = 1024
 _CHECK_BATCH = 64  # outbound messages per pipe write
 _BATCHES_OUT = 4  # check batches a worker may have in hand before the daemon waits for its answers
-_D = TypeVar("_D")
 
 
 class _Child:
@@ -312,7 +311,7 @@ def _serve_builds(conn: Connection, config: BridgeConfig) -> None:
     definitions = load_definitions(config.flows.definitions)
     reader = FlowFileReader(definitions, strict=config.flows.strict)
     rules = load_rules(config, definitions)
-    interned = _Interned()
+    interned = Interner(1024)  # equal decisions cross the pipe once per batch
     while True:
         try:
             job = conn.recv()
@@ -325,7 +324,8 @@ def _serve_builds(conn: Connection, config: BridgeConfig) -> None:
             batch: list[tuple[str, bytes, str, EventDecision | None]] = []
             valid = ValidFile.from_portable(portable, definitions)
             for message in unsigned_messages(Path(path), valid, sha256, reader=reader, rules=rules):
-                batch.append((message.routing_key, message.canonical, message.event_id, interned(message.decision)))
+                decision = interned(message.decision) if message.decision is not None else None
+                batch.append((message.routing_key, message.canonical, message.event_id, decision))
                 if len(batch) >= _BATCH:
                     conn.send(("batch", batch))
                     batch = []
@@ -368,20 +368,6 @@ def _serve_checks(conn: Connection, config: BridgeConfig) -> None:
             conn.send(("checked", [checker.check(body) for body in job[1]]))
         except OSError:
             return  # the daemon is gone
-
-
-class _Interned:
-    """Equal decisions sent as one object, so that pickle's memo sends each once per batch."""
-
-    def __init__(self) -> None:
-        self._seen: dict[Any, Any] = {}
-
-    def __call__(self, decision: _D) -> _D:
-        if decision is None:
-            return decision
-        if len(self._seen) > _MAX_INTERNED:
-            self._seen.clear()
-        return self._seen.setdefault(decision, decision)  # type: ignore[no-any-return]
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
 from bridge.dtn.model import FileHeader, FileTrailer, FlowInstance, GroupInstance, Layout
-from bridge.dtn.writer import FlowFileWriter
+from bridge.dtn.writer import FlowFileWriter, instance_records
 from bridge.errors import EventError
 
 Event = dict[str, Any]
@@ -106,14 +106,9 @@ class EventBuilder:
 
 
 def _content(root: GroupInstance) -> str:
-    """The instance's lines as `code|item|...|item`, in file order: what its id is made of."""
-    lines: list[str] = []
-    stack = [root]
-    while stack:
-        group = stack.pop()
-        lines.append(group.definition.code + "|" + "|".join(group.values))
-        stack.extend(reversed(group.children))
-    return "\n".join(lines)
+    """The instance's lines as `code|item|...|item` (a group without items as `code|`), in file order: what its id
+    is made of."""
+    return "\n".join(record if len(record) > 3 else record + "|" for record in instance_records(root))
 
 
 # -- events -> file ---------------------------------------------------------------------------------------------------

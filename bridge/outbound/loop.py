@@ -155,6 +155,8 @@ class OutboundLoop:
                 self._flush_all(self.batcher.add(outcome, delivery, self.monotonic()))
 
     def _switch_checks(self) -> None:
+        if self._next_checks is None:  # the usual case, read without the lock: a reload is rare
+            return
         with self._lock:
             checks, self._next_checks = self._next_checks, None
         if checks is None:

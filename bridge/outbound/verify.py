@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 import structlog
@@ -33,7 +33,8 @@ from bridge.events.envelope import (
     participant_of,
 )
 from bridge.events.manifest import MANIFEST_TYPE
-from bridge.rules import Decision, EventDecision, RuleSet, route_event
+from bridge.interning import Interner
+from bridge.rules import Decision, RuleSet, route_event
 from bridge.signing import TrustStore
 
 log = structlog.get_logger("dtn_bridge.outbound")
@@ -51,8 +52,6 @@ _ROLE = re.compile(r"[A-Z0-9]")
 _TEST_FLAG = re.compile(r"[A-Z0-9]{1,4}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNSAFE = re.compile(r"[|\r\n]")  # would break a DTN line
-_MAX_SHARED = 4096
-_T = TypeVar("_T")
 
 
 class _Portable:
@@ -149,13 +148,7 @@ class MessageChecker:
         self.definitions = definitions
         self.trust = trust
         self.rules = rules
-        self._shared: dict[object, object] = {}
-
-    def _share(self, value: _T) -> _T:
-        """One object for equal keys, headers and decisions: less memory, and pickle sends each once per batch."""
-        if len(self._shared) > _MAX_SHARED:
-            self._shared.clear()
-        return self._shared.setdefault(value, value)  # type: ignore[return-value]
+        self._share = Interner()  # equal keys, headers and decisions as one object each
 
     def check(self, body: bytes) -> Checked:
         """Verify and govern one message body."""
@@ -168,7 +161,7 @@ class MessageChecker:
             return Checked(Rejection(INTERNAL_ERROR, f"verification failed: {type(exc).__name__}: {exc}"))
         if self.rules is None or isinstance(item, ManifestNotice):
             return Checked(item)
-        decision = self._share(_plain(route_event(event, "outbound", self.rules)))
+        decision = self._share(replace(route_event(event, "outbound", self.rules), outputs=()))
         if not decision.accepted:
             return Checked(Rejection(decision.rule, f"governance rule {decision.rule}: {decision.reason}"), decision)
         return Checked(item, decision)
@@ -207,12 +200,6 @@ class MessageChecker:
             batch_key = None  # reproducible within its source file only
         verified = VerifiedEvent(event_id, definition.reference, instance_records(root), batch_key, origin)
         return verified, event
-
-
-def _plain(decision: EventDecision) -> Decision:
-    """The decision without its outputs (events): what is counted, and small enough to cross a pipe."""
-    return Decision(decision.rule, decision.outcome, decision.direction, decision.flow, decision.participant,
-                    decision.reason, decision.test)
 
 
 def _parse(body: bytes) -> Event:

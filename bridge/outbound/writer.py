@@ -71,7 +71,6 @@ class OutboundWriter:
 
     def __init__(self, definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.definitions = definitions
         self.ledger = ledger
         self.config = config
         self.folder = Path(config.folder)
