@@ -32,7 +32,9 @@ class UnsignedMessage:
 def unsigned_messages(path: Path, checked: ValidFile, sha256: str, *, reader: FlowFileReader,
                       rules: RuleSet) -> Iterator[UnsignedMessage]:
     """Every message of a file the first pass found valid (and governance accepted), in file order."""
-    for event in file_events(path, reader, checked, sha256):
+    # Runs of lines come as JSON fragments, unless a subscriber's copy must have items taken out of them.
+    fragments = not rules.redacts(checked.definition.reference)
+    for event in file_events(path, reader, checked, sha256, as_fragments=fragments):
         decision = route_event(event, "inbound", rules)
         if not decision.accepted:  # the file-level decision accepted it: a rule changed mid-file is a bug
             raise RuntimeError(f"governance refused an event of an accepted file: {decision.rule}")

@@ -18,12 +18,13 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
-from typing import Any, Final
+from typing import Final
 
 from bridge.dtn.checksum import PoolChecksum
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
 from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import Defect, FileHeader, FileTrailer, FlowInstance, GroupInstance, Layout
+from bridge.dtn.second_pass import placed_by_code
 from bridge.errors import FlowFileError
 
 DEFAULT_MAX_DEFECTS: Final = 100
@@ -608,81 +609,6 @@ class FileParse(Iterator[FlowInstance]):
                          group="ZPT", item=item)
 
 
-def _placed_by_code(lines: Iterable[str], by_code: dict[str, GroupDefinition], terminated: bool,
-                    checked: ValidFile, as_objects: bool) -> Iterator[FlowInstance]:
-    """`FlowFileReader.read_valid` for a flow whose codes are distinct: one dict lookup and one split per line.
-
-    Each instance also keeps its lines as `code|item|...|item` (its `content`, the event id's input), which the
-    lines already are, less a terminating pipe. `as_objects`: each line becomes its event object at once (its items
-    by key, through the formats' `to_json`, its child groups by key), with no GroupInstance but the root's.
-    """
-    open_groups: list[tuple[GroupDefinition, Any]] = []  # the latest line at each level 1, 2, ... still open
-    flows = groups = 0
-    line_number = 1
-    current: FlowInstance | None = None
-    content: list[str] = []
-    source = iter(lines)
-    next(source, None)  # the header, read by the first pass
-    for raw in source:
-        line_number += 1
-        line = raw.rstrip("\r\n")
-        code = line[:3]
-        if code == "ZPT":
-            break
-        group = by_code.get(code)
-        body = line[:-1] if terminated else line
-        values = tuple(body.split("|")[1:])
-        if (group is None or len(values) != len(group.items) or (terminated and line[-1:] != "|")
-                or line[3:4] not in ("|", "")):
-            raise _changed(line_number, code)
-        groups += 1
-        level = group.level
-        if len(open_groups) < level - 1:
-            raise _changed(line_number, code)
-        del open_groups[level - 1:]  # a line closes every deeper group, as in `read`
-        node: Any
-        if as_objects:
-            node = {key: text if convert is None else convert(text)
-                    for (key, convert), text in zip(group.json_items, values) if text}
-        else:
-            node = GroupInstance(group, values, line_number, [] if group.children else None)
-        if level == 1:
-            if current is not None:
-                current.content = "\n".join(content)
-                yield current
-            flows += 1
-            if as_objects:
-                current = FlowInstance(flows, GroupInstance(group, values, line_number), data={group.key: node})
-            else:
-                current = FlowInstance(flows, node)
-            content = []
-        else:
-            parent_group, parent = open_groups[-1]
-            if parent_group is not group.parent:
-                raise _changed(line_number, code)
-            if not as_objects:
-                parent.children.append(node)
-            elif group.single:
-                parent[group.key] = node
-            else:
-                parent.setdefault(group.key, []).append(node)
-        open_groups.append((group, node))
-        content.append(body if len(body) > 3 else body + "|")
-    else:
-        raise _changed(line_number + 1, "ZPT")
-    if flows != checked.flow_count or groups != checked.group_count:
-        raise _changed(line_number, "ZPT")
-    if current is not None:
-        current.content = "\n".join(content)
-        yield current
-
-
-def _changed(line: int, group: str) -> FlowFileError:
-    defect = Defect("file-changed", "the file is not what the first pass read: it changed between the passes",
-                    line=line, group=group)
-    return FlowFileError(f"line {line}: the file changed between the passes", [defect])
-
-
 def _shown(extra: list[str]) -> str:
     """Extra fields as a short list: a line of a million pipes must not make a million-field message."""
     head = [field[:40] for field in extra[:3]]
@@ -757,4 +683,4 @@ class FlowFileReader:
             if not parse.ok:
                 raise FlowFileError("the file changed between the passes", parse.defects)
             return
-        yield from _placed_by_code(lines, valid.definition.group_by_code, valid.header.terminated, valid, as_objects)
+        yield from placed_by_code(lines, valid.definition.group_by_code, valid.header.terminated, valid, as_objects)

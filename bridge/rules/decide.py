@@ -241,6 +241,8 @@ def _redact(node: Any, segments: tuple[str, ...], redaction: Redaction) -> Any:
     """Copy-on-write: only the containers on the path are copied; lists apply the rest of the path to each entry."""
     if isinstance(node, list):
         return [_redact(entry, segments, redaction) for entry in node]
+    if isinstance(node, orjson.Fragment):  # JSON already written (file_events' as_fragments): cannot be redacted
+        raise TypeError(f"cannot apply redaction {redaction.path} to data written as a JSON fragment")
     if not isinstance(node, dict) or segments[0] not in node:
         return node
     head, rest = segments[0], segments[1:]

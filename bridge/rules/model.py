@@ -137,6 +137,10 @@ class RuleSet:
     def direction(self, direction: Direction) -> DirectionRules:
         return self.inbound if direction == "inbound" else self.outbound
 
+    def redacts(self, reference: str) -> bool:
+        """Whether some subscriber's copy of this flow's inbound events has items removed or masked."""
+        return any(route.applies_to(reference) and route.redactions.get(reference) for route in self.subscribers)
+
     def placement(self, routing_key: str, test: bool) -> tuple[str | None, str]:
         """(exchange or None for the usual one, routing key) of a message: test traffic gets the test prefix and
         exchange. For messages the stage does not build itself, e.g. a test file's manifest."""
