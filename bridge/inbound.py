@@ -2,8 +2,8 @@
 archive), with every step recorded in the ledger so that a crash at any moment resumes without loss.
 
     claim -> hash -> ledger.claimed -> [duplicate? archive] -> check (whole file) -> defects? quarantine + report
-          -> build (events, governance, canonical form: bridge/unsigned.py, here or in a worker process)
-          -> sign -> publish (windowed confirms) -> manifest -> ledger.published -> archive
+          -> build (events, governance, canonical form, signature: bridge/build.py, here or in a worker process)
+          -> publish (windowed confirms) -> manifest -> ledger.published -> archive
 
 Nothing of a defective file is published: the first pass reads it to its end before the first publish. Event ids
 are deterministic, so a file resumed after a crash republishes the same ids (consumers de-duplicate by id).
@@ -25,6 +25,7 @@ import structlog
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
 from bridge.adapters.spool import Claim, Spool
+from bridge.build import BuiltMessage
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader, ValidFile
 from bridge.errors import FlowFileError
@@ -32,13 +33,12 @@ from bridge.events.manifest import build_manifest, manifest_routing_key
 from bridge.flowfile import check_file, file_events
 from bridge.rules import Decision, FileFacts, RuleSet, decide_inbound_file, route_event
 from bridge.signing import canonicalize
-from bridge.unsigned import UnsignedMessage
 
 Outcome = Literal["archived", "quarantined", "duplicate", "shadowed"]
 log = structlog.get_logger("dtn_bridge.inbound")
 
 
-BuildStage = Callable[[Path, ValidFile, str], Iterator[UnsignedMessage]]  # (file, first pass, SHA-256) -> messages
+BuildStage = Callable[[Path, ValidFile, str], Iterator[BuiltMessage]]  # (file, first pass, SHA-256) -> messages
 
 
 class Publisher(Protocol):
@@ -94,9 +94,10 @@ class InboundPipeline:
                  on_decision: Callable[[Decision], None] = lambda _decision: None,
                  on_published: Callable[[PublishResult], None] = lambda _result: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """`build` yields a valid file's unsigned messages; `sign` turns one (canonical bytes) into the signed JSON
-        to publish. `shadow`: do everything but publish (events are still built and signed, so the report is real).
-        `on_decision` sees every governance decision and `on_published` every confirmed batch (metrics)."""
+        """`build` yields a valid file's messages, signed; `sign` signs the file's manifest (canonical bytes -> the
+        signed JSON to publish). `shadow`: do everything but publish (events are still built and signed, so the
+        report is real). `on_decision` sees every governance decision and `on_published` every confirmed batch
+        (metrics)."""
         self.reader = reader
         self.build = build
         self.sign = sign
@@ -216,7 +217,7 @@ class InboundPipeline:
                         ids[1:] = [message.event_id] if ids else [message.event_id, message.event_id]
                         self.on_decision(message.decision)
                         test = message.decision.test
-                    yield OutgoingMessage(message.routing_key, self.sign(message.canonical), message.event_id)
+                    yield OutgoingMessage(message.routing_key, message.body, message.event_id)
 
         if self.shadow:
             built = sum(1 for _ in messages())

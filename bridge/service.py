@@ -33,6 +33,7 @@ from bridge.adapters.tls import broker_connection_options
 from bridge.adapters.topology import Topology
 from bridge.adapters.watcher import DropWatcher
 from bridge.adapters.worker import BuildWorker, CheckWorkers
+from bridge.build import built_messages
 from bridge.config import BridgeConfig, ensure_folders, load_config
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
@@ -42,7 +43,6 @@ from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLo
 from bridge.rules import Decision, RuleSet, parse_rules
 from bridge.signing import Signer, TrustStore, check_private_key_permissions
 from bridge.signing.keys import write_private_key
-from bridge.unsigned import unsigned_messages
 
 log = structlog.get_logger("dtn_bridge.service")
 
@@ -185,11 +185,11 @@ class InboundService:
         self.definitions, self.rules = definitions, rules
         build: BuildStage
         if config.inbound.worker_process:
-            worker = BuildWorker(config)
+            worker = BuildWorker(config, signer)
             worker.start()
             build = worker
         else:
-            build = functools.partial(unsigned_messages, reader=reader, rules=rules)
+            build = functools.partial(built_messages, reader=reader, rules=rules, sign=signer.signed_json)
         pipeline = InboundPipeline(reader=reader, build=build, sign=signer.signed_json, publisher=self.publisher,
                                    ledger=self.ledger, spool=self.spool, rules=rules, on_decision=self.count_decision,
                                    on_published=self.count_published,

@@ -22,7 +22,7 @@ from bridge.flowfile import check_file, file_events
 from bridge.inbound import BuildStage, InboundPipeline
 from bridge.rules.parse import parse_rules
 from bridge.signing import Signer
-from bridge.unsigned import unsigned_messages
+from bridge.build import built_messages
 from tests.conftest import EXAMPLES, REPO
 
 SIGNER = Signer.generate()
@@ -55,13 +55,14 @@ def bridge_config(tmp_path: Path) -> BridgeConfig:
 @pytest.fixture(params=["in-process", "worker"])
 def build(request: pytest.FixtureRequest, tmp_path: Path, definitions: DefinitionSet) -> Iterator[BuildStage]:
     if request.param == "worker":
-        worker = BuildWorker(bridge_config(tmp_path))
+        worker = BuildWorker(bridge_config(tmp_path), SIGNER)
         worker.start()
         yield worker
         worker.close()
     else:
         rules = parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
-        yield functools.partial(unsigned_messages, reader=FlowFileReader(definitions), rules=rules)
+        yield functools.partial(built_messages, reader=FlowFileReader(definitions), rules=rules,
+                                sign=SIGNER.signed_json)
 
 
 class Installation:

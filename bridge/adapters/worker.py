@@ -1,18 +1,20 @@
 """The stages that cost the most CPU, in worker processes beside the daemon, so that they use the other cores.
 
-Inbound, one build worker builds, governs and canonicalizes a file's events while the daemon signs and publishes:
+Inbound, one build worker builds, governs, canonicalizes and signs a file's events while the daemon publishes:
 
     daemon process                                   worker (`python -m bridge.adapters.worker`: a new
-                                                     interpreter; it inherits no thread, lock, socket or key)
-    check -> job (path, first pass, SHA-256) ---->   second pass -> events -> governance -> canonical bytes
-    sign -> publish  <---- batches of unsigned messages through a pipe, which blocks the worker while the publisher
-                           is behind: memory stays bounded whatever the file's size
+                                                     interpreter; it inherits no thread, lock or socket)
+    check -> job (path, first pass, SHA-256) ---->   second pass -> events -> governance -> canonical bytes -> sign
+    publish  <---- batches of signed messages through a pipe, which blocks the worker while the publisher is
+                   behind: memory stays bounded whatever the file's size
 
 Outbound, check workers verify and govern the consumed messages (`CheckWorkers`) while the daemon batches, writes and
 acks; the daemon holds at most its prefetch window of messages, so what is in the pipes is bounded too.
 
-No worker holds a private key or opens a connection: the build worker reads the claimed file by its path, a check
-worker gets message bodies and the public trust store. When the daemon stops taking a file's messages early (the
+No worker opens a connection: the build worker reads the claimed file by its path, a check worker gets message
+bodies and the public trust store. The build worker signs with the key the daemon loaded (at start or at the last
+reload), which it receives through its pipe as PKCS#8 bytes: a socket pair between the two processes of one user,
+never a file or a log line. When the daemon stops taking a file's messages early (the
 broker failed, a stop), the build worker is ended and a fresh one serves the next file, so the rest of one file can
 never be taken for the next. A worker that dies raises WorkerError, which the daemon retries like a broker outage; if
 the daemon dies, the workers read the end of their pipes and exit.
@@ -36,15 +38,22 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_der_private_key,
+)
 
 from bridge.adapters.rabbitmq import Delivery
+from bridge.build import BuiltMessage
 from bridge.config import BridgeConfig
 from bridge.dtn.reader import ValidFile
 from bridge.errors import FlowFileError, WorkerError
 from bridge.interning import Interner
 from bridge.outbound.verify import Checked
 from bridge.rules import EventDecision
-from bridge.unsigned import UnsignedMessage
+from bridge.signing import Signer
 
 log = structlog.get_logger("dtn_bridge.worker")
 
@@ -57,9 +66,10 @@ _BATCHES_OUT = 4  # check batches a worker may have in hand before the daemon wa
 class _Child:
     """One worker process (`python -m bridge.adapters.worker`) and the daemon's end of its pipe."""
 
-    def __init__(self, role: str, config: BridgeConfig) -> None:
+    def __init__(self, role: str, config: BridgeConfig, key: bytes | None = None) -> None:
         self.role = role  # "build" or "check"
         self._config = config
+        self._key = key  # the build worker's signing key (PKCS#8 DER)
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._poller: select.poll | None = None
@@ -87,7 +97,7 @@ class _Child:
         self._process, self._conn = process, Connection(ours.detach())
         self._poller = select.poll()  # `ready` is asked between two deliveries: a standing poll set costs ~1 µs,
         self._poller.register(self._conn.fileno(), select.POLLIN)  # Connection.poll(0) builds a selector each time
-        self.send(("config", self.role, self._config))
+        self.send(("config", self.role, self._config, self._key))
 
     def send(self, message: tuple[object, ...]) -> None:
         assert self._conn is not None
@@ -145,10 +155,11 @@ class _Child:
 
 
 class BuildWorker:
-    """The build stage (`bridge.unsigned.unsigned_messages`) run in a child process; call it like the stage."""
+    """The build stage (`bridge.build.built_messages`) run in a child process; call it like the stage."""
 
-    def __init__(self, config: BridgeConfig) -> None:
-        self._child = _Child("build", config)
+    def __init__(self, config: BridgeConfig, signer: Signer) -> None:
+        key = signer.private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+        self._child = _Child("build", config, key)
         self._jobs = 0  # files handed out so far
         self._busy = False  # the worker may still be sending a file's messages
 
@@ -159,7 +170,7 @@ class BuildWorker:
     def start(self) -> None:
         self._child.start()
 
-    def __call__(self, path: Path, checked: ValidFile, sha256: str) -> Iterator[UnsignedMessage]:
+    def __call__(self, path: Path, checked: ValidFile, sha256: str) -> Iterator[BuiltMessage]:
         if self._busy or not self._child.running:
             # The previous file was left half-read (its reader stopped without closing it) or the worker died:
             # its leftovers must never be taken for this file's.
@@ -173,8 +184,8 @@ class BuildWorker:
             while True:
                 kind, payload = self._child.receive()
                 if kind == "batch":
-                    for routing_key, canonical, event_id, decision in payload:
-                        yield UnsignedMessage(routing_key, canonical, event_id, decision)
+                    for routing_key, body, event_id, decision in payload:
+                        yield BuiltMessage(routing_key, body, event_id, decision)
                     continue
                 self._busy = False
                 if kind == "end":
@@ -289,7 +300,7 @@ def serve(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        kind, role, config = conn.recv()
+        kind, role, config, key = conn.recv()
     except (EOFError, OSError):
         return
     assert kind == "config" and role in ("build", "check") and isinstance(config, BridgeConfig)
@@ -297,16 +308,17 @@ def serve(conn: Connection) -> None:
 
     configure_logging(config.log.level, config.log.format)
     if role == "build":
-        _serve_builds(conn, config)
+        assert isinstance(key, bytes)
+        _serve_builds(conn, config, Signer(load_der_private_key(key, None)))  # type: ignore[arg-type]
     else:
         _serve_checks(conn, config)
 
 
-def _serve_builds(conn: Connection, config: BridgeConfig) -> None:
+def _serve_builds(conn: Connection, config: BridgeConfig, signer: Signer) -> None:
+    from bridge.build import built_messages
     from bridge.dtn.definitions import load_definitions
     from bridge.dtn.reader import FlowFileReader
     from bridge.service import load_rules
-    from bridge.unsigned import unsigned_messages
 
     definitions = load_definitions(config.flows.definitions)
     reader = FlowFileReader(definitions, strict=config.flows.strict)
@@ -323,9 +335,10 @@ def _serve_builds(conn: Connection, config: BridgeConfig) -> None:
         try:
             batch: list[tuple[str, bytes, str, EventDecision | None]] = []
             valid = ValidFile.from_portable(portable, definitions)
-            for message in unsigned_messages(Path(path), valid, sha256, reader=reader, rules=rules):
+            for message in built_messages(Path(path), valid, sha256, reader=reader, rules=rules,
+                                          sign=signer.signed_json):
                 decision = interned(message.decision) if message.decision is not None else None
-                batch.append((message.routing_key, message.canonical, message.event_id, decision))
+                batch.append((message.routing_key, message.body, message.event_id, decision))
                 if len(batch) >= _BATCH:
                     conn.send(("batch", batch))
                     batch = []

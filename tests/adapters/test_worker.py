@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
+import orjson
 import pytest
 
 from bridge.adapters.worker import BuildWorker
+from bridge.build import built_messages
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader, ValidFile
@@ -22,7 +24,8 @@ from bridge.dtn.synthetic import synthetic_file
 from bridge.errors import WorkerError
 from bridge.flowfile import check_file
 from bridge.inbound import sha256_of
-from bridge.signing import Signer
+from bridge.rules import parse_rules
+from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, REPO
 
 
@@ -35,9 +38,12 @@ def bridge_config(tmp_path: Path) -> BridgeConfig:
     return load_config(path)
 
 
+SIGNER = Signer.generate()
+
+
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[BuildWorker]:
-    started = BuildWorker(bridge_config(tmp_path))
+    started = BuildWorker(bridge_config(tmp_path), SIGNER)
     started.start()
     yield started
     started.close()
@@ -100,6 +106,21 @@ def test_a_file_left_half_read_never_leaks_into_the_next(worker: BuildWorker, bi
     assert len(list(worker(*job(EXAMPLES / "D0010002.txt", reader)))) == 2
 
 
+def test_the_worker_signs_with_the_daemons_key(worker: BuildWorker, reader: FlowFileReader) -> None:
+    """The key crosses the pipe, not the file system: what the worker signs verifies with the daemon's public key,
+    and equals what the daemon's own build stage makes (signatures are deterministic)."""
+    path, valid, sha256 = job(EXAMPLES / "D0275001.txt", reader)
+    trust = TrustStore.from_jwks(SIGNER.public_jwks())
+    rules = parse_rules({"addressee": {"enforce": False}}, participant_id="SYNB", participant_role="X",
+                        definitions=reader.definitions)
+    here = [message.body for message in built_messages(path, valid, sha256, reader=reader, rules=rules,
+                                                         sign=SIGNER.signed_json)]
+    there = [message.body for message in worker(path, valid, sha256)]
+    assert there == here and len(there) == 2
+    for body in there:
+        assert trust.verify(orjson.loads(body)).kid == SIGNER.kid
+
+
 def test_a_missing_file_is_an_error_not_a_hang(worker: BuildWorker, tmp_path: Path, reader: FlowFileReader) -> None:
     path, valid, sha256 = job(EXAMPLES / "D0010002.txt", reader)
     with pytest.raises(RuntimeError, match="FileNotFoundError"):
@@ -113,7 +134,7 @@ def test_the_worker_ends_with_the_daemon(tmp_path: Path, role: str) -> None:
     by a thread of its own) reads the end of its pipe and exits, leaving no orphan."""
     config = bridge_config(tmp_path)
     (tmp_path / "trust.jwks.json").write_text(json.dumps(Signer.generate().public_jwks()))
-    started = ("BuildWorker(config)" if role == "build"
+    started = ("BuildWorker(config, Signer.generate())" if role == "build"
                else f"CheckWorkers(replace(config, signing=SigningConfig(trust=Path({str(tmp_path)!r}) / "
                     "'trust.jwks.json')), 1)")
     script = (
@@ -122,6 +143,7 @@ def test_the_worker_ends_with_the_daemon(tmp_path: Path, role: str) -> None:
         "from pathlib import Path\n"
         "from bridge.adapters.worker import BuildWorker, CheckWorkers\n"
         "from bridge.config import SigningConfig, load_config\n"
+        "from bridge.signing import Signer\n"
         f"config = load_config({str(config.source)!r})\n"
         f"worker = {started}\n"
         "worker.start()\n"
