@@ -32,12 +32,13 @@ class BuiltMessage:
 
 
 def built_messages(path: Path, checked: ValidFile, sha256: str, *, reader: FlowFileReader, rules: RuleSet,
-                   sign: Sign) -> Iterator[BuiltMessage]:
-    """Every message of a file the first pass found valid (and governance accepted), in file order."""
+                   sign: Sign, share: tuple[int, int] = (0, 1)) -> Iterator[BuiltMessage]:
+    """Every message of a file the first pass found valid (and governance accepted), in file order; with `share`,
+    those of one part of its instances (see `file_events`)."""
     # Runs of lines come as JSON fragments, unless a subscriber's copy must have items taken out of them.
     fragments = not rules.redacts(checked.definition.reference)
     counted: dict[tuple[object, ...], EventDecision] = {}  # the events of a file mostly share one decision
-    for event in file_events(path, reader, checked, sha256, as_fragments=fragments):
+    for event in file_events(path, reader, checked, sha256, as_fragments=fragments, share=share):
         decision = route_event(event, "inbound", rules)
         if not decision.accepted:  # the file-level decision accepted it: a rule changed mid-file is a bug
             raise RuntimeError(f"governance refused an event of an accepted file: {decision.rule}")

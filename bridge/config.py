@@ -165,7 +165,8 @@ class InboundConfig:
     duplicates: str = "skip"
     max_file_bytes: int = 1073741824
     shadow: bool = False  # parse, validate and report, but publish nothing (running beside a current DTN setup)
-    worker_process: bool = True  # build events in a second process (a second core); false: all in one process
+    worker_process: bool = True  # build events in worker processes (other cores); false: all in one process
+    build_workers: int = 2  # how many, when worker_process: each builds and signs every n-th run of instances
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,12 +417,13 @@ def _flows(s: _Section) -> FlowsConfig:
 
 
 def _inbound(s: _Section) -> InboundConfig:
-    s.check_keys({"duplicates", "max_file_bytes", "shadow", "worker_process"})
+    s.check_keys({"duplicates", "max_file_bytes", "shadow", "worker_process", "build_workers"})
     return InboundConfig(
         duplicates=s.choice("duplicates", "skip", ("skip", "republish")),
         max_file_bytes=s.integer("max_file_bytes", 1073741824, minimum=1),
         shadow=s.boolean("shadow", False),
         worker_process=s.boolean("worker_process", True),
+        build_workers=s.integer("build_workers", 2, minimum=1, maximum=16),
     )
 
 

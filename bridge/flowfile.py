@@ -32,8 +32,12 @@ def check_file(path: Path, reader: FlowFileReader) -> FileParse:
         return reader.read(stream).check()
 
 
+SHARE_INSTANCES = 64  # flow instances per share when several processes build one file's events (`file_events`)
+
+
 def file_events(path: Path, reader: FlowFileReader, checked: FileParse | ValidFile,
-                sha256: str | None = None, *, as_fragments: bool = False) -> Iterator[Event]:
+                sha256: str | None = None, *, as_fragments: bool = False,
+                share: tuple[int, int] = (0, 1)) -> Iterator[Event]:
     """The second pass over a file that `check_file` found valid: one event per flow instance.
 
     `sha256`, the file's digest taken before the first pass: the bytes read now are hashed too and must match, so a
@@ -41,11 +45,16 @@ def file_events(path: Path, reader: FlowFileReader, checked: FileParse | ValidFi
     `as_fragments`: runs of leaf lines in `data` may come as `orjson.Fragment`s of their canonical JSON (see
     bridge/dtn/second_pass.py), several times faster, for callers that only serialize the events (the inbound build
     stage); code that reads `data` needs the default.
+    `share` (part, parts): only the events of every parts-th run of SHARE_INSTANCES instances, from the part-th on;
+    the others are read (and hashed) but not built. Several processes with one part each make a file's events
+    together, in the same order when their runs are taken in turn.
     """
     if isinstance(checked, FileParse) and not checked.ok:
         raise FlowFileError(f"{path}: the file has defects; it cannot become events", checked.defects)
     valid = checked.valid() if isinstance(checked, FileParse) else checked
     build = EventBuilder(valid.definition, valid.header, valid.trailer, valid.flow_count)
+    part, parts = share
+    wanted = None if parts == 1 else lambda index: (index - 1) // SHARE_INSTANCES % parts == part
     blocks = as_fragments and valid.definition.group_by_code is not None
     with open(path, "rb", buffering=0) as raw:
         hashing = _HashingReader(raw)
@@ -53,10 +62,11 @@ def file_events(path: Path, reader: FlowFileReader, checked: FileParse | ValidFi
         with io.TextIOWrapper(io.BufferedReader(hashing, 1 << 16), encoding="utf-8",
                               newline=None if blocks else "") as stream:
             try:
-                instances = data_by_blocks(stream, valid) if blocks else reader.read_valid(stream, valid,
-                                                                                          as_objects=True)
+                instances = data_by_blocks(stream, valid, wanted=wanted) if blocks else reader.read_valid(
+                    stream, valid, as_objects=True)
                 for instance in instances:
-                    yield build(instance)
+                    if wanted is None or wanted(instance.index):
+                        yield build(instance)
                 stream.read()  # what follows the trailer: nothing, in a file the first pass accepted
             except (FlowFileError, UnicodeDecodeError) as exc:
                 defects = getattr(exc, "defects", [])

@@ -185,7 +185,7 @@ class InboundService:
         self.definitions, self.rules = definitions, rules
         build: BuildStage
         if config.inbound.worker_process:
-            worker = BuildWorker(config, signer)
+            worker = BuildWorker(config, signer, config.inbound.build_workers)
             worker.start()
             build = worker
         else:

@@ -50,6 +50,7 @@ from bridge.build import BuiltMessage
 from bridge.config import BridgeConfig
 from bridge.dtn.reader import ValidFile
 from bridge.errors import FlowFileError, WorkerError
+from bridge.flowfile import SHARE_INSTANCES
 from bridge.interning import Interner
 from bridge.outbound.verify import Checked
 from bridge.rules import EventDecision
@@ -57,7 +58,6 @@ from bridge.signing import Signer
 
 log = structlog.get_logger("dtn_bridge.worker")
 
-_BATCH = 64  # messages per pipe write: ~400 KB of D0275 events
 _SILENCE = 120.0  # seconds without a word from a busy worker: it is stuck (a batch takes milliseconds)
 _CHECK_BATCH = 64  # outbound messages per pipe write
 _BATCHES_OUT = 4  # check batches a worker may have in hand before the daemon waits for its answers
@@ -88,6 +88,7 @@ class _Child:
         A fresh interpreter rather than multiprocessing's fork (which would copy the locks of the daemon's threads
         mid-use) or spawn (which re-runs the caller's main module)."""
         ours, theirs = socket.socketpair()
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)  # a few runs ahead (capped by wmem_max)
         home = str(Path(__file__).resolve().parents[2])  # this very package, installed or not, whatever the cwd
         path = os.pathsep.join(filter(None, [home, os.environ.get("PYTHONPATH")]))
         with theirs:
@@ -155,53 +156,73 @@ class _Child:
 
 
 class BuildWorker:
-    """The build stage (`bridge.build.built_messages`) run in a child process; call it like the stage."""
+    """The build stage (`bridge.build.built_messages`) run in child processes; call it like the stage.
 
-    def __init__(self, config: BridgeConfig, signer: Signer) -> None:
+    With several processes, each builds and signs every n-th run of SHARE_INSTANCES instances of the file (each
+    reads the whole file, builds only its own), and the runs are taken from them in turn: the messages come in file
+    order, and the processes work side by side, each a run or two ahead in its pipe."""
+
+    def __init__(self, config: BridgeConfig, signer: Signer, processes: int = 1) -> None:
         key = signer.private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
-        self._child = _Child("build", config, key)
+        self._children = [_Child("build", config, key) for _ in range(max(1, processes))]
         self._jobs = 0  # files handed out so far
-        self._busy = False  # the worker may still be sending a file's messages
+        self._busy = False  # a worker may still be sending a file's messages
 
     @property
     def pid(self) -> int | None:
-        return self._child.pid
+        return self._children[0].pid
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [child.pid for child in self._children]
 
     def start(self) -> None:
-        self._child.start()
+        for child in self._children:
+            child.start()
 
     def __call__(self, path: Path, checked: ValidFile, sha256: str) -> Iterator[BuiltMessage]:
-        if self._busy or not self._child.running:
-            # The previous file was left half-read (its reader stopped without closing it) or the worker died:
+        children = self._children
+        if self._busy or not all(child.running for child in children):
+            # The previous file was left half-read (its reader stopped without closing it) or a worker died:
             # its leftovers must never be taken for this file's.
             self.close(graceful=not self._busy)
             self.start()
         self._jobs += 1
         job = self._jobs
-        self._child.send(("file", str(path), checked.portable(), sha256))
+        for part, child in enumerate(children):
+            child.send(("file", str(path), checked.portable(), sha256, part, len(children)))
         self._busy = True
         try:
-            while True:
-                kind, payload = self._child.receive()
-                if kind == "batch":
-                    for routing_key, body, event_id, decision in payload:
-                        yield BuiltMessage(routing_key, body, event_id, decision)
-                    continue
-                self._busy = False
-                if kind == "end":
-                    return
-                if kind == "changed":
-                    message, defects = payload
-                    raise FlowFileError(message, defects)
-                raise RuntimeError(f"the build worker failed: {payload}")
+            for run in range(-(-checked.flow_count // SHARE_INSTANCES)):  # each run's messages, in turn
+                kind, payload = children[run % len(children)].receive()
+                if kind != "batch":
+                    self._ended(kind, payload)
+                for routing_key, body, event_id, decision in payload:
+                    yield BuiltMessage(routing_key, body, event_id, decision)
+            for child in children:
+                self._ended(*child.receive())
+            self._busy = False
         finally:
             if self._busy and job == self._jobs:  # closed early: the rest is still coming; end, don't drain
                 self.close(graceful=False)
 
+    @staticmethod
+    def _ended(kind: str, payload: Any) -> None:
+        """A worker's last word on a file: nothing to do when it is the end, else the file's error."""
+        if kind == "end":
+            return
+        if kind == "changed":
+            message, defects = payload
+            raise FlowFileError(message, defects)
+        if kind == "batch":
+            raise RuntimeError("a build worker sent more instances than the file's first pass counted")
+        raise RuntimeError(f"the build worker failed: {payload}")
+
     def close(self, *, graceful: bool = True) -> None:
-        """Stop the worker (at a file boundary when graceful; at once otherwise). Safe to call twice."""
+        """Stop the workers (at a file boundary when graceful; at once otherwise). Safe to call twice."""
         self._busy = False
-        self._child.close(graceful=graceful)
+        for child in self._children:
+            child.close(graceful=graceful)
 
 
 class CheckWorkers:
@@ -309,7 +330,7 @@ def serve(conn: Connection) -> None:
     configure_logging(config.log.level, config.log.format)
     if role == "build":
         assert isinstance(key, bytes)
-        _serve_builds(conn, config, Signer(load_der_private_key(key, None)))  # type: ignore[arg-type]
+        _serve_builds(conn, config, Signer(load_der_private_key(key, None)))
     else:
         _serve_checks(conn, config)
 
@@ -331,17 +352,20 @@ def _serve_builds(conn: Connection, config: BridgeConfig, signer: Signer) -> Non
             return  # the daemon is gone
         if job[0] != "file":
             return
-        _, path, portable, sha256 = job
+        _, path, portable, sha256, part, parts = job
         try:
             batch: list[tuple[str, bytes, str, EventDecision | None]] = []
+            events = 0
             valid = ValidFile.from_portable(portable, definitions)
             for message in built_messages(Path(path), valid, sha256, reader=reader, rules=rules,
-                                          sign=signer.signed_json):
+                                          sign=signer.signed_json, share=(part, parts)):
+                if message.decision is not None:  # an event's first message: one pipe message per run
+                    if events == SHARE_INSTANCES:
+                        conn.send(("batch", batch))
+                        batch, events = [], 0
+                    events += 1
                 decision = interned(message.decision) if message.decision is not None else None
                 batch.append((message.routing_key, message.body, message.event_id, decision))
-                if len(batch) >= _BATCH:
-                    conn.send(("batch", batch))
-                    batch = []
             if batch:
                 conn.send(("batch", batch))
             conn.send(("end", None))

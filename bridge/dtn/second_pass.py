@@ -20,7 +20,7 @@ proves instead that it read the very bytes the first pass checked. A line that c
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TextIO
@@ -98,13 +98,14 @@ def placed_by_code(lines: Iterable[str], by_code: dict[str, GroupDefinition], te
         yield current
 
 
-def data_by_blocks(stream: TextIO, checked: ValidFile, *, block_chars: int = BLOCK_CHARS) -> Iterator[FlowInstance]:
+def data_by_blocks(stream: TextIO, checked: ValidFile, *, block_chars: int = BLOCK_CHARS,
+                   wanted: Callable[[int], bool] | None = None) -> Iterator[FlowInstance]:
     """The second pass in blocks: each flow instance with its `content` and its event object (`data`), in which a
     run of leaf lines may stand as an `orjson.Fragment` of its canonical JSON.
 
     `stream`: text with universal newlines (opened with newline=None), so that every line ends in '\\n'. The events
     made of these instances are for `canonicalize(..., known_types=True)` (or orjson): fragments are opaque to code
-    that walks the data.
+    that walks the data. `wanted(index)`: which instances to make (the others are only counted).
     """
     definition = checked.definition
     plan = _plan(definition, checked.header.terminated)
@@ -125,7 +126,8 @@ def data_by_blocks(stream: TextIO, checked: ValidFile, *, block_chars: int = BLO
                 return
             flows += 1
             lines = block.count("\n") + 1
-            yield plan.instance(block, flows, line_number)
+            if wanted is None or wanted(flows):
+                yield plan.instance(block, flows, line_number)
             line_number += lines
             groups += lines
         if not chunk:
