@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bridge.dtn.reader import FlowFileReader, ValidFile
 from bridge.flowfile import file_events
-from bridge.rules import EventDecision, RuleSet, route_event
+from bridge.rules import EventDecision, EventRouter, RuleSet
 from bridge.signing import canonicalize
 
 Sign = Callable[[bytes], bytes]  # an event's canonical bytes -> the signed event as JSON (Signer.signed_json)
@@ -38,8 +38,9 @@ def built_messages(path: Path, checked: ValidFile, sha256: str, *, reader: FlowF
     # Runs of lines come as JSON fragments, unless a subscriber's copy must have items taken out of them.
     fragments = not rules.redacts(checked.definition.reference)
     counted: dict[tuple[object, ...], EventDecision] = {}  # the events of a file mostly share one decision
+    route = EventRouter("inbound", rules)
     for event in file_events(path, reader, checked, sha256, as_fragments=fragments, share=share):
-        decision = route_event(event, "inbound", rules)
+        decision = route(event)
         if not decision.accepted:  # the file-level decision accepted it: a rule changed mid-file is a bug
             raise RuntimeError(f"governance refused an event of an accepted file: {decision.rule}")
         shape = (decision.rule, decision.outcome, decision.flow, decision.participant, decision.reason, decision.test)

@@ -91,13 +91,13 @@ class InboundPipeline:
     def __init__(self, *, reader: FlowFileReader, build: BuildStage, sign: Callable[[bytes], bytes],
                  publisher: Publisher, ledger: Ledger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
                  max_file_bytes: int = 1 << 30, shadow: bool = False,
-                 on_decision: Callable[[Decision], None] = lambda _decision: None,
+                 on_decision: Callable[[Decision, int], None] = lambda _decision, _count: None,
                  on_published: Callable[[PublishResult], None] = lambda _result: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """`build` yields a valid file's messages, signed; `sign` signs the file's manifest (canonical bytes -> the
         signed JSON to publish). `shadow`: do everything but publish (events are still built and signed, so the
-        report is real). `on_decision` sees every governance decision and `on_published` every confirmed batch
-        (metrics)."""
+        report is real). `on_decision` sees every governance decision (with the number of events in a row that had
+        it) and `on_published` every confirmed batch (metrics)."""
         self.reader = reader
         self.build = build
         self.sign = sign
@@ -179,14 +179,14 @@ class InboundPipeline:
         assert checked.header is not None
         decision = decide_inbound_file(FileFacts.from_header(checked.header, size=size,
                                                              flow_count=checked.flow_count), self.rules)
-        self.on_decision(decision)
+        self.on_decision(decision, 1)
         if not decision.accepted:
             return decision
         if self.rules.limits.max_event_bytes is not None:
             for event in file_events(claim.path, self.reader, checked, sha256):
                 event_decision = route_event(event, "inbound", self.rules)
                 if not event_decision.accepted:
-                    self.on_decision(event_decision)
+                    self.on_decision(event_decision, 1)
                     return event_decision
         return None
 
@@ -210,14 +210,25 @@ class InboundPipeline:
 
         def messages() -> Iterator[OutgoingMessage]:
             nonlocal test
+            counted: Decision | None = None  # the decision of the events in a row not yet counted, and how many
+            run = 0
             # closed at once when the publisher stops early (a build worker is then ended, not left sending)
             with contextlib.closing(self.build(claim.path, checked.valid(), sha256)) as built:
-                for message in built:
-                    if message.decision is not None:  # an event's first message
-                        ids[1:] = [message.event_id] if ids else [message.event_id, message.event_id]
-                        self.on_decision(message.decision)
-                        test = message.decision.test
-                    yield OutgoingMessage(message.routing_key, message.body, message.event_id)
+                try:
+                    for message in built:
+                        decision = message.decision
+                        if decision is not None:  # an event's first message
+                            ids[1:] = [message.event_id] if ids else [message.event_id, message.event_id]
+                            if decision is not counted and decision != counted:
+                                if counted is not None:
+                                    self.on_decision(counted, run)
+                                counted, run = decision, 0
+                            run += 1
+                            test = decision.test
+                        yield OutgoingMessage(message.routing_key, message.body, message.event_id)
+                finally:
+                    if counted is not None:
+                        self.on_decision(counted, run)
 
         if self.shadow:
             built = sum(1 for _ in messages())

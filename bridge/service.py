@@ -207,11 +207,12 @@ class InboundService:
         self.metrics.events_published.inc(result.published)
         self.metrics.events_confirmed.inc(result.confirmed)
 
-    def count_decision(self, decision: Decision) -> None:
-        """Every governance decision is counted (and logged at debug, without data values)."""
-        self.metrics.governance_decision(decision)
+    def count_decision(self, decision: Decision, count: int = 1) -> None:
+        """Every governance decision is counted (and logged at debug, without data values); `count`: that many
+        events in a row had it."""
+        self.metrics.governance_decision(decision, count)
         log.debug("governance_decision", rule=decision.rule, outcome=decision.outcome, flow=decision.flow,
-                  participant=decision.participant)
+                  participant=decision.participant, events=count)
 
     def request_reload(self) -> None:
         """Ask for a reload at the next file boundary (called from the SIGHUP handler)."""

@@ -18,6 +18,7 @@ from bridge.adapters.worker import BuildWorker
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
+from bridge.dtn.synthetic import synthetic_file
 from bridge.flowfile import check_file, file_events
 from bridge.inbound import BuildStage, InboundPipeline
 from bridge.rules.parse import parse_rules
@@ -52,10 +53,10 @@ def bridge_config(tmp_path: Path) -> BridgeConfig:
     return load_config(path)
 
 
-@pytest.fixture(params=["in-process", "worker"])
+@pytest.fixture(params=["in-process", "worker", "2 workers"])
 def build(request: pytest.FixtureRequest, tmp_path: Path, definitions: DefinitionSet) -> Iterator[BuildStage]:
-    if request.param == "worker":
-        worker = BuildWorker(bridge_config(tmp_path), SIGNER)
+    if request.param != "in-process":
+        worker = BuildWorker(bridge_config(tmp_path), SIGNER, 2 if request.param == "2 workers" else 1)
         worker.start()
         yield worker
         worker.close()
@@ -71,10 +72,12 @@ class Installation:
         for folder in self.folders.values():
             folder.mkdir()
         self.spool = Spool(self.folders["processing"], self.folders["archive"], self.folders["quarantine"])
+        self.decisions: list[tuple[str, int]] = []
         self.pipeline = InboundPipeline(
             reader=FlowFileReader(definitions), build=build, sign=SIGNER.signed_json, publisher=publisher,
             ledger=Ledger(tmp_path / "ledger.db"), spool=self.spool,
-            rules=parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions))
+            rules=parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions),
+            on_decision=lambda decision, count: self.decisions.append((decision.rule, count)))
 
     def claim(self, source: Path) -> Any:
         (self.folders["inbound"] / source.name).write_bytes(source.read_bytes())
@@ -94,6 +97,22 @@ def test_messages_are_the_same_both_ways(tmp_path: Path, definitions: Definition
     assert [message.body for message in events] == expected
     assert [message.routing_key for message in events] == ["inbound.D0275001.SYNA.SYNB"] * 2
     assert json.loads(manifest.body)["type"] == "uk.dtc.file.received"
+
+
+def test_a_file_of_many_runs_keeps_its_order(tmp_path: Path, definitions: DefinitionSet, build: BuildStage) -> None:
+    """Hundreds of instances (several runs of 64, shared between workers): every message in file order, as built
+    here, and every event's governance decision counted once."""
+    path = tmp_path / "D0275001-many.txt"
+    path.write_text("".join(synthetic_file(definitions["D0275001"], 11, instances=300, fanout=1)))
+    publisher = TakingPublisher()
+    installation = Installation(tmp_path, definitions, build, publisher)
+    outcome = installation.pipeline.process(installation.claim(path))
+    assert outcome.outcome == "archived" and outcome.events == 300
+    reader = FlowFileReader(definitions)
+    expected = [SIGNER.sign_to_json(event) for event in file_events(path, reader, check_file(path, reader))]
+    assert [message.body for message in publisher.taken[:-1]] == expected
+    file_decisions, event_decisions = installation.decisions[0], installation.decisions[1:]
+    assert file_decisions[1] == 1 and sum(count for _rule, count in event_decisions) == 300
 
 
 def test_file_changed_between_the_passes_is_quarantined(tmp_path: Path, definitions: DefinitionSet,

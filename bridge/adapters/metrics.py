@@ -136,11 +136,12 @@ class Metrics:
         else:
             raise ValueError(f"unknown file outcome {outcome!r}")
 
-    def governance_decision(self, decision: GovernanceDecision) -> None:
-        """Count one rule decision (bridge.rules.model.Decision); no flow or participant counts as "none"."""
+    def governance_decision(self, decision: GovernanceDecision, count: int = 1) -> None:
+        """Count a rule decision (bridge.rules.model.Decision), `count` times; no flow or participant counts as
+        "none"."""
         self.governance_decisions.labels(rule=decision.rule, flow=decision.flow or "none",
                                          participant=decision.participant or "none",
-                                         outcome=decision.outcome).inc()
+                                         outcome=decision.outcome).inc(count)
 
     def set_broker_connected(self, connected: bool) -> None:
         """The broker gauge as 0/1."""

@@ -8,6 +8,7 @@ same file yields the same ids and a changed file yields new ones.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -22,9 +23,19 @@ from bridge.errors import EventError
 Event = dict[str, Any]
 
 EVENT_NAMESPACE = uuid.UUID("6f6b1f0e-2d0c-5b9e-9d0a-44544e2d4252")  # fixed forever: ids must not change
+_NAMESPACE = EVENT_NAMESPACE.bytes
 SOURCE_PREFIX = "urn:mpid:"
 _LONDON = ZoneInfo("Europe/London")
 _LAYOUTS: tuple[Layout, ...] = ("ZHV", "ZHD-POOL", "ZHD-ZHV")
+
+
+def event_id_of(name: str) -> str:
+    """`str(uuid.uuid5(EVENT_NAMESPACE, name))`, without making the UUID object: this runs once per event."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE + name.encode()).digest()[:16])
+    digest[6] = digest[6] & 0x0F | 0x50  # version 5
+    digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def source_for(participant: str) -> str:
@@ -96,7 +107,7 @@ class EventBuilder:
     def __call__(self, instance: FlowInstance) -> Event:
         root = instance.root
         content = instance.content if instance.content is not None else _content(root)
-        event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{self._id_prefix}|{instance.index}\n{content}"))
+        event_id = event_id_of(f"{self._id_prefix}|{instance.index}\n{content}")
         event: Event = {"specversion": "1.0", "id": event_id, **self.attributes, "dtcindex": instance.index}
         mpan = root.values[0] if root.definition.items and root.definition.items[0].key == "mpan_core" else ""
         if mpan:

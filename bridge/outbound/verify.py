@@ -34,7 +34,7 @@ from bridge.events.envelope import (
 )
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.interning import Interner
-from bridge.rules import Decision, RuleSet, route_event
+from bridge.rules import Decision, EventRouter, RuleSet
 from bridge.signing import TrustStore
 
 log = structlog.get_logger("dtn_bridge.outbound")
@@ -148,6 +148,7 @@ class MessageChecker:
         self.definitions = definitions
         self.trust = trust
         self.rules = rules
+        self._route = EventRouter("outbound", rules) if rules is not None else None
         self._share = Interner()  # equal keys, headers and decisions as one object each
 
     def check(self, body: bytes) -> Checked:
@@ -159,9 +160,9 @@ class MessageChecker:
         except Exception as exc:  # a defect must not turn one message into a poison pill that stops the queue
             log.exception("outbound_verify_failed")
             return Checked(Rejection(INTERNAL_ERROR, f"verification failed: {type(exc).__name__}: {exc}"))
-        if self.rules is None or isinstance(item, ManifestNotice):
+        if self._route is None or isinstance(item, ManifestNotice):
             return Checked(item)
-        decision = self._share(replace(route_event(event, "outbound", self.rules), outputs=()))
+        decision = self._share(replace(self._route(event), outputs=()))
         if not decision.accepted:
             return Checked(Rejection(decision.rule, f"governance rule {decision.rule}: {decision.reason}"), decision)
         return Checked(item, decision)

@@ -15,7 +15,7 @@ and the counterparty, so that the caller can count and log it without personal d
 
 from __future__ import annotations
 
-from bridge.rules.decide import decide_inbound_file, minimise, route_event
+from bridge.rules.decide import EventRouter, decide_inbound_file, minimise, route_event
 from bridge.rules.model import (
     MASK,
     REDACTED_ATTRIBUTE,
@@ -75,6 +75,7 @@ __all__ = [
     "Direction",
     "DirectionRules",
     "EventDecision",
+    "EventRouter",
     "FileDecision",
     "FileFacts",
     "LimitRules",

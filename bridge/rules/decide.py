@@ -57,30 +57,63 @@ def route_event(event: Mapping[str, Any], direction: Direction, rules: RuleSet) 
     """Judge one flow event and say where it goes: the production (or test) routing key, plus one minimised copy
     per subscriber route for inbound events. Any JSON object gets a decision (only a bad `direction` raises
     ValueError); `event` is not modified."""
-    if direction not in ("inbound", "outbound"):
-        raise ValueError(f"direction must be 'inbound' or 'outbound', not {direction!r}")
-    facts_or_problem = _event_facts(event)
-    if isinstance(facts_or_problem, str):
-        return EventDecision(RULE_MALFORMED, "reject", direction, None, None, facts_or_problem)
-    facts = facts_or_problem
-    counterparty = facts.from_participant if direction == "inbound" else facts.to_participant
-    verdict = _judge(facts, direction, rules)
-    if verdict.outcome == "reject":
-        return EventDecision(verdict.rule, "reject", direction, facts.flow_reference, counterparty, verdict.reason,
-                             verdict.test)
-    if rules.limits.max_event_bytes is not None:
-        try:
-            size = len(orjson.dumps(event))
-        except TypeError:
-            return EventDecision(RULE_MALFORMED, "reject", direction, facts.flow_reference, counterparty,
-                                 "the event is not serialisable as JSON", verdict.test)
-        if size > rules.limits.max_event_bytes:
-            return EventDecision(RULE_EVENT_BYTES, "reject", direction, facts.flow_reference, counterparty,
-                                 f"the event is {size} bytes of JSON, more than rules.limits.max_event_bytes "
-                                 f"({rules.limits.max_event_bytes})", verdict.test)
-    outputs = _outputs(event, facts, direction, verdict.test, rules)
-    return EventDecision(verdict.rule, verdict.outcome, direction, facts.flow_reference, counterparty,
-                         verdict.reason, verdict.test, outputs)
+    return EventRouter(direction, rules)(event)
+
+
+class EventRouter:
+    """`route_event` for a stream of events, most of which share an envelope (a file's events do): the rules'
+    verdict depends on the envelope only, so it is reached once per envelope seen; the size limit and the outputs
+    are still judged and made for each event."""
+
+    _MAX_ENVELOPES = 256
+
+    def __init__(self, direction: Direction, rules: RuleSet) -> None:
+        if direction not in ("inbound", "outbound"):
+            raise ValueError(f"direction must be 'inbound' or 'outbound', not {direction!r}")
+        self.direction: Direction = direction
+        self.rules = rules
+        self._verdicts: dict[tuple[object, ...], tuple[FileFacts | str, _Verdict | None]] = {}
+
+    def __call__(self, event: Mapping[str, Any]) -> EventDecision:
+        direction, rules = self.direction, self.rules
+        facts, verdict = self._verdict(event)
+        if isinstance(facts, str):
+            return EventDecision(RULE_MALFORMED, "reject", direction, None, None, facts)
+        assert verdict is not None
+        counterparty = facts.from_participant if direction == "inbound" else facts.to_participant
+        if verdict.outcome == "reject":
+            return EventDecision(verdict.rule, "reject", direction, facts.flow_reference, counterparty,
+                                 verdict.reason, verdict.test)
+        if rules.limits.max_event_bytes is not None:
+            try:
+                size = len(orjson.dumps(event))
+            except TypeError:
+                return EventDecision(RULE_MALFORMED, "reject", direction, facts.flow_reference, counterparty,
+                                     "the event is not serialisable as JSON", verdict.test)
+            if size > rules.limits.max_event_bytes:
+                return EventDecision(RULE_EVENT_BYTES, "reject", direction, facts.flow_reference, counterparty,
+                                     f"the event is {size} bytes of JSON, more than rules.limits.max_event_bytes "
+                                     f"({rules.limits.max_event_bytes})", verdict.test)
+        outputs = _outputs(event, facts, direction, verdict.test, rules)
+        return EventDecision(verdict.rule, verdict.outcome, direction, facts.flow_reference, counterparty,
+                             verdict.reason, verdict.test, outputs)
+
+    def _verdict(self, event: Mapping[str, Any]) -> tuple[FileFacts | str, _Verdict | None]:
+        """The event's facts (or why it has none) and the rules' verdict on them, from the envelope's cache."""
+        envelope = tuple(event.get(name) for name in _ENVELOPE) if isinstance(event, Mapping) else None
+        # Kept only by values of exactly str, int or None: 1 == True == 1.0 would share a verdict otherwise.
+        if envelope is not None and not all(type(value) in _PLAIN for value in envelope):
+            envelope = None
+        cached = self._verdicts.get(envelope) if envelope is not None else None
+        if cached is not None:
+            return cached
+        facts = _event_facts(event)
+        judged = (facts, None if isinstance(facts, str) else _judge(facts, self.direction, self.rules))
+        if envelope is not None:
+            if len(self._verdicts) >= self._MAX_ENVELOPES:
+                self._verdicts.clear()
+            self._verdicts[envelope] = judged
+        return judged
 
 
 # -- the checks ----------------------------------------------------------------------------------------------------
@@ -169,8 +202,13 @@ def _judge(facts: FileFacts, direction: Direction, rules: RuleSet) -> _Verdict:
     return _Verdict(RULE_ACCEPTED, "accept", "every rule passed", False)
 
 
+_ENVELOPE = ("type", "dtcfrom", "dtcfromrole", "dtcto", "dtctorole", "dtctestflag", "dtcenvelope", "dtcflowcount")
+_PLAIN = frozenset({str, int, type(None)})
+
+
 def _event_facts(event: Mapping[str, Any]) -> FileFacts | str:
-    """The envelope facts of an event, or why it has none (a malformed event is rejected, never guessed)."""
+    """The envelope facts of an event, or why it has none (a malformed event is rejected, never guessed). It reads
+    the `_ENVELOPE` attributes only: `EventRouter` keeps its verdicts by them."""
     if not isinstance(event, Mapping):
         return "the event is not a JSON object"
     event_type = event.get("type")

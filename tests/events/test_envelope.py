@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.errors import EventError, FlowFileError
-from bridge.events.envelope import Event, EventBuilder, render_events
+from bridge.events.envelope import EVENT_NAMESPACE, Event, EventBuilder, event_id_of, render_events
 from bridge.flowfile import check_file, file_events
 from tests.conftest import EXAMPLES, REPO, sample
 
@@ -194,3 +195,11 @@ class TestRenderRefuses:
 def test_repo_layout() -> None:
     """The examples folder is where the README says."""
     assert (REPO / "examples").is_dir()
+
+
+class TestEventIds:
+    @settings(max_examples=500)
+    @given(name=st.text())
+    def test_event_id_is_uuid5(self, name: str) -> None:
+        """The id made without the UUID object is the RFC 4122 version-5 UUID of the same name."""
+        assert event_id_of(name) == str(uuid.uuid5(EVENT_NAMESPACE, name))

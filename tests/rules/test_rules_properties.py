@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rules_helpers import DEFINITIONS, OWN_ID, OWN_ROLE, event, without_routes
 
-from bridge.rules import MASK, FileFacts, decide_inbound_file, parse_rules, route_event
+from bridge.rules import MASK, EventRouter, FileFacts, decide_inbound_file, parse_rules, route_event
+from bridge.rules.decide import _ENVELOPE
 
 PARTICIPANTS = ["UDMS", "LBSL", OWN_ID, "OTHR", "BADP"]
 ROLES = ["D", "X", "C", "M", "R", "Z"]
@@ -202,3 +203,23 @@ def test_never_raises(junk: dict[str, Any], direction: str) -> None:
                              "limits": {"max_event_bytes": 10000}}, DEFINITIONS)
     decision = route_event(junk, direction, ruleset)  # type: ignore[arg-type]
     assert bool(decision.outputs) is decision.accepted
+
+
+look_alikes = st.sampled_from([1, True, 1.0, "1", None, 0, False, [1], {"a": 1}])
+
+
+@SETTINGS
+@given(raw=raw_rules, stream=st.lists(st.tuples(events, st.sampled_from([None, *_ENVELOPE]), look_alikes),
+                                      min_size=1, max_size=12),
+       direction=directions, definitions=definition_sets)
+def test_a_router_decides_as_route_event(raw: dict[str, Any], stream: list[tuple[dict[str, Any], str | None, Any]],
+                                         direction: str, definitions: Any) -> None:
+    """Through one EventRouter (verdicts kept by envelope), every event of a stream gets what `route_event` gives
+    it alone, even where envelopes differ only by a look-alike value (1, True, 1.0, "1") or one that cannot be
+    kept (a list)."""
+    ruleset = compile_rules(raw, definitions)
+    router = EventRouter(direction, ruleset)  # type: ignore[arg-type]
+    for built, name, value in stream * 2:
+        if name is not None:
+            built = {**built, name: value}
+        assert router(built) == route_event(built, direction, ruleset)  # type: ignore[arg-type]
