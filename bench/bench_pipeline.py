@@ -11,8 +11,8 @@ configuration in a temp folder of its own, with a unique broker topology suffix;
 2. Throughput: `python -m bridge run` as a subprocess (log level warning); once var/state/status.json says
    "running", every file is dropped the way a gateway does (written under a dot-temp name, renamed into the inbound
    folder). Timed from the first drop until every file is in the archive. Events = flow instances (level-1 groups).
-   Peak RSS (VmHWM) and CPU seconds (utime + stime) of the daemon and its build worker process are read from /proc
-   before it is stopped.
+   Peak RSS (VmHWM) and CPU seconds (utime + stime) of the daemon and its worker processes are read from /proc
+   before it is stopped; CPU per event is also split by process, RabbitMQ's Erlang VM (beam.smp) included.
 3. Latency: with the daemon idle, 20 single-instance D0010 files are dropped one at a time, each waiting for its
    archive; median and p99 (nearest rank) of drop-to-archive. Files are renamed into the folder, as gateways do,
    so the watcher takes them at once (watch.trust_renames, the default); stable_seconds keeps its default (2 s).
