@@ -90,28 +90,40 @@ class TestSameInstances:
 D0010 = "".join(synthetic_file(DEFINITIONS["D0010002"], 5, instances=3, fanout=2))
 
 
+def reshaped(text: str, change: str) -> str:
+    """`text` with its shape changed between the passes: a line dropped or repeated, a line of an unknown code, a line
+    short of an item, no trailer, or a deeper line before any level-1 line."""
+    lines = text.splitlines(keepends=True)
+    body = [n for n, line in enumerate(lines) if line[:3] not in ("ZHV", "ZPT")]
+    if change == "drop a line":
+        del lines[body[-1]]
+    elif change == "repeat a line":
+        lines.insert(body[0], lines[body[0]])
+    elif change == "unknown code":
+        lines[body[-2]] = "ZZZ" + lines[body[-2]][3:]
+    elif change == "no trailer":
+        lines.pop()
+    elif change == "short line":
+        lines[body[1]] = lines[body[1]].rstrip("|\n").rsplit("|", 1)[0] + "|\n"
+    else:  # a level-2 line before any level-1 line
+        lines.insert(1, lines[body[1]])
+        del lines[body[0] + 1]
+    return "".join(lines)
+
+
 class TestChangedBetweenPasses:
     @pytest.mark.parametrize("change", ["drop a line", "repeat a line", "unknown code", "no trailer", "short line",
                                         "orphan"])
-    def test_changes_of_shape_raise(self, change: str) -> None:
-        checked = READER.read(io.StringIO(D0010, newline="")).check()
-        lines = D0010.splitlines(keepends=True)
-        body = [n for n, line in enumerate(lines) if line[:3] not in ("ZHV", "ZPT")]
-        if change == "drop a line":
-            del lines[body[-1]]
-        elif change == "repeat a line":
-            lines.insert(body[0], lines[body[0]])
-        elif change == "unknown code":
-            lines[body[1]] = "ZZZ" + lines[body[1]][3:]
-        elif change == "no trailer":
-            lines.pop()
-        elif change == "short line":
-            lines[body[1]] = lines[body[1]].rstrip("|\n").rsplit("|", 1)[0] + "|\n"
-        else:  # a level-2 line before any level-1 line
-            lines.insert(1, lines[body[1]])
-            del lines[body[0] + 1]
+    @pytest.mark.parametrize("way", ["line by line", "by blocks"])
+    def test_changes_of_shape_raise(self, change: str, way: str) -> None:
+        text = D0010 if way == "line by line" else D0275  # D0275: the change lands in a run of periods
+        checked = READER.read(io.StringIO(text, newline="")).check()
+        changed = reshaped(text, change)
         with pytest.raises(FlowFileError, match="changed between the passes") as info:
-            list(READER.read_valid(io.StringIO("".join(lines), newline=""), checked))
+            if way == "line by line":
+                list(READER.read_valid(io.StringIO(changed, newline=""), checked))
+            else:
+                list(data_by_blocks(io.StringIO(changed), checked.valid()))
         assert info.value.defects[0].rule == "file-changed"
 
     def test_defective_first_pass_refused(self) -> None:
@@ -307,28 +319,6 @@ class TestByBlocks:
             periods = [day["hh_periods"] for day in instance.data["mpan_cores"]["dates"]]
             assert all(type(run) is orjson.Fragment for run in periods)
             assert orjson.loads(orjson.dumps(instance.data)) == plain.data
-
-    @pytest.mark.parametrize("change", ["drop a line", "repeat a line", "unknown code", "no trailer", "short line",
-                                        "orphan"])
-    def test_changes_of_shape_raise(self, change: str, tmp_path: Path) -> None:
-        checked = READER.read(io.StringIO(D0275, newline="")).check()
-        lines = D0275.splitlines(keepends=True)
-        body = [n for n, line in enumerate(lines) if line[:3] not in ("ZHV", "ZPT")]
-        if change == "drop a line":
-            del lines[body[-1]]
-        elif change == "repeat a line":
-            lines.insert(body[0], lines[body[0]])
-        elif change == "unknown code":
-            lines[body[5]] = "ZZZ" + lines[body[5]][3:]
-        elif change == "no trailer":
-            lines.pop()
-        elif change == "short line":
-            lines[body[1]] = "26B|\n"
-        else:  # a period before any date
-            lines.insert(2, lines[body[5]])
-        with pytest.raises(FlowFileError, match="changed between the passes") as info:
-            list(data_by_blocks(io.StringIO("".join(lines)), checked.valid()))
-        assert info.value.defects[0].rule == "file-changed"
 
     def test_redaction_refuses_fragments(self) -> None:
         """A fragment cannot have items taken out: redaction must fail loudly, never pass the data through."""
