@@ -1,21 +1,23 @@
 """The stages that cost the most CPU, in worker processes beside the daemon, so that they use the other cores.
 
-Inbound, one build worker builds, governs, canonicalizes and signs a file's events while the daemon publishes:
+Inbound, `inbound.build_workers` build workers build, govern, canonicalize and sign a file's events while the daemon
+publishes them:
 
-    daemon process                                   worker (`python -m bridge.adapters.worker`: a new
-                                                     interpreter; it inherits no thread, lock or socket)
-    check -> job (path, first pass, SHA-256) ---->   second pass -> events -> governance -> canonical bytes -> sign
-    publish  <---- batches of signed messages through a pipe, which blocks the worker while the publisher is
-                   behind: memory stays bounded whatever the file's size
+    daemon process                                   workers (`python -m bridge.adapters.worker`: new
+                                                     interpreters; they inherit no thread, lock or socket)
+    check -> job (path, first pass, SHA-256,  ---->  second pass -> events -> governance -> canonical bytes -> sign
+                  this worker's share)               (each its share: every n-th run of 64 instances)
+    publish  <---- the runs, taken from each worker in turn through its pipe, which blocks the worker while the
+                   publisher is behind: memory stays bounded whatever the file's size
 
 Outbound, check workers verify and govern the consumed messages (`CheckWorkers`) while the daemon batches, writes and
 acks; the daemon holds at most its prefetch window of messages, so what is in the pipes is bounded too.
 
 No worker opens a connection: the build worker reads the claimed file by its path, a check worker gets message
 bodies and the public trust store. The build worker signs with the key the daemon loaded (at start or at the last
-reload), which it receives through its pipe as PKCS#8 bytes: a socket pair between the two processes of one user,
+reload), which it receives through its pipe as PKCS#8 bytes: a socket pair between two processes of one user,
 never a file or a log line. When the daemon stops taking a file's messages early (the
-broker failed, a stop), the build worker is ended and a fresh one serves the next file, so the rest of one file can
+broker failed, a stop), the build workers are ended and fresh ones serve the next file, so the rest of one file can
 never be taken for the next. A worker that dies raises WorkerError, which the daemon retries like a broker outage; if
 the daemon dies, the workers read the end of their pipes and exit.
 """
