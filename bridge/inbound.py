@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +69,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _first_pass(path: Path, reader: FlowFileReader) -> tuple[str, FileParse]:
+    """The file's SHA-256, then its first pass (in this order, as `InboundPipeline.process` takes them)."""
+    return sha256_of(path), check_file(path, reader)
+
+
 def defect_report(claim: Claim, sha256: str, size: int, checked: FileParse | None, reason: str,
                   defects: list[Defect] | None = None, when: datetime | None = None) -> dict[str, Any]:
     """The `.error.json` written beside a quarantined file: every defect, located, in words and as fields."""
@@ -111,11 +117,39 @@ class InboundPipeline:
         self.on_decision = on_decision
         self.on_published = on_published
         self.clock = clock
+        self._ahead: tuple[Path, Future[tuple[str, FileParse]]] | None = None
+        self._checker: ThreadPoolExecutor | None = None
+
+    def check_ahead(self, claim: Claim) -> None:
+        """Start the first pass of the file to process next, on a thread of its own, while this one publishes: the
+        check is the daemon's largest cost per event, and done ahead, the build workers need not wait for it."""
+        if self._checker is None:
+            self._checker = ThreadPoolExecutor(1, thread_name_prefix="check-ahead")
+        self._ahead = (claim.path, self._checker.submit(_first_pass, claim.path, self.reader))
+
+    def close(self) -> None:
+        """End the check-ahead thread (a check in progress is finished and dropped)."""
+        if self._checker is not None:
+            self._checker.shutdown(wait=True, cancel_futures=True)
+            self._checker = None
+        self._ahead = None
+
+    def _checked_ahead(self, claim: Claim, sha256: str) -> FileParse | None:
+        """The first pass done ahead for this claim, if it was of these very bytes (SHA-256 taken before each)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None or ahead[0] != claim.path:
+            return None
+        try:
+            digest, checked = ahead[1].result()
+        except Exception:  # noqa: BLE001  # any trouble ahead: the file is checked again, here, where errors count
+            return None
+        return checked if digest == sha256 else None
 
     def process(self, claim: Claim) -> FileOutcome:
         """Take the file to its end. Broker errors propagate (the file stays claimed and is retried)."""
         size = claim.path.stat().st_size
         sha256 = sha256_of(claim.path)
+        checked_ahead = self._checked_ahead(claim, sha256)
         record = self.ledger.get_by_claim_path(str(claim.path))
         ledger_id = record.id if record else self.ledger.record_claimed(sha256, claim.original_name,
                                                                          str(claim.path), size)
@@ -141,7 +175,7 @@ class InboundPipeline:
                 self.ledger.record_archived(ledger_id, str(final))
                 log.info("file_settled", outcome="duplicate", duplicate_of=previous.id, path=str(final))
                 return FileOutcome("duplicate", ledger_id, final, reason=f"same content as ledger #{previous.id}")
-            checked = check_file(claim.path, self.reader)
+            checked = checked_ahead if checked_ahead is not None else check_file(claim.path, self.reader)
             if not checked.ok:
                 reason = checked.describe_defects()[0]
                 report = defect_report(claim, sha256, size, checked, reason, when=self.clock())

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,7 +143,8 @@ class InboundService:
         self.backoff = Backoff()
         self.processed = 0
         self._shadow_seen: dict[Path, tuple[int, int]] = {}
-        self._arrivals: dict[Path, float] = {}  # claim -> when the file was dropped, for the latency histogram
+        self._arrivals: dict[Path, float | None] = {}  # claim -> when the file was dropped (latency histogram)
+        self._next: Claim | None = None  # claimed (and being checked) while the file before it publishes
         self._reload = threading.Event()
         self.outbound_writer: OutboundWriter | None = None
         self.outbound: OutboundLoop | None = None
@@ -292,19 +293,33 @@ class InboundService:
                 self.metrics.queue_backlog.set(len(self.watcher.pending()))
                 if self._reload.is_set():
                     self.reload()
-                for path in self.watcher.ready_files(timeout=0.5):
-                    if stop.is_set() or self._reload.is_set():
+                paths = iter(self.watcher.ready_files(timeout=0.5))
+                while not (stop.is_set() or self._reload.is_set()):
+                    current, self._next = self._next or self._claim_next(paths), None
+                    if current is None:
                         break
-                    arrival = _mtime(path)
-                    claim = self.take(path)
-                    self.watcher.forget(path)
-                    if claim is not None:
-                        self.metrics.files_received.inc()
-                        self._arrivals[claim.path] = arrival
-                    if claim is not None and not self.settle(claim, stop):
+                    # The next file is claimed now and checked on a thread while this one publishes. A stop or a
+                    # reload leaves it claimed: it is settled first, after the reload or at the next start.
+                    self._next = self._claim_next(paths)
+                    if self._next is not None:
+                        self.pipeline.check_ahead(self._next)
+                    if not self.settle(current, stop):
                         break
+                self.watcher.give_back(paths)  # ready but not claimed (a stop or a reload came first)
         finally:
             self.watcher.stop()
+
+    def _claim_next(self, paths: Iterator[Path]) -> Claim | None:
+        """Claim the next of the ready files that can still be claimed; None when there is none."""
+        for path in paths:
+            arrival = _mtime(path)
+            claim = self.take(path)
+            self.watcher.forget(path)
+            if claim is not None:
+                self.metrics.files_received.inc()
+                self._arrivals[claim.path] = arrival
+                return claim
+        return None
 
     def take(self, path: Path) -> Claim | None:
         """Claim a dropped file; in shadow mode, claim a copy and leave the gateway's file where it is."""
@@ -366,7 +381,8 @@ class InboundService:
 
 
 def _close_build(pipeline: InboundPipeline) -> None:
-    """End the build worker process of a pipeline that has one."""
+    """End a pipeline's threads and build worker processes."""
+    pipeline.close()
     if isinstance(pipeline.build, BuildWorker):
         pipeline.build.close()
 

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -15,6 +16,7 @@ from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
 from bridge.adapters.spool import Spool
 from bridge.adapters.worker import BuildWorker
+from bridge.build import built_messages
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
@@ -23,7 +25,6 @@ from bridge.flowfile import check_file, file_events
 from bridge.inbound import BuildStage, InboundPipeline
 from bridge.rules.parse import parse_rules
 from bridge.signing import Signer
-from bridge.build import built_messages
 from tests.conftest import EXAMPLES, REPO
 
 SIGNER = Signer.generate()
@@ -132,3 +133,41 @@ def test_file_changed_between_the_passes_is_quarantined(tmp_path: Path, definiti
     report = json.loads(outcome.final_path.with_name(outcome.final_path.name + ".error.json").read_text())
     assert report["defects"][0]["rule"] == "file-changed"
     assert not list(installation.folders["archive"].rglob("*.txt"))
+
+
+class TestCheckAhead:
+    """The next file's first pass, done on a thread while the one before it publishes."""
+
+    @pytest.fixture
+    def installation(self, tmp_path: Path, definitions: DefinitionSet) -> Iterator[Installation]:
+        rules = parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
+        build = functools.partial(built_messages, reader=FlowFileReader(definitions), rules=rules,
+                                  sign=SIGNER.signed_json)
+        installed = Installation(tmp_path, definitions, build, TakingPublisher())
+        yield installed
+        installed.pipeline.close()
+
+    def test_the_check_done_ahead_is_used(self, installation: Installation) -> None:
+        claim = installation.claim(EXAMPLES / "D0275001.txt")
+        with mock.patch("bridge.inbound.check_file", wraps=check_file) as checks:
+            installation.pipeline.check_ahead(claim)
+            outcome = installation.pipeline.process(claim)
+        assert outcome.outcome == "archived" and outcome.events == 2
+        assert checks.call_count == 1  # on the thread, not again
+
+    def test_a_file_changed_since_is_checked_again(self, installation: Installation) -> None:
+        """The check ahead saw a valid file; the claimed file then lost its trailer: the check that counts is the
+        one of the bytes processed, so nothing is published and the report names the defect."""
+        claim = installation.claim(EXAMPLES / "D0275001.txt")
+        installation.pipeline.check_ahead(claim)
+        installation.pipeline._ahead[1].result()  # type: ignore[index]  # the check ahead is done
+        claim.path.write_bytes(b"".join(claim.path.read_bytes().splitlines(keepends=True)[:-1]))
+        outcome = installation.pipeline.process(claim)
+        assert outcome.outcome == "quarantined" and outcome.rule == "trailer-missing"  # not "file-changed"
+
+    def test_a_check_ahead_of_another_file_is_not_used(self, installation: Installation) -> None:
+        first = installation.claim(EXAMPLES / "D0275001.txt")
+        second = installation.claim(EXAMPLES / "D0010002.txt")
+        installation.pipeline.check_ahead(second)
+        assert installation.pipeline.process(first).events == 2
+        assert installation.pipeline.process(second).outcome == "archived"  # checked here: its check ahead was dropped

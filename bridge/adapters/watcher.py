@@ -133,6 +133,12 @@ class StabilityTracker:
         """Stop tracking `path` (it was claimed or removed)."""
         self._entries.pop(path, None)
 
+    def give_back(self, path: Path) -> None:
+        """`path` was returned by `ready()` but not taken: return it again."""
+        entry = self._entries.get(path)
+        if entry is not None:
+            entry.delivered = False
+
     def ready(self) -> list[Path]:
         """Files stable for `stable_seconds` and not yet returned, in arrival order; marks them returned."""
         found = [
@@ -297,6 +303,12 @@ class DropWatcher:
     def forget(self, path: Path) -> None:
         """The consumer claimed (or gave up on) `path`; stop tracking it."""
         self._tracker.forget(Path(path))
+
+    def give_back(self, paths: Iterable[Path]) -> None:
+        """Files `ready_files` returned that the consumer did not take (it stopped for a reload): the next call
+        returns them again, rather than never."""
+        for path in paths:
+            self._tracker.give_back(Path(path))
 
     def pending(self) -> list[Path]:
         """Files seen but not yet complete (the backlog gauge); call from the consuming thread."""

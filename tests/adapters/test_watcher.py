@@ -138,6 +138,17 @@ class TestStabilityTracker:
         tracker.observe(path, sig(2, mtime=2), now=3.0)
         assert tracker.ready() == [path]
 
+    def test_given_back_is_returned_again(self) -> None:
+        """A returned file the consumer did not take (it stopped for a reload) is returned by the next call, once."""
+        tracker = StabilityTracker(0.0)
+        first, second = Path("/in/a"), Path("/in/b")
+        tracker.observe(first, sig(1), now=0.0)
+        tracker.observe(second, sig(2), now=0.5)
+        assert tracker.ready() == [first, second] and tracker.ready() == []
+        tracker.give_back(second)
+        tracker.give_back(Path("/in/never-seen"))  # not tracked: nothing to give back
+        assert tracker.ready() == [second] and tracker.ready() == []
+
     def test_forget(self) -> None:
         """A forgotten path is no longer tracked."""
         tracker = StabilityTracker(0.0)

@@ -281,6 +281,26 @@ class TestShadowMode:
 
 
 class TestReload:
+    def test_a_reload_between_files_strands_none(self, make_bridge: Any, definitions: DefinitionSet,
+                                                 tmp_path: Path) -> None:
+        """A SIGHUP while files flow: the file claimed ahead (checked while the one before it published) is settled
+        after the reload, with the new pipeline, not left claimed until the next start."""
+        bridge: Bridge = make_bridge()
+        process = bridge.start_process()
+        bridge.wait_running(process)
+        files = corpus(tmp_path / "corpus", definitions, files=6, instances=1500)
+        for path in files:
+            bridge.drop(path)
+        while not bridge.archived():
+            time.sleep(0.05)
+        process.send_signal(signal.SIGHUP)
+        bridge.wait_settled(len(files), timeout=180)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert sorted(p.name for p in bridge.archived()) == sorted(p.name for p in files)
+        assert not list(bridge.folder("processing").iterdir())
+        assert "config_reloaded" in (bridge.root / "daemon.log").read_text()
+
     def test_sighup_reloads_and_refuses_bad_config(self, make_bridge: Any) -> None:
         """SIGHUP applies a new watched folder; a broken config is refused and the running one stays."""
         bridge: Bridge = make_bridge()
