@@ -2,8 +2,8 @@
 
 This is the one place where real adapters are chosen and connected (nothing connects at import time). The inbound
 chain runs on the main thread: watcher -> claim -> InboundPipeline.process. Broker trouble never loses a file: the
-claimed file stays in the processing area, the loop reconnects with jittered backoff and retries it, and files that
-arrive meanwhile wait in the inbound folder.
+claimed file (and the next one, claimed ahead) stays in the processing area, the loop reconnects with jittered
+backoff and retries it, and files that arrive meanwhile wait in the inbound folder.
 """
 
 from __future__ import annotations

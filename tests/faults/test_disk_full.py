@@ -106,8 +106,8 @@ def valid_files(folder: Path, reader: FlowFileReader) -> list[Path]:
 class TestArchiveFull:
     def test_full_archive_holds_files_then_resumes(self, make_bridge: Any, run_service: Any, small_fs: Any,
                                                    reader: FlowFileReader, tmp_path: Path) -> None:
-        """Archive disk full: the file in hand stays claimed, the rest wait in inbound, the archive shows nothing
-        half-written, status and log name the storage error; freed, everything is archived intact and every
+        """Archive disk full: the file in hand stays claimed (with the next one, claimed and checked ahead), the
+        rest wait in inbound, the archive shows nothing half-written, status and log name the storage error; freed, everything is archived intact and every
         event is published (a retried file republishes the same ids)."""
         bridge: Bridge = make_bridge(log={"level": "info"})
         archive = small_fs(bridge.folder("archive"), "2m")
@@ -127,9 +127,10 @@ class TestArchiveFull:
             wait_for(lambda: len(storage_retries()) >= 3, 30, "three storage retries")
             claimed = [path for path in bridge.folder("processing").iterdir() if not path.name.startswith(".")]
             waiting = [path for path in bridge.inbound.iterdir() if not path.name.startswith(".")]
-            assert len(claimed) == 1, claimed
-            assert claimed[0].read_bytes() in {path.read_bytes() for path in files}, "the claimed file changed"
-            assert len(waiting) == len(files) - 1 and {p.name for p in waiting} < names
+            assert 1 <= len(claimed) <= 2, claimed  # the file in hand, and the next one
+            assert {path.read_bytes() for path in claimed} <= {path.read_bytes() for path in files}, \
+                "a claimed file changed"
+            assert len(waiting) == len(files) - len(claimed) and {p.name for p in waiting} < names
             assert every_file(archive) == [filler], "something (half-)written is visible in the full archive"
             assert bridge.quarantined() == [], "a full disk must not quarantine a good file"
             assert all("No space left on device" in entry["error"] for entry in storage_retries()), \
