@@ -62,11 +62,13 @@ def file_events(path: Path, reader: FlowFileReader, checked: FileParse | ValidFi
         with io.TextIOWrapper(io.BufferedReader(hashing, 1 << 16), encoding="utf-8",
                               newline=None if blocks else "") as stream:
             try:
-                instances = data_by_blocks(stream, valid, wanted=wanted) if blocks else reader.read_valid(
-                    stream, valid, as_objects=True)
+                if blocks:  # passes over the instances not wanted without making them
+                    instances = data_by_blocks(stream, valid, wanted=wanted)
+                else:
+                    instances = (instance for instance in reader.read_valid(stream, valid, as_objects=True)
+                                 if wanted is None or wanted(instance.index))
                 for instance in instances:
-                    if wanted is None or wanted(instance.index):
-                        yield build(instance)
+                    yield build(instance)
                 stream.read()  # what follows the trailer: nothing, in a file the first pass accepted
             except (FlowFileError, UnicodeDecodeError) as exc:
                 defects = getattr(exc, "defects", [])

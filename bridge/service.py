@@ -234,7 +234,7 @@ class InboundService:
             checks = self._outbound_checks(new) if outbound is not None else None  # the outbound side follows too
         except BridgeError as exc:
             if pipeline is not None:
-                _close_build(pipeline)
+                _close_pipeline(pipeline)
             log.error("reload_refused", error=str(exc), advice="the running configuration stays in force")
             self.notifier.ready("running: reload refused, the running configuration stays (see the journal)")
             return False
@@ -245,7 +245,7 @@ class InboundService:
             self.watcher.stop()
             watcher.start()
             self.watcher = watcher
-        _close_build(self.pipeline)
+        _close_pipeline(self.pipeline)
         self.pipeline = pipeline
         if outbound is not None and checks is not None:
             outbound.replace_checks(checks)
@@ -375,12 +375,12 @@ class InboundService:
 
     def close(self) -> None:
         self.status.update(broker_connected=False, state="stopped")
-        _close_build(self.pipeline)
+        _close_pipeline(self.pipeline)
         self.publisher.close()
         self.ledger.close()
 
 
-def _close_build(pipeline: InboundPipeline) -> None:
+def _close_pipeline(pipeline: InboundPipeline) -> None:
     """End a pipeline's threads and build worker processes."""
     pipeline.close()
     if isinstance(pipeline.build, BuildWorker):

@@ -53,7 +53,6 @@ from bridge.config import BridgeConfig
 from bridge.dtn.reader import ValidFile
 from bridge.errors import FlowFileError, WorkerError
 from bridge.flowfile import SHARE_INSTANCES
-from bridge.interning import Interner
 from bridge.outbound.verify import Checked
 from bridge.rules import EventDecision
 from bridge.signing import Signer
@@ -346,7 +345,6 @@ def _serve_builds(conn: Connection, config: BridgeConfig, signer: Signer) -> Non
     definitions = load_definitions(config.flows.definitions)
     reader = FlowFileReader(definitions, strict=config.flows.strict)
     rules = load_rules(config, definitions)
-    interned = Interner(1024)  # equal decisions cross the pipe once per batch
     while True:
         try:
             job = conn.recv()
@@ -366,8 +364,8 @@ def _serve_builds(conn: Connection, config: BridgeConfig, signer: Signer) -> Non
                         conn.send(("batch", batch))
                         batch, events = [], 0
                     events += 1
-                decision = interned(message.decision) if message.decision is not None else None
-                batch.append((message.routing_key, message.body, message.event_id, decision))
+                # a file's events share one decision object (built_messages), so it crosses the pipe once a batch
+                batch.append((message.routing_key, message.body, message.event_id, message.decision))
             if batch:
                 conn.send(("batch", batch))
             conn.send(("end", None))

@@ -147,7 +147,6 @@ class MessageChecker:
     def __init__(self, definitions: DefinitionSet, trust: TrustStore, rules: RuleSet | None = None) -> None:
         self.definitions = definitions
         self.trust = trust
-        self.rules = rules
         self._route = EventRouter("outbound", rules) if rules is not None else None
         self._share = Interner()  # equal keys, headers and decisions as one object each
 
