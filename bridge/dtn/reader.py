@@ -29,6 +29,7 @@ from bridge.errors import FlowFileError
 
 DEFAULT_MAX_DEFECTS: Final = 100
 _GROUP_COUNT_MODULUS: Final = 10**10  # J1067: only the 10 least significant digits are written
+_COUNT_DIGITS: Final = 18  # no count in a trailer is longer
 _DATETIME = LogicalFormat.parse("DATETIME")
 BLOCK_LINES: Final = 8192  # lines read from the stream at a time by the validation pass
 SPAN_CAP: Final = 8 << 20  # characters held waiting for the end of one flow instance before reading it line by line
@@ -605,8 +606,8 @@ class FileParse(Iterator[FlowInstance]):
 
     def _expect(self, written: str, actual: int, rule: str, name: str, item: int) -> None:
         if _int(written) != actual:
-            self._defect(rule, f"{name} is {written!r} but the file has {actual}", line=self._line_number,
-                         group="ZPT", item=item)
+            self._defect(rule, f"{name} is {written[:40]!r}{'...' if len(written) > 40 else ''} but the file has "
+                         f"{actual}", line=self._line_number, group="ZPT", item=item)
 
 
 def _shown(extra: list[str]) -> str:
@@ -616,7 +617,9 @@ def _shown(extra: list[str]) -> str:
 
 
 def _int(text: str) -> int | None:
-    return int(text) if text.isdigit() and text.isascii() else None
+    """A trailer's count, or None: not digits, or more digits than any count (Python refuses to convert a text of
+    over 4300 digits, and a mutated file may hold one)."""
+    return int(text) if text.isdigit() and text.isascii() and len(text) <= _COUNT_DIGITS else None
 
 
 def _one_line_each(block: str, lines: list[str], final: bool) -> bool:

@@ -125,6 +125,14 @@ class TestDefects:
         assert rules(parse) == ["trailer-file-identifier", "trailer-group-count", "trailer-flow-count",
                                 "trailer-field"]
 
+    def test_a_count_of_thousands_of_digits_is_a_defect(self, reader: FlowFileReader) -> None:
+        """Found by the fuzzer: a 70,000-digit count made int() raise (Python's 4300-digit limit). It is a defect
+        now, and its message shows the start of the text only."""
+        parse = read(reader, MPAN, METER, READING, trailer=f"ZPT|0000475656|{'7' * 70_000}||1|20160302154650|")
+        assert rules(parse) == ["trailer-group-count"]
+        assert parse.trailer is not None and parse.trailer.group_count is None
+        assert len(parse.defects[0].message) < 120
+
     def test_dtn_checksum_carried_not_judged(self, reader: FlowFileReader) -> None:
         """The DTC leaves the ZHV checksum's algorithm open, so a value there is kept, not held to the pool one."""
         parse = read(reader, MPAN, METER, READING, trailer="ZPT|0000475656|3|12345|1|20160302154650|")
