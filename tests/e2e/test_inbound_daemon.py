@@ -234,16 +234,20 @@ class TestSurvival:
                                      tmp_path: Path) -> None:
         """`rabbitmqctl stop_app`/`start_app` while files flow: the daemon waits, reconnects, loses nothing."""
         bridge: Bridge = make_bridge()
-        files = corpus(tmp_path / "corpus", reader.definitions, files=10, instances=200)
+        # Big enough to be still flowing when the broker stops: the inbound side now settles 200-instance files
+        # faster than `rabbitmqctl stop_app` takes effect.
+        files = corpus(tmp_path / "corpus", reader.definitions, files=10, instances=1500)
         running = run_service(bridge)
         for path in files:
             bridge.drop(path)
         bridge.wait_settled(1)
         subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
-        assert len(bridge.archived()) < len(files), "the broker must go down while files are still flowing"
-        time.sleep(2.0)
-        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
-        subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True, timeout=120)
+        try:
+            assert len(bridge.archived()) < len(files), "the broker must go down while files are still flowing"
+            time.sleep(2.0)
+        finally:  # never leave the broker down for the tests after this one
+            subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+            subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True, timeout=120)
         wait_for_broker()
         bridge.wait_settled(len(files), timeout=120)
         running.close()
