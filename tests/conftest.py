@@ -82,6 +82,8 @@ class Admin:
     def read(self, queue: str, count: int, timeout: float = 10.0) -> list[tuple[Any, Any, bytes]]:
         """Read up to `count` messages (auto-ack), stopping after `timeout` seconds of silence."""
         got: list[tuple[Any, Any, bytes]] = []
+        if count <= 0:
+            return got
         for method, props, body in self.channel.consume(queue, auto_ack=True, inactivity_timeout=timeout):
             if method is None:
                 break
@@ -89,6 +91,14 @@ class Admin:
             if len(got) >= count:
                 break
         self.channel.cancel()
+        return got
+
+    def read_all(self, queue: str, timeout: float = 60.0) -> list[tuple[Any, Any, bytes]]:
+        """Every message in `queue`, as many as the broker counts there, not until a silence: a loaded broker can
+        pause longer than any silence, and a file's tail left behind would look lost."""
+        expected = self.message_count(queue)
+        got = self.read(queue, expected, timeout=timeout)
+        assert len(got) == expected, f"read {len(got)} of the {expected} messages in {queue}"
         return got
 
     def message_count(self, queue: str) -> int:

@@ -60,6 +60,7 @@ class OutboundLoop:
         config = writer.config
         self.batcher = Batcher(config.batch_size, config.batch_seconds, config.prefetch)
         self._unacked: dict[int, None] = {}  # delivery tags of the current connection, ascending
+        self._files_written = 0  # ready groups settled by the writer (a new file, or every event written before)
         self._next_checks: CheckStage | None = None  # set by another thread (a reload); taken in `_step`
         self._lock = threading.Lock()
 
@@ -135,9 +136,12 @@ class OutboundLoop:
     def _receive(self, answers: list[tuple[Delivery, Checked]]) -> None:
         if not answers:
             return
-        written = self.writer.written([checked.outcome.id for _delivery, checked in answers
-                                       if isinstance(checked.outcome, VerifiedEvent)])
-        for delivery, checked in answers:
+        written = self._written_among(answers)
+        files_before = self._files_written
+        for position, (delivery, checked) in enumerate(answers):
+            if self._files_written != files_before:  # a file just written may hold copies answered after it
+                files_before = self._files_written
+                written |= self._written_among(answers[position:])
             if checked.decision is not None:
                 self.on_decision(checked.decision)
             outcome = checked.outcome
@@ -153,6 +157,10 @@ class OutboundLoop:
                 self._ack([delivery])
             else:
                 self._flush_all(self.batcher.add(outcome, delivery, self.monotonic()))
+
+    def _written_among(self, answers: list[tuple[Delivery, Checked]]) -> set[str]:
+        return self.writer.written([checked.outcome.id for _delivery, checked in answers
+                                    if isinstance(checked.outcome, VerifiedEvent)])
 
     def _switch_checks(self) -> None:
         if self._next_checks is None:  # the usual case, read without the lock: a reload is rare
@@ -189,6 +197,7 @@ class OutboundLoop:
             log.warning("outbound_original_refused", reason=str(exc), events=len(ready.items))
             self._flush_all(self.batcher.divert(list(ready.items)))
             return
+        self._files_written += 1
         self._ack([held.delivery for held in ready.items])
         self.on_written(record.events if record is not None else 0)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import os
 import signal
@@ -61,6 +63,35 @@ class Bridge:
     def outbound_files(self) -> list[Path]:
         return sorted(p for p in (self.root / "var" / "dtn" / "outbound").iterdir() if not p.name.startswith("."))
 
+    def assert_reproduced(self, sources: list[Path]) -> None:
+        """The outbound folder holds exactly `sources`, byte for byte. On a mismatch the message names the files
+        missing and extra and what the daemon's log says about outbound writing, not megabytes of diff."""
+        def by_digest(paths: list[Path]) -> dict[str, Path]:
+            return {hashlib.sha256(path.read_bytes()).hexdigest(): path for path in paths}
+
+        written, wanted = by_digest(self.outbound_files()), by_digest(sources)
+        if sorted(written) == sorted(wanted) and len(self.outbound_files()) == len(sources):
+            return
+        missing = sorted(wanted[digest].name for digest in wanted.keys() - written.keys())
+        extra = [f"{path.name} ({path.open().readline().strip()[:60]})"
+                 for digest, path in sorted(written.items()) if digest not in wanted]
+        raise AssertionError(f"outbound files: {len(self.outbound_files())} written for {len(sources)} sources; "
+                             f"missing {missing}; extra {extra}; the daemon's log: {self.outbound_story()}")
+
+    def outbound_story(self) -> dict[str, int]:
+        """Counts of the daemon log's outbound events, by event and kind, reason or code (for failure messages)."""
+        story: collections.Counter[str] = collections.Counter()
+        log_path = self.root / "daemon.log"
+        for line in (log_path.read_text().splitlines() if log_path.exists() else []):
+            if not line.startswith("{"):
+                continue
+            entry = json.loads(line)
+            event = str(entry.get("event", ""))
+            if event.startswith(("outbound_", "file_retry")):
+                detail = "/".join(str(entry[k]) for k in ("kind", "reason", "code") if k in entry)
+                story[f"{event}:{detail}" if detail else event] += 1
+        return dict(sorted(story.items()))
+
     def archived(self) -> list[Path]:
         return sorted(p for p in self.folder("archive").rglob("*") if p.is_file())
 
@@ -80,9 +111,10 @@ class Bridge:
                              f"of {count} after {timeout} s")
 
     def captured(self, expected: int | None = None, silence: float = 2.0) -> list[tuple[Any, dict[str, Any]]]:
-        """Everything published so far, as (properties, event); verifies nothing."""
-        count = expected if expected is not None else 10**9
-        got = self.admin.read(self.capture, count, timeout=silence)
+        """Everything published so far, as (properties, event); verifies nothing. With `expected`, read that many
+        or until `silence` seconds pass without one."""
+        got = self.admin.read(self.capture, expected, timeout=silence) if expected is not None \
+            else self.admin.read_all(self.capture)
         return [(props, orjson.loads(body)) for _method, props, body in got]
 
     def run_files(self, files: list[Path]) -> subprocess.Popen[bytes]:
@@ -106,7 +138,7 @@ class Bridge:
         """What a migration test harness does: every event captured so far published again to `outbound.<key>`
         (inbound events lose their `inbound.` prefix; manifests keep their key). Returns how many."""
         routed = 0
-        for method, props, body in self.admin.read(self.capture, 10**6, timeout=2):
+        for method, props, body in self.admin.read_all(self.capture):
             key = method.routing_key.split(".", 1)[1] if method.routing_key.startswith("inbound.") \
                 else method.routing_key
             self.admin.channel.basic_publish(self.topology.exchange, f"outbound.{key}", body,

@@ -146,7 +146,7 @@ class TestBadInput:
         assert rules == {"garbage.usr": "header-missing", "empty.usr": "file-empty", "binary.usr": "encoding",
                          "truncated.usr": "line-terminator", "oversize.usr": "max-file-bytes",
                          "excerpt.usr": "trailer-group-count"}
-        assert bridge.captured(silence=1.0) == []
+        assert bridge.captured() == []
 
     def test_half_written_file_waits(self, make_bridge: Any, run_service: Any) -> None:
         """A file written slowly in place is taken only once complete, and published once."""
@@ -281,7 +281,7 @@ class TestShadowMode:
         running.close()
         assert good.exists() and bad.exists()
         assert len(bridge.archived()) == 1 and len(bridge.quarantined()) == 1
-        assert bridge.captured(silence=1.0) == []
+        assert bridge.captured() == []
 
 
 class TestReload:

@@ -35,8 +35,7 @@ class TestRoundTrip:
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
-        written = sorted(path.read_bytes() for path in bridge.outbound_files())
-        assert written == sorted(path.read_bytes() for path in files)
+        bridge.assert_reproduced(files)
         assert bridge.admin.message_count(bridge.topology.outbound_rejected_queue or "") == 0
         assert main(["report", "--config", str(bridge.config_path), "--json"]) == 0
         rows = json.loads(capsys.readouterr().out)["rows"]

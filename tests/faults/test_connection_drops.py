@@ -81,7 +81,7 @@ def test_server_side_closes_during_publish_and_during_consume(make_bridge: Any, 
         if process.poll() is None:
             process.kill()
             process.wait(10)
-    assert sorted(path.read_bytes() for path in bridge.outbound_files()) == sorted(path.read_bytes() for path in files)
+    bridge.assert_reproduced(files)
     assert bridge.admin.message_count(bridge.topology.outbound_rejected_queue or "") == 0
     # The daemon was stopped as soon as every file was written; deliveries still queued then can only be duplicates
     # (a retried file republishes its events): a restarted daemon acks them all and writes nothing more.
@@ -94,7 +94,7 @@ def test_server_side_closes_during_publish_and_during_consume(make_bridge: Any, 
         time.sleep(0.5)
     again.send_signal(signal.SIGTERM)
     assert again.wait(30) == 0
-    assert sorted(path.read_bytes() for path in bridge.outbound_files()) == sorted(path.read_bytes() for path in files)
+    bridge.assert_reproduced(files)
     assert bridge.admin.message_count(outbound_queue) == 0
     retries, interruptions = log_events(bridge, "file_retry"), log_events(bridge, "outbound_interrupted")
     assert retries >= 1 and interruptions >= 1, (retries, interruptions)

@@ -191,8 +191,7 @@ class TestOutboundFull:
         wait_for(lambda: json.loads(status.read_text()).get("outbound_error") is None, 30, "the status to clear")
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
-        written = sorted(path.read_bytes() for path in bridge.outbound_files())
-        assert written == sorted(path.read_bytes() for path in files)
+        bridge.assert_reproduced(files)
         assert every_file(outbound) == bridge.outbound_files(), "a temp file was left in the outbound folder"
         assert bridge.admin.message_count(bridge.topology.outbound_rejected_queue or "") == 0
         assert bridge.admin.message_count(bridge.topology.outbound_queue or "") == 0, "an event was never acked"

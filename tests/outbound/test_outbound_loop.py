@@ -186,6 +186,28 @@ class TestExactlyOnce:
             assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
         assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
 
+    def test_copies_checked_with_the_set_they_repeat_are_acked(
+        self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, ledger: Ledger,
+        out_dir: Path, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
+        admin: Admin, tmp_path: Path
+    ) -> None:
+        """A source file's events, then copies of its first three (a file retry cut short): a check worker answers
+        them all at once, and the copies come after the answer that completed the file. They are duplicates of a
+        file just written, so they are acked at once, not gathered as a new set that holds its place in the
+        prefetch window until batch_seconds give it up."""
+        source = source_file(EXAMPLES / "D0030001.txt", reader)
+        config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=60.0, prefetch=100)
+        checks = CheckWorkers(check_config(tmp_path, signer), 1)
+        checks.start()
+        loop = make_loop(amqp_url, topology, client_name, definitions, None, ledger, config, clock, checks)
+        bodies = [message(e, signer) for e in source.events]
+        publisher.publish_all(bodies + bodies[:3])
+        with running(loop):
+            assert wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
+            assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
+            assert wait_until(lambda: loop.batcher.held == 0, 10), f"{loop.batcher.held} copies held"
+        assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
+
     def test_reconnect_mid_batch_gives_no_duplicate(
         self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, trust: TrustStore,
         ledger: Ledger, out_dir: Path, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader,
