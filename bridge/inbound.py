@@ -12,7 +12,6 @@ are deterministic, so a file resumed after a crash republishes the same ids (con
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +24,7 @@ import structlog
 
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
-from bridge.adapters.spool import Claim, Spool
+from bridge.adapters.spool import Claim, Spool, sha256_of
 from bridge.build import BuiltMessage
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader, ValidFile
@@ -58,15 +57,6 @@ class FileOutcome:
     events: int = 0
     reason: str | None = None
     rule: str | None = None  # why a file was quarantined: the first defect's rule, or the governance rule
-
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 of the file's bytes, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _first_pass(path: Path, reader: FlowFileReader) -> tuple[str, FileParse]:

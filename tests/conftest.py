@@ -25,7 +25,6 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 from bridge.adapters.topology import Topology
-
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
 

@@ -24,6 +24,7 @@ The rules that make this safe:
 from __future__ import annotations
 
 import errno
+import hashlib
 import itertools
 import json
 import os
@@ -165,7 +166,7 @@ class Spool:
         self._set_mode(claim.path)
         if self.cipher is not None:
             return self._quarantine_encrypted(claim, payload, self.cipher)
-        for name in _candidate_names(claim.original_name):
+        for name in candidate_names(claim.original_name):
             target = self.quarantine_dir / name
             report_path = target.with_name(name + REPORT_SUFFIX)
             if _exists(target):
@@ -182,7 +183,7 @@ class Spool:
                     write_atomic(report_path, payload, mode=self.file_mode)
                 _unlink_source(claim.path)
                 return target
-        raise AssertionError("unreachable")  # pragma: no cover - _candidate_names is infinite
+        raise AssertionError("unreachable")  # pragma: no cover - candidate_names is infinite
 
     def _encrypt_no_overwrite(self, src: Path, folder: Path, name: str) -> Path:
         """Store an encrypted copy of `src` as folder/<candidate>.enc, then remove `src`; returns the new path."""
@@ -190,7 +191,7 @@ class Spool:
         assert cipher is not None
         staged: Path | None = None
         try:
-            for candidate in _candidate_names(name):
+            for candidate in candidate_names(name):
                 target = folder / (candidate + ENCRYPTED_SUFFIX)
                 if _exists(target):
                     if _encrypted_copy_of(cipher, target, src):  # a crash before the claim was removed
@@ -209,7 +210,7 @@ class Spool:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _quarantine_encrypted(self, claim: Claim, payload: bytes, cipher: FileCipher) -> Path:
-        for name in _candidate_names(claim.original_name):
+        for name in candidate_names(claim.original_name):
             target = self.quarantine_dir / (name + ENCRYPTED_SUFFIX)
             report_path = self.quarantine_dir / (name + REPORT_SUFFIX + ENCRYPTED_SUFFIX)
             if _exists(target):
@@ -344,7 +345,7 @@ def _claim_order(claim: Claim) -> tuple[int, int, str]:
     return (int(claim.claimed_at.timestamp() * 1e9), 0, claim.path.name)
 
 
-def _candidate_names(name: str) -> Iterable[str]:
+def candidate_names(name: str) -> Iterable[str]:
     """`name`, then `stem.1.ext`, `stem.2.ext`, ... (the extension stays last for tools that look at it)."""
     yield name
     dot = name.rfind(".")
@@ -354,7 +355,7 @@ def _candidate_names(name: str) -> Iterable[str]:
 
 
 def _move_no_overwrite(src: Path, folder: Path, name: str) -> Path:
-    for candidate in _candidate_names(name):
+    for candidate in candidate_names(name):
         target = folder / candidate
         if link_no_overwrite(src, target):
             fsync_folder(folder)
@@ -364,6 +365,15 @@ def _move_no_overwrite(src: Path, folder: Path, name: str) -> Path:
             _unlink_source(src)
             return target
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of the file's bytes, read in 1 MiB pieces (OSError as the system raises it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def link_no_overwrite(src: Path, target: Path) -> bool:

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from bridge.adapters.ledger import Ledger, OutboundFileDraft, OutboundFileRecord
-from bridge.adapters.spool import fsync_folder, link_no_overwrite
+from bridge.adapters.spool import candidate_names, fsync_folder, link_no_overwrite, sha256_of
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader
@@ -183,7 +183,7 @@ class OutboundWriter:
         """Steps 2-4 of the protocol, trying `name`, `name.1`, ... until a free final name takes the link."""
         header = rendered.header
         digest = hashlib.sha256(rendered.data).hexdigest()
-        for name in _candidate_names(self.file_name(header)):
+        for name in candidate_names(self.file_name(header)):
             path = self.folder / name
             if os.path.lexists(path):
                 continue
@@ -200,7 +200,7 @@ class OutboundWriter:
             record = self.ledger.outbound_file(file_id)
             assert record is not None
             return record
-        raise AssertionError("unreachable")  # pragma: no cover - _candidate_names is infinite
+        raise AssertionError("unreachable")  # pragma: no cover - candidate_names is infinite
 
     def _put(self, data: bytes, tmp: Path, path: Path, file_id: int) -> bool:
         """Write `tmp`, fsync, link to `path`, unlink `tmp`, fsync the folder. False (rolled back) if `path` exists.
@@ -254,17 +254,6 @@ class OutboundWriter:
 # ------------------------------------------------------------------------------------------------- filesystem
 
 
-def _candidate_names(name: str) -> Iterable[str]:
-    """`name`, then `stem.1.ext`, `stem.2.ext`, ...: the extension stays last for the gateway."""
-    yield name
-    dot = name.rfind(".")
-    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
-    number = 1
-    while True:
-        yield f"{stem}.{number}{ext}"
-        number += 1
-
-
 def _write_synced(path: Path, data: bytes, mode: int) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
@@ -292,13 +281,10 @@ def _unlink(path: Path) -> None:
 
 
 def _sha256_of(path: Path) -> str | None:
-    digest = hashlib.sha256()
+    """The file's SHA-256, or None when it is not there."""
     try:
-        with open(path, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
+        return sha256_of(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return digest.hexdigest()

@@ -15,6 +15,7 @@ from unittest import mock
 import orjson
 import pytest
 
+from bridge.adapters.spool import sha256_of
 from bridge.adapters.worker import BuildWorker
 from bridge.build import built_messages
 from bridge.config import BridgeConfig, load_config
@@ -23,7 +24,6 @@ from bridge.dtn.reader import FlowFileReader, ValidFile
 from bridge.dtn.synthetic import synthetic_file
 from bridge.errors import WorkerError
 from bridge.flowfile import check_file
-from bridge.inbound import sha256_of
 from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, REPO
