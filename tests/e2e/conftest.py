@@ -168,6 +168,14 @@ class Bridge:
         return process
 
 
+def held_or_queued(queue: str) -> int:
+    """Messages in `queue`, ready or delivered and not yet acked (`rabbitmqctl list_queues name messages`)."""
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name", "messages"], check=True,
+                            capture_output=True, text=True, timeout=60).stdout
+    counts = dict(line.split("\t") for line in listed.splitlines() if "\t" in line)
+    return int(counts[queue])
+
+
 def write_config(root: Path, suffix: str, **overrides: Any) -> Path:
     """A configuration like config/bridge.example.yaml, under `root`, with unique broker names."""
     sections: dict[str, dict[str, Any]] = {

@@ -12,21 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from bridge.dtn.reader import FlowFileReader
-from tests.e2e.conftest import Bridge, make_bridge  # noqa: F401 - the e2e fixtures, used here too
+from tests.e2e.conftest import Bridge, held_or_queued, make_bridge  # noqa: F401 - the e2e fixtures, used here too
 from tests.e2e.test_inbound_daemon import corpus, expected_ids, split
 
 
 def close_all_connections() -> None:
     subprocess.run(["rabbitmqctl", "close_all_connections", "dtn-bridge test: the server closes connections"],
                    check=True, capture_output=True, timeout=60)
-
-
-def held_or_queued(queue: str) -> int:
-    """Messages in `queue`, ready or delivered and not yet acked (`rabbitmqctl list_queues name messages`)."""
-    listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name", "messages"], check=True,
-                            capture_output=True, text=True, timeout=60).stdout
-    counts = dict(line.split("\t") for line in listed.splitlines() if "\t" in line)
-    return int(counts[queue])
 
 
 def log_events(bridge: Bridge, name: str) -> int:
