@@ -100,8 +100,9 @@ class EventRouter:
 
     def _verdict(self, event: Mapping[str, Any]) -> tuple[FileFacts | str, _Verdict | None]:
         """The event's facts (or why it has none) and the rules' verdict on them, from the envelope's cache."""
-        envelope = tuple(event.get(name) for name in _ENVELOPE) if isinstance(event, Mapping) else None
-        # Kept only by values of exactly str, int or None: 1 == True == 1.0 would share a verdict otherwise.
+        envelope = tuple(event.get(name, _ABSENT) for name in _ENVELOPE) if isinstance(event, Mapping) else None
+        # Kept only by values of exactly str, int or None (or absent, which is not null): 1 == True == 1.0 would
+        # share a verdict otherwise.
         if envelope is not None and not all(type(value) in _PLAIN for value in envelope):
             envelope = None
         cached = self._verdicts.get(envelope) if envelope is not None else None
@@ -203,7 +204,14 @@ def _judge(facts: FileFacts, direction: Direction, rules: RuleSet) -> _Verdict:
 
 
 _ENVELOPE = ("type", "dtcfrom", "dtcfromrole", "dtcto", "dtctorole", "dtctestflag", "dtcenvelope", "dtcflowcount")
-_PLAIN = frozenset({str, int, type(None)})
+class _Absent:
+    """A member the event does not have: a verdict for `"dtctestflag": null` is not one for no test flag."""
+
+    __slots__ = ()
+
+
+_ABSENT = _Absent()
+_PLAIN = frozenset({str, int, type(None), _Absent})
 
 
 def _event_facts(event: Mapping[str, Any]) -> FileFacts | str:

@@ -223,3 +223,17 @@ def test_a_router_decides_as_route_event(raw: dict[str, Any], stream: list[tuple
         if name is not None:
             built = {**built, name: value}
         assert router(built) == route_event(built, direction, ruleset)  # type: ignore[arg-type]
+
+
+def test_a_router_tells_a_null_member_from_an_absent_one() -> None:
+    """`"dtctestflag": null` is malformed where a missing test flag is not: one router must not give the verdict it
+    kept for one envelope to the other (found by the property test above in a CI run)."""
+    ruleset = compile_rules({}, DEFINITIONS)
+    without_flag = event(*FLOWS["D0010002"], sender="UDMS", sender_role="D", recipient="LBSL", recipient_role="X",
+                         flag=None, envelope="ZHV")
+    assert "dtctestflag" not in without_flag
+    null_flag = {**without_flag, "dtctestflag": None}
+    for stream in ([without_flag, null_flag], [null_flag, without_flag]):
+        router = EventRouter("inbound", ruleset)
+        for built in stream:
+            assert router(built) == route_event(built, "inbound", ruleset)
