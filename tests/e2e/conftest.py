@@ -73,7 +73,7 @@ class Bridge:
         if sorted(written) == sorted(wanted) and len(self.outbound_files()) == len(sources):
             return
         missing = sorted(wanted[digest].name for digest in wanted.keys() - written.keys())
-        extra = [f"{path.name} ({path.open().readline().strip()[:60]})"
+        extra = [f"{path.name} ({(path.read_bytes()[:60].decode(errors='replace').splitlines() or [''])[0]})"
                  for digest, path in sorted(written.items()) if digest not in wanted]
         raise AssertionError(f"outbound files: {len(self.outbound_files())} written for {len(sources)} sources; "
                              f"missing {missing}; extra {extra}; the daemon's log: {self.outbound_story()}")
