@@ -100,7 +100,8 @@ class EventRouter:
 
     def _verdict(self, event: Mapping[str, Any]) -> tuple[FileFacts | str, _Verdict | None]:
         """The event's facts (or why it has none) and the rules' verdict on them, from the envelope's cache."""
-        envelope = tuple(event.get(name, _ABSENT) for name in _ENVELOPE) if isinstance(event, Mapping) else None
+        envelope: tuple[object, ...] | None = (
+            tuple(event.get(name, _ABSENT) for name in _ENVELOPE) if isinstance(event, Mapping) else None)
         # Kept only by values of exactly str, int or None (or absent, which is not null): 1 == True == 1.0 would
         # share a verdict otherwise.
         if envelope is not None and not all(type(value) in _PLAIN for value in envelope):
