@@ -204,13 +204,13 @@ def _judge(facts: FileFacts, direction: Direction, rules: RuleSet) -> _Verdict:
     return _Verdict(RULE_ACCEPTED, "accept", "every rule passed", False)
 
 
-_ENVELOPE = ("type", "dtcfrom", "dtcfromrole", "dtcto", "dtctorole", "dtctestflag", "dtcenvelope", "dtcflowcount")
 class _Absent:
     """A member the event does not have: a verdict for `"dtctestflag": null` is not one for no test flag."""
 
     __slots__ = ()
 
 
+_ENVELOPE = ("type", "dtcfrom", "dtcfromrole", "dtcto", "dtctorole", "dtctestflag", "dtcenvelope", "dtcflowcount")
 _ABSENT = _Absent()
 _PLAIN = frozenset({str, int, type(None), _Absent})
 

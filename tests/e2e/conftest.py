@@ -69,13 +69,14 @@ class Bridge:
         def by_digest(paths: list[Path]) -> dict[str, Path]:
             return {hashlib.sha256(path.read_bytes()).hexdigest(): path for path in paths}
 
-        written, wanted = by_digest(self.outbound_files()), by_digest(sources)
-        if sorted(written) == sorted(wanted) and len(self.outbound_files()) == len(sources):
+        outbound = self.outbound_files()
+        written, wanted = by_digest(outbound), by_digest(sources)
+        if sorted(written) == sorted(wanted) and len(outbound) == len(sources):
             return
         missing = sorted(wanted[digest].name for digest in wanted.keys() - written.keys())
         extra = [f"{path.name} ({(path.read_bytes()[:60].decode(errors='replace').splitlines() or [''])[0]})"
                  for digest, path in sorted(written.items()) if digest not in wanted]
-        raise AssertionError(f"outbound files: {len(self.outbound_files())} written for {len(sources)} sources; "
+        raise AssertionError(f"outbound files: {len(outbound)} written for {len(sources)} sources; "
                              f"missing {missing}; extra {extra}; the daemon's log: {self.outbound_story()}")
 
     def outbound_story(self) -> dict[str, int]:
