@@ -65,7 +65,7 @@ class OutboundLoop:
         self._lock = threading.Lock()
 
     def replace_checks(self, checks: CheckStage) -> None:
-        """Check with `checks` from now on (a reload's new rules); the loop switches between two deliveries."""
+        """Check with `checks` from now on (a reload's new rules): every delivery the loop takes after this call."""
         with self._lock:
             previous, self._next_checks = self._next_checks, checks
         if previous is not None:
@@ -122,6 +122,8 @@ class OutboundLoop:
             timeout = max(0.0, min(timeout, deadline - self.monotonic()))
         delivery = self.consumer.get(timeout)
         if delivery is not None:
+            # A reload while `get` waited: this delivery came after it, so the new rules judge it.
+            self._switch_checks()
             self._unacked[delivery.delivery_tag] = None
             self.checks.submit(delivery)
         # Take the answers in delivery order: all of them when the queue is idle, else those ready.

@@ -26,6 +26,7 @@ from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.flowfile import check_file
 from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
+from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin, sample
 from tests.outbound.outbound_helpers import (
@@ -253,6 +254,26 @@ class TestCheckWorkers:
         assert any(error is not None and "WorkerError" in error for error in interruptions), interruptions
         written = sorted(meter_id for path in visible_files(out_dir) for meter_id in meter_ids(path, reader))
         assert written == [f"M{n:07d}" for n in range(len(events))]  # each once
+
+
+class TestReload:
+    def test_a_delivery_taken_after_a_reload_is_judged_by_its_rules(
+        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
+        definitions: DefinitionSet, trust: TrustStore, admin: Admin, topology: Topology, ledger: Ledger
+    ) -> None:
+        """New checks handed over while the loop waits for a delivery (a SIGHUP on an idle queue): the delivery
+        that ends the wait came after the reload, so the new rules judge it, not the stage they replace."""
+        event = new_event(d0010_template(reader), 1)
+        deny = parse_rules({"participants": {"outbound": {"deny": [event["dtcto"]]}}}, participant_id="DTNB",
+                           participant_role="X", definitions=definitions)
+        loop.poll_seconds = 3.0  # long enough to be waiting in `get` when the new checks come
+        with running(loop):
+            time.sleep(0.5)
+            loop.replace_checks(InlineChecks(MessageChecker(definitions, trust, deny)))
+            publisher.publish_all([message(event, signer)])
+            reasons = rejected(admin, topology, 1)
+        assert {key: code for key, (code, _) in reasons.items()} == {event["id"]: "participant.denied"}
+        assert not ledger.seen_event(event["id"])
 
 
 class TestBatching:
