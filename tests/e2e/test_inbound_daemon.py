@@ -112,8 +112,8 @@ class TestPublishing:
         bridge.drop(sample("ocdiff_D0155001_a"))
         bridge.wait_settled(2)
         running.close()
-        assert len(bridge.admin.read(readings, 100, timeout=1)) == 11
-        assert len(bridge.admin.read(manifests, 100, timeout=1)) == 2
+        assert len(bridge.admin.read_all(readings)) == 11
+        assert len(bridge.admin.read_all(manifests)) == 2
 
 
 class TestBadInput:
@@ -372,6 +372,6 @@ class TestGovernance:
         bridge.drop(test_copy)
         bridge.wait_settled(1)
         running.close()
-        assert bridge.admin.read(production, 100, timeout=1) == []
-        keys = {method.routing_key for method, _p, _b in bridge.admin.read(test, 100, timeout=1)}
+        assert bridge.admin.message_count(production) == 0
+        keys = {method.routing_key for method, _p, _b in bridge.admin.read_all(test)}
         assert keys == {"test.inbound.D0010002.UDMS.MRCY", "test.file.received.D0010002.UDMS.MRCY"}

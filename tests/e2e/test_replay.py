@@ -56,7 +56,7 @@ class TestReplay:
         replayed = bridge.admin.probe_queue(bridge.topology.exchange, "replayed.#")
         assert main(["replay", "--config", str(bridge.config_path), "--since", start.isoformat(),
                      "--participant", "UDMS", "--republish", "replayed", "--idle-seconds", "2"]) == 0
-        got = bridge.admin.read(replayed, 1000, timeout=2)
+        got = bridge.admin.read_all(replayed)
         assert len(got) == 11 + 2 and {props.message_id for _m, props, _b in got} <= original
         assert {method.routing_key for method, _p, _b in got} == {"replayed.inbound.D0010002.UDMS.MRCY",
                                                                  "replayed.inbound.D0379001.PION.UDMS"}

@@ -89,7 +89,7 @@ def route_back_and_collect_rejects(bridge: Bridge, change: Callable[[bytes], byt
     bridge.drop(sample("DTC5259515123502080915D0010"))
     bridge.wait_settled(1)
     before_routing(process)
-    for method, props, body in bridge.admin.read(bridge.capture, 100, timeout=2):
+    for method, props, body in bridge.admin.read_all(bridge.capture):
         if method.routing_key.startswith("inbound."):
             bridge.admin.channel.basic_publish(bridge.topology.exchange, "outbound." + method.routing_key[8:],
                                                change(body), pika.BasicProperties(message_id=props.message_id))
@@ -99,4 +99,4 @@ def route_back_and_collect_rejects(bridge: Bridge, change: Callable[[bytes], byt
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
-    return bridge.admin.read(rejected, 100, timeout=1)
+    return bridge.admin.read_all(rejected)
