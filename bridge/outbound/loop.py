@@ -61,7 +61,7 @@ class OutboundLoop:
         self.batcher = Batcher(config.batch_size, config.batch_seconds, config.prefetch)
         self._unacked: dict[int, None] = {}  # delivery tags of the current connection, ascending
         self._files_written = 0  # ready groups settled by the writer (a new file, or every event written before)
-        self._next_checks: CheckStage | None = None  # set by another thread (a reload); taken in `_step`
+        self._next_checks: CheckStage | None = None  # set by another thread (a reload); taken after each `get`
         self._lock = threading.Lock()
 
     def replace_checks(self, checks: CheckStage) -> None:
@@ -114,16 +114,15 @@ class OutboundLoop:
     # --------------------------------------------------------------------------------------------------- steps
 
     def _step(self) -> None:
-        self._switch_checks()
         assert self.checks is not None
         timeout = 0.0 if self.checks.pending else self.poll_seconds
         deadline = self.batcher.next_deadline()
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - self.monotonic()))
         delivery = self.consumer.get(timeout)
+        # After `get`, not before: a reload while it waited is in force for the delivery that ended the wait.
+        self._switch_checks()
         if delivery is not None:
-            # A reload while `get` waited: this delivery came after it, so the new rules judge it.
-            self._switch_checks()
             self._unacked[delivery.delivery_tag] = None
             self.checks.submit(delivery)
         # Take the answers in delivery order: all of them when the queue is idle, else those ready.
