@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ import orjson
 import pika
 import pytest
 
+from bridge.adapters.spool import sha256_of
 from bridge.adapters.topology import Topology
 from bridge.config import BridgeConfig, ensure_folders, load_config
 from bridge.service import InboundService
@@ -60,14 +60,18 @@ class Bridge:
         temporary.rename(target)
         return target
 
+    @property
+    def outbound_folder(self) -> Path:
+        return self.root / "var" / "dtn" / "outbound"
+
     def outbound_files(self) -> list[Path]:
-        return sorted(p for p in (self.root / "var" / "dtn" / "outbound").iterdir() if not p.name.startswith("."))
+        return sorted(p for p in self.outbound_folder.iterdir() if not p.name.startswith("."))
 
     def assert_reproduced(self, sources: list[Path]) -> None:
         """The outbound folder holds exactly `sources`, byte for byte. On a mismatch the message names the files
         missing and extra and what the daemon's log says about outbound writing, not megabytes of diff."""
         def by_digest(paths: list[Path]) -> dict[str, Path]:
-            return {hashlib.sha256(path.read_bytes()).hexdigest(): path for path in paths}
+            return {sha256_of(path): path for path in paths}
 
         outbound = self.outbound_files()
         written, wanted = by_digest(outbound), by_digest(sources)

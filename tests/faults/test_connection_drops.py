@@ -46,9 +46,10 @@ def test_server_side_closes_during_publish_and_during_consume(make_bridge: Any, 
         # A close that lands between two files (the publisher idle) is mended by the next publish without a retry:
         # close again, while files are still flowing, until one has cut a publish short.
         while (drops < 3 or not log_events(bridge, "file_retry")) and drops < 8 and time.monotonic() < deadline:
-            if len(bridge.archived()) >= len(files):
+            archived = len(bridge.archived())
+            if archived >= len(files):
                 break
-            if bridge.archived():
+            if archived:
                 close_all_connections()
                 drops += 1
                 time.sleep(0.4)

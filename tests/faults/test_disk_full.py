@@ -167,7 +167,7 @@ class TestOutboundFull:
         """Outbound folder full: no file (and no half-written temp file) appears, nothing is acked or dead-lettered,
         the log names the storage error; freed, every file is written once, byte for byte."""
         bridge: Bridge = make_bridge(outbound={"prefetch": 1000, "batch_seconds": 1}, log={"level": "info"})
-        outbound = small_fs(bridge.root / "var" / "dtn" / "outbound", "1m")
+        outbound = small_fs(bridge.outbound_folder, "1m")
         filler = fill(outbound)
         files = sorted(EXAMPLES.glob("*.txt")) + [sample(name) for name in SAMPLES]
         process = bridge.run_files(files)
