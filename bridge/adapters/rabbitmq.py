@@ -34,7 +34,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Self
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pika
 import pika.credentials
@@ -199,7 +199,14 @@ def _endpoint(
     if not url.lower().startswith(("amqp://", "amqps://")):
         raise ConfigError(key, "must start with amqp:// or amqps://")
     try:
+        # pika would build a TLS context of its own from ssl_options (unverified with some values): refused before
+        # pika reads it
+        if "ssl_options" in parse_qs(urlsplit(url).query, keep_blank_values=True):
+            raise ConfigError(key, "the URL parameter ssl_options is not accepted: it would replace the bridge's "
+                              "verified TLS context; configure TLS under broker.tls")
         params = pika.URLParameters(url)
+    except ConfigError:
+        raise
     except Exception as exc:  # pika raises ValueError/TypeError/KeyError for bad URLs
         raise ConfigError(key, f"not a valid amqp:// or amqps:// URL ({type(exc).__name__})") from None
     params.heartbeat = heartbeat
