@@ -25,6 +25,7 @@ import yaml
 
 from bridge.adapters.spool import make_folders
 from bridge.errors import ConfigError, StorageError
+from bridge.logs import redact_url
 
 __all__ = [
     "LEDGER_FILE_NAME",
@@ -101,7 +102,7 @@ class BrokerConfig:
     @property
     def redacted_urls(self) -> tuple[str, ...]:
         """The URLs with passwords replaced by `***`, for logs."""
-        return tuple(_redact(url) for url in self.urls)
+        return tuple(redact_url(url) for url in self.urls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +346,7 @@ def _broker(s: _Section) -> BrokerConfig:
         raise s.error("urls", "needs at least one URL")
     for i, url in enumerate(urls):
         if not _URL.fullmatch(url):
-            raise s.error(f"urls[{i}]", f"{_redact(url)!r} is not an amqp:// or amqps:// URL")
+            raise s.error(f"urls[{i}]", f"{redact_url(url)!r} is not an amqp:// or amqps:// URL")
     return BrokerConfig(
         urls=urls,
         heartbeat=s.integer("heartbeat", 30, minimum=1),  # 0 would turn heartbeats off: a dead link unseen
@@ -502,11 +503,6 @@ def _name_pattern_problem(pattern: str) -> str | None:
     if "/" in sample or "\0" in sample or sample.startswith(("/", ".", "~")):
         return "must render a plain file name (no '/', not starting with '.' or '~', which gateways ignore)"
     return None
-
-
-def _redact(url: str) -> str:
-    """Hide the password of an amqp URL in error messages."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 # ------------------------------------------------------------------------------------------------------ machinery
