@@ -45,6 +45,7 @@ from bridge.signing.keys import (
     PARTICIPANT_MEMBER,
     PublicKey,
     algorithm_for,
+    is_small_order,
     public_key_from_jwk,
     thumbprint,
     validate_participant,
@@ -262,6 +263,8 @@ class TrustStore:
                 alg = algorithm_for(public_key)  # type: ignore[arg-type]
             except SignatureError:
                 raise SignatureError(ALGORITHM_NOT_ALLOWED, "certificate key is not Ed25519 or P-256") from None
+            if is_small_order(public_key):  # type: ignore[arg-type]
+                raise SignatureError(CERTIFICATE_INVALID, "certificate key is a small-order Ed25519 point")
             key = TrustedKey(kid=thumbprint(public_key), alg=alg, public_key=public_key,  # type: ignore[arg-type]
                              chain=tuple(chain))
             if len(self._header_keys) >= 1024:
@@ -276,6 +279,9 @@ def trusted_key_from_jwk(jwk: dict[str, Any]) -> TrustedKey:
     """Check one JWKS entry: public only, supported type, consistent kid/alg/use/key_ops, valid mpid and x5c."""
     public_key = public_key_from_jwk(jwk)
     kid = thumbprint(public_key)
+    if is_small_order(public_key):
+        raise SignatureError(INVALID_KEY, f"key {jwk.get('kid', kid)!s}: the Ed25519 public key is a small-order "
+                             "point, for which a trivial signature verifies any event")
     alg = algorithm_for(public_key)
     if "kid" in jwk and jwk["kid"] != kid:
         raise SignatureError(INVALID_KEY, f"kid {jwk['kid']!r} is not the key's RFC 7638 thumbprint {kid}")

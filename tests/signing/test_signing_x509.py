@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -248,6 +249,19 @@ class TestCertificateInHeader:
         store = TrustStore.from_jwks({"keys": []}, ca_certificates=[pki.ca_cert])
         assert store.verify(signer.sign(make_event())).kid == signer.kid  # validated and cached
         forged = signed_with_header(signer, {"alg": "EdDSA", "kid": "someone-else", "x5c": x5c_values([cert])})
+        assert reason_of(store, forged) == "certificate_invalid"
+
+    def test_header_chain_for_a_small_order_key(self, pki: Pki) -> None:
+        """A certificate for the Ed25519 identity point (trivially forged signatures verify under it):
+        certificate_invalid, whatever the CA signed."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        identity = bytes.fromhex("01" + "00" * 31)
+        cert = pki.issue(Ed25519PublicKey.from_public_bytes(identity))
+        header = {"alg": "EdDSA", "x5c": x5c_values([cert])}
+        forged = dict(make_event(), signature=f"{b64url_encode(orjson.dumps(header)).decode()}.."
+                                              f"{b64url_encode(identity + bytes(32)).decode()}")
+        store = TrustStore.from_jwks({"keys": []}, ca_certificates=[pki.ca_cert])
         assert reason_of(store, forged) == "certificate_invalid"
 
     def test_garbage_x5c(self, pki: Pki) -> None:
