@@ -28,7 +28,7 @@ from bridge.adapters.encryption import FileCipher, spool_cipher
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.metrics import Metrics, MetricsServer, make_readiness
 from bridge.adapters.rabbitmq import Backoff, PublishResult, RabbitConsumer, RabbitPublisher, broker_endpoint_labels
-from bridge.adapters.spool import Claim, Spool, write_atomic
+from bridge.adapters.spool import Claim, Spool, make_folders, write_atomic
 from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
 from bridge.adapters.tls import BrokerTlsOptions, broker_connection_options
 from bridge.adapters.topology import Topology
@@ -78,6 +78,7 @@ def load_signer(config: BridgeConfig, *, create: bool = True) -> Signer | None:
     if not path.exists():
         if not create:
             return None
+        make_folders(path.parent, config.spool.dir_mode)  # the key comes before the other folders are made
         signer = Signer.generate()
         write_private_key(path, signer.private_key)
         (path.parent / DEV_JWKS_NAME).write_text(json.dumps(signer.public_jwks(), indent=2) + "\n")
@@ -124,7 +125,6 @@ class Startup:
     trust: TrustStore | None
     cipher: FileCipher | None
     tls: BrokerTlsOptions
-    endpoints: tuple[str, ...]  # host:port/vhost of each broker URL
 
 
 def load_startup(config: BridgeConfig, *, create_dev_key: bool = True) -> Startup:
@@ -135,8 +135,8 @@ def load_startup(config: BridgeConfig, *, create_dev_key: bool = True) -> Startu
     with _named("broker.tls", source):
         tls = broker_connection_options(config.broker)
     with _named("broker.urls", source):
-        endpoints = broker_endpoint_labels(config.broker.urls, heartbeat=config.broker.heartbeat,
-                                           connect_timeout=config.broker.connect_timeout, **tls)
+        broker_endpoint_labels(config.broker.urls, heartbeat=config.broker.heartbeat,
+                               connect_timeout=config.broker.connect_timeout, **tls)
     with _named("spool.encryption_key", source):
         cipher = spool_cipher(config.spool)
     definitions = load_definitions(config.flows.definitions)
@@ -147,7 +147,7 @@ def load_startup(config: BridgeConfig, *, create_dev_key: bool = True) -> Startu
         # the development key's own JWKS is written with that key: not there yet when check-config did not make it
         to_come = signer is None and config.signing.trust == Path(config.state.dir) / DEV_JWKS_NAME
         trust = None if to_come else load_trust(config)
-    return Startup(definitions, rules, signer, trust, cipher, tls, tuple(endpoints))
+    return Startup(definitions, rules, signer, trust, cipher, tls)
 
 
 @contextlib.contextmanager

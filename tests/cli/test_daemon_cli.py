@@ -11,7 +11,7 @@ import pytest
 
 from bridge.cli import main
 from bridge.config import load_config
-from bridge.service import DEV_KEY_NAME
+from bridge.service import DEV_JWKS_NAME, DEV_KEY_NAME, InboundService
 from bridge.signing import Signer
 from bridge.signing.keys import write_private_key
 from tests.conftest import REPO
@@ -94,6 +94,21 @@ class TestCheckConfigRunsTheStartChecks:
         out = capsys.readouterr().out
         assert "valid" in out and "(1 keys)" in out and "development key" in out
         assert not (tmp_path / "var").exists()
+
+    def test_fresh_installation_with_a_development_key(self, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """The example's layout (no signing.key, trust = the development JWKS): valid before the first start; the
+        start makes the folders, the key and its JWKS; valid again after, naming the key."""
+        config_path = write_config(tmp_path, ".unused", signing={"key": None, "trust": f"var/state/{DEV_JWKS_NAME}"},
+                                   inbound={"worker_process": False})
+        assert main(["check-config", "--config", str(config_path)]) == 0
+        assert not (tmp_path / "var").exists()
+        service = InboundService(load_config(config_path))
+        service.close()
+        kid = json.loads((tmp_path / "var" / "state" / DEV_JWKS_NAME).read_text())["keys"][0]["kid"]
+        capsys.readouterr()
+        assert main(["check-config", "--config", str(config_path)]) == 0
+        assert f"(kid {kid})" in capsys.readouterr().out
 
     def test_readable_development_key(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A development key made earlier is held to mode 0600 as well."""
