@@ -63,8 +63,10 @@ def _redact_urls(value: Any) -> Any:
     """URLs inside a text value, or inside the texts of a list or tuple, with their passwords hidden."""
     if isinstance(value, str):
         return _URL_IN_TEXT.sub(lambda match: redact_url(match.group()), value) if "://" in value else value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_redact_urls(item) for item in value)
+    if type(value) is list:
+        return [_redact_urls(item) for item in value]
+    if type(value) is tuple:
+        return tuple(_redact_urls(item) for item in value)
     return value
 
 
