@@ -25,6 +25,7 @@ import yaml
 
 from bridge.adapters.spool import make_folders
 from bridge.errors import ConfigError, StorageError
+from bridge.logs import redact_url
 
 __all__ = [
     "LEDGER_FILE_NAME",
@@ -42,6 +43,7 @@ __all__ = [
     "StateConfig",
     "TlsConfig",
     "WatchConfig",
+    "check_folders",
     "ensure_folders",
     "load_config",
     "parse_config",
@@ -100,7 +102,7 @@ class BrokerConfig:
     @property
     def redacted_urls(self) -> tuple[str, ...]:
         """The URLs with passwords replaced by `***`, for logs."""
-        return tuple(_redact(url) for url in self.urls)
+        return tuple(redact_url(url) for url in self.urls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,12 +288,24 @@ def parse_config(
 def ensure_folders(config: BridgeConfig) -> tuple[Path, ...]:
     """Create the bridge's folders (parents too) with `spool.dir_mode`; existing folders are left as they are.
 
-    Also checks that processing is on inbound's filesystem (claims are renames), a ConfigError otherwise.
-    """
+    `check_folders` runs first, so a refused configuration leaves no folder behind."""
+    check_folders(config)
     for folder in config.folders:
         make_folders(folder, config.spool.dir_mode)
+    return config.folders
+
+
+def check_folders(config: BridgeConfig) -> None:
+    """Without creating anything: each folder is a folder or can become one, and processing is on inbound's
+    filesystem (a claim is an atomic rename); a missing folder is judged by the nearest folder above it."""
+    source = str(config.source) if config.source else None
+    for key, folder in zip(_FOLDER_KEYS, config.folders, strict=True):
+        existing = _nearest_existing(folder)
+        if not existing.is_dir():
+            raise ConfigError(key, f"{existing} exists and is not a folder", source)
     try:
-        same_fs = os.stat(config.watch.inbound).st_dev == os.stat(config.spool.processing).st_dev
+        same_fs = (os.stat(_nearest_existing(config.watch.inbound)).st_dev
+                   == os.stat(_nearest_existing(config.spool.processing)).st_dev)
     except OSError as exc:
         raise StorageError(f"cannot stat {config.spool.processing}: {exc.strerror or exc}") from exc
     if not same_fs:
@@ -299,9 +313,18 @@ def ensure_folders(config: BridgeConfig) -> tuple[Path, ...]:
             "spool.processing",
             f"{config.spool.processing} must be on the same filesystem as watch.inbound {config.watch.inbound}"
             " (a claim is an atomic rename)",
-            str(config.source) if config.source else None,
+            source,
         )
-    return config.folders
+
+
+_FOLDER_KEYS = ("watch.inbound", "spool.processing", "spool.archive", "spool.quarantine", "state.dir",
+                "outbound.folder")  # in the order of BridgeConfig.folders
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 # ----------------------------------------------------------------------------------------------------- sections
@@ -323,10 +346,10 @@ def _broker(s: _Section) -> BrokerConfig:
         raise s.error("urls", "needs at least one URL")
     for i, url in enumerate(urls):
         if not _URL.fullmatch(url):
-            raise s.error(f"urls[{i}]", f"{_redact(url)!r} is not an amqp:// or amqps:// URL")
+            raise s.error(f"urls[{i}]", f"{redact_url(url)!r} is not an amqp:// or amqps:// URL")
     return BrokerConfig(
         urls=urls,
-        heartbeat=s.integer("heartbeat", 30, minimum=0),
+        heartbeat=s.integer("heartbeat", 30, minimum=1),  # 0 would turn heartbeats off: a dead link unseen
         confirm_window=s.integer("confirm_window", 1000, minimum=1),
         connect_timeout=s.number("connect_timeout", 10.0, positive=True),
         stream_max_age=s.string(
@@ -480,11 +503,6 @@ def _name_pattern_problem(pattern: str) -> str | None:
     if "/" in sample or "\0" in sample or sample.startswith(("/", ".", "~")):
         return "must render a plain file name (no '/', not starting with '.' or '~', which gateways ignore)"
     return None
-
-
-def _redact(url: str) -> str:
-    """Hide the password of an amqp URL in error messages."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 # ------------------------------------------------------------------------------------------------------ machinery

@@ -8,6 +8,7 @@ backoff and retries it, and files that arrive meanwhile wait in the inbound fold
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -23,21 +24,35 @@ from typing import Any
 
 import structlog
 
-from bridge.adapters.encryption import spool_cipher
+from bridge.adapters.encryption import FileCipher, spool_cipher
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.metrics import Metrics, MetricsServer, make_readiness
-from bridge.adapters.rabbitmq import Backoff, PublishResult, RabbitConsumer, RabbitPublisher
-from bridge.adapters.spool import Claim, Spool, write_atomic
+from bridge.adapters.rabbitmq import (
+    Backoff,
+    PublishResult,
+    RabbitConsumer,
+    RabbitPublisher,
+    broker_endpoint_labels,
+)
+from bridge.adapters.spool import Claim, Spool, make_folders, write_atomic
 from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
-from bridge.adapters.tls import broker_connection_options
+from bridge.adapters.tls import BrokerTlsOptions, broker_connection_options
 from bridge.adapters.topology import Topology
 from bridge.adapters.watcher import DropWatcher
 from bridge.adapters.worker import BuildWorker, CheckWorkers
 from bridge.build import built_messages
-from bridge.config import BridgeConfig, ensure_folders, load_config
+from bridge.config import BridgeConfig, check_folders, ensure_folders, load_config
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
-from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, ConfigError, StorageError, WorkerError
+from bridge.errors import (
+    BridgeError,
+    BrokerError,
+    BrokerUnavailable,
+    ConfigError,
+    SignatureError,
+    StorageError,
+    WorkerError,
+)
 from bridge.inbound import BuildStage, FileOutcome, InboundPipeline
 from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
 from bridge.rules import Decision, RuleSet, parse_rules
@@ -47,6 +62,7 @@ from bridge.signing.keys import write_private_key
 log = structlog.get_logger("dtn_bridge.service")
 
 DEV_KEY_NAME = "dev-signing.key.pem"
+DEV_JWKS_NAME = "dev-signing.jwks.json"  # written beside the development key, with it
 STATUS_FILE = "status.json"
 
 
@@ -57,19 +73,24 @@ def topology_for(config: BridgeConfig) -> Topology:
     return topology.with_suffix(suffix) if suffix else topology
 
 
-def load_signer(config: BridgeConfig) -> Signer:
-    """The configured signing key, or a development key generated into the state folder with a loud warning."""
+def load_signer(config: BridgeConfig, *, create: bool = True) -> Signer | None:
+    """The configured signing key, or a development key generated into the state folder with a loud warning.
+
+    `create` False (check-config) checks a development key that exists and returns None for one not made yet."""
     if config.signing.key is not None:
         check_private_key_permissions(config.signing.key)
         return Signer.from_key_file(config.signing.key)
     path = Path(config.state.dir) / DEV_KEY_NAME
     if not path.exists():
+        if not create:
+            return None
+        make_folders(path.parent, config.spool.dir_mode)  # the key comes before the other folders are made
         signer = Signer.generate()
         write_private_key(path, signer.private_key)
-        (path.parent / "dev-signing.jwks.json").write_text(json.dumps(signer.public_jwks(), indent=2) + "\n")
+        (path.parent / DEV_JWKS_NAME).write_text(json.dumps(signer.public_jwks(), indent=2) + "\n")
         log.warning("development_signing_key_generated", path=str(path), kid=signer.kid,
                     advice="a development key: production configs must name signing.key")
-    else:
+    elif create:
         log.warning("development_signing_key_in_use", path=str(path),
                     advice="a development key: production configs must name signing.key")
     check_private_key_permissions(path)
@@ -98,6 +119,55 @@ def load_rules(config: BridgeConfig, definitions: DefinitionSet) -> RuleSet:
         raise ConfigError("rules.test_data.exchange", "a separate exchange for test traffic is not supported yet; "
                           "test events go to the main exchange under rules.test_data.routing_key_prefix")
     return rules
+
+
+@dataclass(frozen=True, slots=True)
+class Startup:
+    """What the daemon loads from a configuration before it creates a folder or dials the broker."""
+
+    definitions: DefinitionSet
+    rules: RuleSet
+    signer: Signer | None  # None only from check-config, when the development key is not generated yet
+    trust: TrustStore | None
+    cipher: FileCipher | None
+    tls: BrokerTlsOptions
+
+
+def load_startup(config: BridgeConfig, *, create_dev_key: bool = True) -> Startup:
+    """Every check start-up (and a reload) runs on a configuration, in one place: `check-config` calls it too, so a
+    configuration it calls valid is one `run` accepts. Each failure is a ConfigError naming the key at fault."""
+    source = str(config.source) if config.source else None
+    check_folders(config)
+    with _named("broker.tls", source):
+        tls = broker_connection_options(config.broker)
+    with _named("broker.urls", source):
+        broker_endpoint_labels(config.broker.urls, heartbeat=config.broker.heartbeat,
+                               connect_timeout=config.broker.connect_timeout, **tls)
+    with _named("spool.encryption_key", source):
+        cipher = spool_cipher(config.spool)
+    definitions = load_definitions(config.flows.definitions)
+    rules = load_rules(config, definitions)
+    with _named("signing.key", source):
+        signer = load_signer(config, create=create_dev_key)
+    with _named("signing.trust", source):
+        # the development key's own JWKS is written with that key: not there yet when check-config did not make it
+        to_come = signer is None and config.signing.trust == Path(config.state.dir) / DEV_JWKS_NAME
+        trust = None if to_come else load_trust(config)
+    return Startup(definitions, rules, signer, trust, cipher, tls)
+
+
+@contextlib.contextmanager
+def _named(key: str, source: str | None) -> Iterator[None]:
+    """A key or store that cannot be used becomes a ConfigError naming `key` (an adapter's ConfigError keeps its own
+    key and gains the file's name)."""
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.source is not None:
+            raise ConfigError(key, str(exc), source) from exc
+        raise ConfigError(exc.key, exc.message, source) from exc
+    except (SignatureError, StorageError) as exc:
+        raise ConfigError(key, str(exc), source) from exc
 
 
 @dataclass
@@ -129,16 +199,18 @@ class InboundService:
         self.metrics = metrics or Metrics()
         self.notifier = notifier or Notifier(None)
         self.heartbeat = heartbeat or Heartbeat(self.notifier, None)
+        startup = load_startup(config)  # every check runs before a folder is made or a worker started
         ensure_folders(config)
         self.ledger = Ledger(config.state.ledger_path)
         self.spool = Spool(config.spool.processing, config.spool.archive, config.spool.quarantine,
                            file_mode=config.spool.file_mode, dir_mode=config.spool.dir_mode,
-                           cipher=spool_cipher(config.spool))
-        self.tls = broker_connection_options(config.broker)  # a bad TLS setting or key mode stops the start
+                           cipher=startup.cipher)
+        self.tls = startup.tls
+        self.trust = startup.trust
         self.publisher = publisher or RabbitPublisher(
             list(config.broker.urls), topology=topology_for(config), window=config.broker.confirm_window,
             heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout, **self.tls)
-        self.pipeline, self.watcher = self._chain(config)
+        self.pipeline, self.watcher = self._chain(config, startup)
         self.status = StatusBoard(Path(config.state.dir) / STATUS_FILE)
         self.backoff = Backoff()
         self.processed = 0
@@ -162,27 +234,27 @@ class InboundService:
                                   client_name="dtn-bridge-outbound", **self.tls)
         outbound_metrics = self.metrics
         self.outbound = OutboundLoop(
-            consumer, self.outbound_writer, self._outbound_checks(config),
+            consumer, self.outbound_writer, self._outbound_checks(config, self.trust),
             on_written=outbound_metrics.outbound_events_written.inc,
             on_rejected=lambda code: outbound_metrics.outbound_events_rejected.labels(code=code).inc(),
             on_decision=self.count_decision, on_interrupted=lambda error: self.status.update(outbound_error=error))
         return self.outbound
 
-    def _outbound_checks(self, config: BridgeConfig) -> CheckStage | None:
-        """Stage 1 of the outbound half with the current definitions and rules: in worker processes, or here."""
-        trust = load_trust(config)  # read here even for the workers: a bad trust file stops the start, once
+    def _outbound_checks(self, config: BridgeConfig, trust: TrustStore | None) -> CheckStage | None:
+        """Stage 1 of the outbound half with the current definitions and rules: in worker processes, or here.
+
+        `trust` is read by load_startup even for the workers: a bad trust file stops the start, once."""
         if trust is None:
             return None
         if config.outbound.verify_workers:
             return CheckWorkers(config, config.outbound.verify_workers)  # started by the first outbound message
         return InlineChecks(MessageChecker(self.definitions, trust, self.rules))
 
-    def _chain(self, config: BridgeConfig) -> tuple[InboundPipeline, DropWatcher]:
+    def _chain(self, config: BridgeConfig, startup: Startup) -> tuple[InboundPipeline, DropWatcher]:
         """What a reload can change: definitions, signing key, inbound policy, and the watched folder."""
-        definitions = load_definitions(config.flows.definitions)
+        definitions, rules, signer = startup.definitions, startup.rules, startup.signer
+        assert signer is not None  # load_startup creates the development key unless check-config asks
         reader = FlowFileReader(definitions, strict=config.flows.strict)
-        signer = load_signer(config)
-        rules = load_rules(config, definitions)
         self.definitions, self.rules = definitions, rules
         build: BuildStage
         if config.inbound.worker_process:
@@ -228,10 +300,12 @@ class InboundService:
         pipeline: InboundPipeline | None = None
         try:
             new = load_config(self.config.source)
+            startup = load_startup(new)
             ensure_folders(new)
-            pipeline, watcher = self._chain(new)
+            pipeline, watcher = self._chain(new, startup)
             outbound = self.outbound if self.outbound is not None and self.outbound.checks is not None else None
-            checks = self._outbound_checks(new) if outbound is not None else None  # the outbound side follows too
+            # the outbound side follows too
+            checks = self._outbound_checks(new, startup.trust) if outbound is not None else None
         except BridgeError as exc:
             if pipeline is not None:
                 _close_pipeline(pipeline)
@@ -247,6 +321,7 @@ class InboundService:
             self.watcher = watcher
         _close_pipeline(self.pipeline)
         self.pipeline = pipeline
+        self.trust = startup.trust
         if outbound is not None and checks is not None:
             outbound.replace_checks(checks)
         self.config = replace(new, broker=self.config.broker, state=self.config.state, spool=self.config.spool)

@@ -16,7 +16,7 @@ from bridge.config import (
     load_config,
     parse_config,
 )
-from bridge.errors import ConfigError, StorageError
+from bridge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ class TestValues:
                 participant: {id: ABCD, role: M}
                 broker:
                   urls: ["amqps://u:p@a:5671/", "amqps://u:p@b:5671/"]
-                  heartbeat: 0
+                  heartbeat: 5
                   confirm_window: 5
                   connect_timeout: 2.5
                   stream_max_age: 7D
@@ -335,10 +335,11 @@ class TestEnsureFolders:
         assert stat.S_IMODE((tmp_path / "var").stat().st_mode) == 0o755
 
     def test_file_in_the_way(self, tmp_path: Path) -> None:
-        """A file where a folder should be is a StorageError."""
+        """A file where a folder should be is a ConfigError naming the first folder it blocks, before any is made."""
         (tmp_path / "var").write_text("x")
-        with pytest.raises(StorageError):
+        with pytest.raises(ConfigError) as info:
             ensure_folders(load_config(write(tmp_path, "")))
+        assert info.value.key == "watch.inbound" and "is not a folder" in info.value.message
 
     def test_processing_on_another_filesystem(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Processing must share inbound's filesystem (claims are renames): otherwise a ConfigError on the key."""

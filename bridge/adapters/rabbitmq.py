@@ -34,7 +34,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Self
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pika
 import pika.credentials
@@ -57,6 +57,7 @@ __all__ = [
     "RabbitPublisher",
     "Rejection",
     "Topology",
+    "broker_endpoint_labels",
 ]
 
 log = logging.getLogger(__name__)
@@ -194,11 +195,18 @@ def _endpoint(
 
     `external_auth` logs in with the TLS client certificate (SASL EXTERNAL) instead of the URL's user/password.
     """
-    key = f"rabbitmq.urls[{index}]"
+    key = f"broker.urls[{index}]"
     if not url.lower().startswith(("amqp://", "amqps://")):
         raise ConfigError(key, "must start with amqp:// or amqps://")
     try:
+        # pika would build a TLS context of its own from ssl_options (unverified with some values): refused before
+        # pika reads it
+        if "ssl_options" in parse_qs(urlsplit(url).query, keep_blank_values=True):
+            raise ConfigError(key, "the URL parameter ssl_options is not accepted: it would replace the bridge's "
+                              "verified TLS context; configure TLS under broker.tls")
         params = pika.URLParameters(url)
+    except ConfigError:
+        raise
     except Exception as exc:  # pika raises ValueError/TypeError/KeyError for bad URLs
         raise ConfigError(key, f"not a valid amqp:// or amqps:// URL ({type(exc).__name__})") from None
     params.heartbeat = heartbeat
@@ -216,6 +224,44 @@ def _endpoint(
         params.credentials = pika.credentials.ExternalCredentials()
     vhost = "" if params.virtual_host == "/" else "/" + quote(params.virtual_host, safe="")
     return _Endpoint(params, f"{params.host}:{params.port}{vhost}")
+
+
+def _endpoints(
+    urls: Sequence[str],
+    *,
+    heartbeat: int,
+    connect_timeout: float,
+    ssl_context: ssl.SSLContext | None,
+    client_name: str,
+    external_auth: bool = False,
+) -> list[_Endpoint]:
+    """Every URL parsed and every connection setting checked, before anything connects."""
+    if isinstance(urls, str) or not urls:
+        raise ConfigError("broker.urls", "give a non-empty list of amqp:// or amqps:// URLs")
+    if heartbeat <= 0:
+        raise ConfigError("broker.heartbeat", "must be a positive number of seconds (0 would disable heartbeats)")
+    if connect_timeout <= 0:
+        raise ConfigError("broker.connect_timeout", "must be positive")
+    return [
+        _endpoint(i, url, heartbeat=heartbeat, connect_timeout=connect_timeout, ssl_context=ssl_context,
+                  client_name=client_name, external_auth=external_auth)
+        for i, url in enumerate(urls)
+    ]
+
+
+def broker_endpoint_labels(
+    urls: Sequence[str],
+    *,
+    heartbeat: int,
+    connect_timeout: float,
+    ssl_options: ssl.SSLContext | None = None,
+    external_auth: bool = False,
+) -> list[str]:
+    """The checks a publisher or consumer runs on its URLs and settings, without connecting (check-config, start-up):
+    a ConfigError naming `broker.urls[i]` or the setting; else each endpoint as host:port/vhost (no credentials)."""
+    return [endpoint.label for endpoint in _endpoints(urls, heartbeat=heartbeat, connect_timeout=connect_timeout,
+                                                      ssl_context=ssl_options, client_name="dtn-bridge-check",
+                                                      external_auth=external_auth)]
 
 
 def _describe(exc: BaseException) -> str:
@@ -515,26 +561,8 @@ class _Client:
         client_name: str,
         external_auth: bool = False,
     ) -> None:
-        if isinstance(urls, str) or not urls:
-            raise ConfigError("rabbitmq.urls", "give a non-empty list of amqp:// or amqps:// URLs")
-        if heartbeat <= 0:
-            raise ConfigError(
-                "rabbitmq.heartbeat", "must be a positive number of seconds (0 disables heartbeats)"
-            )
-        if connect_timeout <= 0:
-            raise ConfigError("rabbitmq.connect_timeout", "must be positive")
-        self._endpoints = [
-            _endpoint(
-                i,
-                url,
-                heartbeat=heartbeat,
-                connect_timeout=connect_timeout,
-                ssl_context=ssl_options,
-                client_name=client_name,
-                external_auth=external_auth,
-            )
-            for i, url in enumerate(urls)
-        ]
+        self._endpoints = _endpoints(urls, heartbeat=heartbeat, connect_timeout=connect_timeout,
+                                     ssl_context=ssl_options, client_name=client_name, external_auth=external_auth)
         self._topology = topology
         self._connect_timeout = connect_timeout
         self._api_lock = threading.RLock()
@@ -665,7 +693,7 @@ class RabbitPublisher(_Client):
         external_auth: bool = False,
     ) -> None:
         if window < 1:
-            raise ConfigError("rabbitmq.window", "must be at least 1")
+            raise ConfigError("broker.confirm_window", "must be at least 1")
         super().__init__(
             urls,
             topology=topology,

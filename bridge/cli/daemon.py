@@ -46,20 +46,24 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_check_config(args: argparse.Namespace) -> int:
-    """Load the configuration (errors name the key) and the flow definitions it points at."""
-    from bridge.dtn.definitions import load_definitions
+    """Run every check the daemon's start-up runs (load_startup: folders, TLS, broker URLs, encryption key,
+    definitions, rules, signing key, trust), creating and connecting nothing; errors name the key."""
+    from bridge.service import load_startup
 
     config = load_config(args.config)
-    definitions = load_definitions(config.flows.definitions)
+    startup = load_startup(config, create_dev_key=False)
+    signing_key = config.signing.key or "development key in the state folder (not for production)"
     print(f"{args.config}: valid")
     print(f"  participant  {config.participant.id} (role {config.participant.role})")
-    print(f"  broker       {', '.join(config.broker.redacted_urls)}")
+    print(f"  broker       {', '.join(config.broker.redacted_urls)}{' (TLS)' if startup.tls else ''}")
     print(f"  inbound      {config.watch.inbound} ({config.watch.mode})")
-    print(f"  archive      {config.spool.archive}")
+    print(f"  archive      {config.spool.archive}{' (encrypted)' if startup.cipher else ''}")
     print(f"  quarantine   {config.spool.quarantine}")
     print(f"  state        {config.state.dir}")
-    print(f"  signing key  {config.signing.key or 'development key in the state folder (not for production)'}")
-    print(f"  flows        {len(definitions)} definitions from {config.flows.definitions}"
+    print(f"  signing key  {signing_key}{f' (kid {startup.signer.kid})' if startup.signer else ''}")
+    print(f"  trust        {config.signing.trust or 'none: outbound events wait in their queue'}"
+          f"{f' ({len(startup.trust.keys)} keys)' if startup.trust else ''}")
+    print(f"  flows        {len(startup.definitions)} definitions from {config.flows.definitions}"
           f"{' (strict ranges)' if config.flows.strict else ''}")
     return EXIT_OK
 

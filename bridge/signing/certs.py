@@ -95,6 +95,16 @@ def certificate_names(cert: x509.Certificate) -> set[str]:
     return names
 
 
+def allows_signing(cert: x509.Certificate) -> bool:
+    """The certificate's key usage includes digitalSignature (a key certified for, say, key agreement or
+    certificate signing only must not sign events); a certificate without the extension does not qualify."""
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return usage.digital_signature
+
+
 @dataclass(frozen=True, slots=True)
 class ValidatedChain:
     """A chain that validated to the CA; valid while `not_before <= now <= not_after` (tightest over the chain)."""
@@ -121,10 +131,12 @@ class CertificateValidator:
     ) -> None:
         """Raise SignatureError unless the chain is trusted, in date, for `public_key`, naming `participant`."""
         now = self._clock()
+        if chain[0].public_key() != public_key:  # on every call: the cache is keyed by the chain alone
+            raise SignatureError(CERTIFICATE_INVALID, "certificate is not for the signing key")
         key = tuple(cert.fingerprint(hashes.SHA256()) for cert in chain)
         validated = self._cache.get(key)
         if validated is None:
-            validated = self._validate_uncached(chain, public_key, now)
+            validated = self._validate_uncached(chain, now)
             if len(self._cache) >= self._cache_size:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = validated
@@ -136,12 +148,10 @@ class CertificateValidator:
                 f"certificate does not name participant {participant!r} (subject CN or SAN)",
             )
 
-    def _validate_uncached(
-        self, chain: Sequence[x509.Certificate], public_key: PublicKey, now: dt.datetime
-    ) -> ValidatedChain:
+    def _validate_uncached(self, chain: Sequence[x509.Certificate], now: dt.datetime) -> ValidatedChain:
         leaf, intermediates = chain[0], list(chain[1:])
-        if leaf.public_key() != public_key:
-            raise SignatureError(CERTIFICATE_INVALID, "certificate is not for the signing key")
+        if not allows_signing(leaf):
+            raise SignatureError(CERTIFICATE_INVALID, "certificate does not allow digitalSignature (key usage)")
         for cert in chain:
             if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
                 raise SignatureError(

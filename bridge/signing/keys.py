@@ -124,6 +124,39 @@ def public_key_from_jwk(jwk: dict[str, Any]) -> PublicKey:
     raise SignatureError(INVALID_KEY, f"unsupported JWK kty/crv {kty!r}/{crv!r}: use OKP/Ed25519 or EC/P-256")
 
 
+# Edwards25519 (RFC 8032 §5.1): -x^2 + y^2 = 1 + d x^2 y^2 over GF(p).
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def is_small_order(key: PublicKey) -> bool:
+    """True for an Ed25519 key that is one of the 8 points of order dividing 8, in any encoding (canonical, y >= p,
+    or x = 0 with the sign bit set). For such a key A, [h]A takes at most 8 values, so a trivial signature (R a
+    small-order point, S = 0) verifies arbitrary messages: a trust store must never hold one."""
+    if not isinstance(key, Ed25519PublicKey):
+        return False  # P-256 has cofactor 1: cryptography refuses points off the curve
+    encoded = int.from_bytes(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw), "little")
+    y = (encoded & ((1 << 255) - 1)) % _P  # a non-canonical y (>= p) decodes as y - p, as verifiers do
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if x * x % _P != x2:
+        x = x * _SQRT_M1 % _P
+    if x * x % _P != x2:
+        return False  # not on the curve: no signature verifies under it
+    point = (x, y)  # the sign of x does not change whether [8]P is the neutral element
+    for _ in range(3):
+        point = _edwards_double(point)
+    return point == (0, 1)
+
+
+def _edwards_double(point: tuple[int, int]) -> tuple[int, int]:
+    """[2]P with the complete twisted Edwards addition law (a = -1; d is not a square, so no exceptions)."""
+    x, y = point
+    t = _D * x * x * y * y % _P
+    return ((2 * x * y) * pow(1 + t, _P - 2, _P) % _P, (y * y + x * x) * pow(1 - t, _P - 2, _P) % _P)
+
+
 def _coordinate(jwk: dict[str, Any], name: str) -> bytes:
     value = jwk.get(name)
     if not isinstance(value, str):

@@ -26,6 +26,7 @@ from bridge.errors import ConfigError, SignatureError
 from bridge.signing.certs import (
     CertificateValidator,
     Clock,
+    allows_signing,
     load_ca_bundle,
     parse_x5c,
     sha256_thumbprint,
@@ -44,6 +45,7 @@ from bridge.signing.keys import (
     PARTICIPANT_MEMBER,
     PublicKey,
     algorithm_for,
+    is_small_order,
     public_key_from_jwk,
     thumbprint,
     validate_participant,
@@ -253,24 +255,23 @@ class TrustStore:
 
     def _header_chain_key(self, header: ProtectedHeader) -> TrustedKey:
         assert header.x5c is not None
-        cached = self._header_keys.get(header.x5c)
-        if cached is not None:
-            return cached
-        chain = parse_x5c(header.x5c, reason=CERTIFICATE_INVALID)
-        public_key = chain[0].public_key()
-        try:
-            alg = algorithm_for(public_key)  # type: ignore[arg-type]
-        except SignatureError:
-            raise SignatureError(ALGORITHM_NOT_ALLOWED, "certificate key is not Ed25519 or P-256") from None
-        kid = thumbprint(public_key)  # type: ignore[arg-type]
-        if header.kid is not None and header.kid != kid:
-            raise SignatureError(
-                CERTIFICATE_INVALID, "kid is not the thumbprint of the x5c certificate's key"
-            )
-        key = TrustedKey(kid=kid, alg=alg, public_key=public_key, chain=tuple(chain))  # type: ignore[arg-type]
-        if len(self._header_keys) >= 1024:
-            self._header_keys.clear()
-        self._header_keys[header.x5c] = key
+        key = self._header_keys.get(header.x5c)
+        if key is None:
+            chain = parse_x5c(header.x5c, reason=CERTIFICATE_INVALID)
+            public_key = chain[0].public_key()
+            try:
+                alg = algorithm_for(public_key)  # type: ignore[arg-type]
+            except SignatureError:
+                raise SignatureError(ALGORITHM_NOT_ALLOWED, "certificate key is not Ed25519 or P-256") from None
+            if is_small_order(public_key):  # type: ignore[arg-type]
+                raise SignatureError(CERTIFICATE_INVALID, "certificate key is a small-order Ed25519 point")
+            key = TrustedKey(kid=thumbprint(public_key), alg=alg, public_key=public_key,  # type: ignore[arg-type]
+                             chain=tuple(chain))
+            if len(self._header_keys) >= 1024:
+                self._header_keys.clear()
+            self._header_keys[header.x5c] = key
+        if header.kid is not None and header.kid != key.kid:  # every message: the cache is keyed by x5c alone
+            raise SignatureError(CERTIFICATE_INVALID, "kid is not the thumbprint of the x5c certificate's key")
         return key
 
 
@@ -278,6 +279,9 @@ def trusted_key_from_jwk(jwk: dict[str, Any]) -> TrustedKey:
     """Check one JWKS entry: public only, supported type, consistent kid/alg/use/key_ops, valid mpid and x5c."""
     public_key = public_key_from_jwk(jwk)
     kid = thumbprint(public_key)
+    if is_small_order(public_key):
+        raise SignatureError(INVALID_KEY, f"key {jwk.get('kid', kid)!s}: the Ed25519 public key is a small-order "
+                             "point, for which a trivial signature verifies any event")
     alg = algorithm_for(public_key)
     if "kid" in jwk and jwk["kid"] != kid:
         raise SignatureError(INVALID_KEY, f"kid {jwk['kid']!r} is not the key's RFC 7638 thumbprint {kid}")
@@ -299,6 +303,8 @@ def trusted_key_from_jwk(jwk: dict[str, Any]) -> TrustedKey:
         chain = tuple(parse_x5c(x5c, reason=INVALID_KEY))
         if chain[0].public_key() != public_key:
             raise SignatureError(INVALID_KEY, "x5c certificate is not for this key")
+        if not allows_signing(chain[0]):
+            raise SignatureError(INVALID_KEY, "x5c certificate does not allow digitalSignature (key usage)")
     return TrustedKey(kid=kid, alg=alg, public_key=public_key, participant=participant, chain=chain)
 
 

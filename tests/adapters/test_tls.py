@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from cryptography import x509
@@ -359,6 +360,25 @@ class TestAgainstBroker:
             topology=Topology().with_suffix(f".tls-{uuid.uuid4().hex[:8]}"),
         ) as publisher:
             assert publisher.connected
+
+    def test_ssl_options_in_the_url_are_refused(self, tls_node: Pki) -> None:
+        """Issue 14: pika builds a context of its own from a URL's ssl_options, unverified with protocol 2
+        (PROTOCOL_TLS: CERT_NONE), and connected here while trusting another CA. Now a ConfigError naming the URL."""
+        options = {"protocol": 2, "ca_certs": str(tls_node.other_ca), "certfile": str(tls_node.client_cert),
+                   "keyfile": str(tls_node.client_key)}
+        url = f"{URL}?ssl_options={quote(repr(options))}"
+        with pytest.raises(ConfigError, match=r"broker\.urls\[0\].*ssl_options"):
+            RabbitPublisher([url], connect_timeout=10, topology=Topology().with_suffix(".tls-refused")).connect()
+        with pytest.raises(ConfigError, match=r"broker\.urls\[0\].*ssl_options"):  # beside broker.tls too
+            RabbitPublisher([url], connect_timeout=10, ssl_options=ssl_context_for(mtls(tls_node)))
+
+    def test_amqps_without_tls_settings_verifies_the_broker(self, tls_node: Pki) -> None:
+        """No broker.tls and no ssl_options: an amqps:// URL still verifies the broker (against the system CAs,
+        which lack the test CA), so refusing ssl_options leaves no unverified way in."""
+        publisher = RabbitPublisher([URL], connect_timeout=10)
+        with pytest.raises(BrokerUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            publisher.connect()
+        publisher.close()
 
     def test_external_user_without_certificate_cannot_use_password(self, tls_node: Pki) -> None:
         """The certificate user has no password: PLAIN login as that user is refused even over mutual TLS."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bridge.cli import main
 from bridge.config import load_config
+from bridge.service import DEV_JWKS_NAME, DEV_KEY_NAME, InboundService
 from bridge.signing import Signer
 from bridge.signing.keys import write_private_key
 from tests.conftest import REPO
@@ -28,6 +31,94 @@ class TestCheckConfig:
         path.write_text("broker:\n  hearbeat: 5\n")
         assert main(["check-config", "--config", str(path)]) == 2
         assert "broker.hearbeat: unknown key" in capsys.readouterr().err
+
+
+def installed(tmp_path: Path, **overrides: Any) -> Path:
+    """A configuration whose signing key (mode 0600) and trust file exist, with `overrides` per section."""
+    (tmp_path / "keys").mkdir(exist_ok=True)
+    signer = Signer.generate()
+    write_private_key(tmp_path / "keys" / "bridge.key.pem", signer.private_key)
+    (tmp_path / "keys" / "bridge.jwks.json").write_text(json.dumps(signer.public_jwks()))
+    return write_config(tmp_path, ".unused", **overrides)
+
+
+def make_key_readable(tmp_path: Path) -> None:
+    (tmp_path / "keys" / "bridge.key.pem").chmod(0o644)
+
+
+def make_trust_not_json(tmp_path: Path) -> None:
+    (tmp_path / "keys" / "bridge.jwks.json").write_text("{not json")
+
+
+def leave_as_is(tmp_path: Path) -> None:
+    """The configuration alone is wrong."""
+
+
+# Configurations `run` refuses at start that check-config used to call valid (issue 14), and what the one line
+# says: the key at fault.
+SSL_OPTIONS_URL = "amqps://guest:guest@127.0.0.1:5671/?ssl_options={'ca_certs':'/etc/ca.pem'}"
+REFUSED_AT_START = [
+    pytest.param({"rules": {"adressee": {"enforce": False}}}, leave_as_is, "rules.adressee:", id="unknown-rules-key"),
+    pytest.param({}, make_key_readable, "signing.key:", id="signing-key-mode-0644"),
+    pytest.param({}, make_trust_not_json, "signing.trust:", id="trust-file-not-json"),
+    pytest.param({"spool": {"encryption_key": "keys/missing.key"}}, leave_as_is, "spool.encryption_key:",
+                 id="missing-encryption-key"),
+    pytest.param({"broker": {"urls": [SSL_OPTIONS_URL]}}, leave_as_is,
+                 "broker.urls[0]: the URL parameter ssl_options is not accepted", id="ssl-options-in-url"),
+    pytest.param({"broker": {"urls": ["amqp://guest:guest@127.0.0.1:notaport/"]}}, leave_as_is, "broker.urls[0]:",
+                 id="url-pika-cannot-read"),
+    pytest.param({"broker": {"tls": {"ca_file": "keys/missing-ca.pem"}}}, leave_as_is, "broker.tls.ca_file:",
+                 id="missing-tls-ca-file"),
+    pytest.param({"broker": {"heartbeat": 0}}, leave_as_is, "broker.heartbeat:", id="heartbeat-0"),
+]
+
+
+class TestCheckConfigRunsTheStartChecks:
+    @pytest.mark.parametrize(("overrides", "damage", "said"), REFUSED_AT_START)
+    def test_check_config_refuses_what_run_refuses(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   overrides: dict[str, Any], damage: Callable[[Path], None],
+                                                   said: str) -> None:
+        """check-config and run both exit 2 with one line naming the key (and no secret)."""
+        config = installed(tmp_path, **overrides)
+        damage(tmp_path)
+        assert main(["check-config", "--config", str(config)]) == 2
+        checked = capsys.readouterr()
+        assert said in checked.err and "valid" not in checked.out and "Traceback" not in checked.err
+        assert main(["run", "--config", str(config)]) == 2
+        assert said in capsys.readouterr().err
+
+    def test_check_config_creates_nothing(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A valid configuration: check-config makes no folder and no development key, and says what it loaded."""
+        config = installed(tmp_path, signing={"key": None, "trust": "keys/bridge.jwks.json"})
+        assert main(["check-config", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert "valid" in out and "(1 keys)" in out and "development key" in out
+        assert not (tmp_path / "var").exists()
+
+    def test_fresh_installation_with_a_development_key(self, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """The example's layout (no signing.key, trust = the development JWKS): valid before the first start; the
+        start makes the folders, the key and its JWKS; valid again after, naming the key."""
+        config_path = write_config(tmp_path, ".unused", signing={"key": None, "trust": f"var/state/{DEV_JWKS_NAME}"},
+                                   inbound={"worker_process": False})
+        assert main(["check-config", "--config", str(config_path)]) == 0
+        assert not (tmp_path / "var").exists()
+        service = InboundService(load_config(config_path))
+        service.close()
+        kid = json.loads((tmp_path / "var" / "state" / DEV_JWKS_NAME).read_text())["keys"][0]["kid"]
+        capsys.readouterr()
+        assert main(["check-config", "--config", str(config_path)]) == 0
+        assert f"(kid {kid})" in capsys.readouterr().out
+
+    def test_readable_development_key(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A development key made earlier is held to mode 0600 as well."""
+        config = installed(tmp_path, signing={"key": None})
+        state = load_config(config).state.dir
+        state.mkdir(parents=True)
+        write_private_key(state / DEV_KEY_NAME, Signer.generate().private_key)
+        (state / DEV_KEY_NAME).chmod(0o640)
+        assert main(["check-config", "--config", str(config)]) == 2
+        assert "signing.key:" in capsys.readouterr().err
 
 
 class TestRunRefuses:

@@ -93,6 +93,11 @@ def make_ca(
     return key, cert
 
 
+SIGNING = x509.KeyUsage(True, False, False, False, False, False, False, False, False)  # digitalSignature
+#: nonRepudiation (contentCommitment) alone: a certificate not for digital signatures.
+NON_REPUDIATION_ONLY = x509.KeyUsage(False, True, False, False, False, False, False, False, False)
+
+
 def issue_leaf(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
@@ -101,8 +106,9 @@ def issue_leaf(
     san_uris: tuple[str, ...] = (),
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
+    key_usage: x509.KeyUsage | None = SIGNING,
 ) -> x509.Certificate:
-    """A leaf certificate for a participant's signing key."""
+    """A leaf certificate for a participant's signing key (`key_usage` None: no KeyUsage extension)."""
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn))
@@ -112,14 +118,13 @@ def issue_leaf(
         .not_valid_before(not_before or NOW - dt.timedelta(days=1))
         .not_valid_after(not_after or NOW + dt.timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
-        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False
         )  # type: ignore[arg-type]
     )
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
     if san_uris:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in san_uris]), critical=False

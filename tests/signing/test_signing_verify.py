@@ -8,13 +8,15 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from signing_helpers import make_event
 
 from bridge.errors import ConfigError, SignatureError
-from bridge.signing import Signer, TrustStore, VerifiedSignature, canonicalize
+from bridge.signing import Signer, TrustedKey, TrustStore, VerifiedSignature, canonicalize
 from bridge.signing.jws import b64url_decode, b64url_encode
+from bridge.signing.keys import is_small_order, thumbprint
 
 ALGS = ["EdDSA", "ES256"]
 _SIGNERS = {alg: Signer.generate(alg, participant="UDMS") for alg in ALGS}
@@ -414,6 +416,80 @@ class TestTrustStoreLoading:
         bad.write_text("{")
         with pytest.raises(ConfigError):
             TrustStore.from_jwks_file(bad)
+
+
+# The Ed25519 points of small order, as public-key encodings (Chalkias, Garillot, Nikolaenko, "Taming the many
+# EdDSAs", 2020): the 8 points in canonical form, then the 6 non-canonical encodings (the sign bit set on x = 0, or
+# y + p in place of y < 19). Hex, little-endian as on the wire.
+SMALL_ORDER_ENCODINGS = [
+    "0100000000000000000000000000000000000000000000000000000000000000",  # order 1: the neutral element
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # order 2
+    "0000000000000000000000000000000000000000000000000000000000000000",  # order 4
+    "0000000000000000000000000000000000000000000000000000000000000080",  # order 4
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  # order 8
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",  # order 8
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",  # order 8
+    "0100000000000000000000000000000000000000000000000000000000000080",  # neutral element, sign bit set
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",  # order 2, sign bit set
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # y = p + 1: the neutral element
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",  # y = p + 1, sign bit set
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # y = p: order 4
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",  # y = p, sign bit set
+]
+
+
+def okp_jwk(raw: bytes) -> dict[str, Any]:
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw).decode()}
+
+
+class TestSmallOrderKeys:
+    """Issue 14: the trust store accepted the identity point as a public key, under which a trivial signature
+    (R = the identity, S = 0) verifies any event."""
+
+    @pytest.mark.parametrize("encoding", SMALL_ORDER_ENCODINGS)
+    def test_refused_when_loading_a_jwks(self, encoding: str) -> None:
+        """Every small-order encoding is a ConfigError naming the entry and its key id."""
+        jwk = okp_jwk(bytes.fromhex(encoding))
+        kid = thumbprint(Ed25519PublicKey.from_public_bytes(bytes.fromhex(encoding)))
+        good = Signer.generate().public_jwk()
+        with pytest.raises(ConfigError, match=rf"keys\[1\]: key {kid}: .*small-order") as info:
+            TrustStore.from_jwks({"keys": [good, jwk]})
+        assert info.value.key == "keys[1]"
+
+    def test_named_by_the_kid_in_the_file(self) -> None:
+        jwk = dict(okp_jwk(bytes.fromhex(SMALL_ORDER_ENCODINGS[0])), kid="partner-2025")
+        with pytest.raises(ConfigError, match="key partner-2025: .*small-order"):
+            TrustStore.from_jwks({"keys": [jwk]})
+
+    def test_the_trivial_forgery(self) -> None:
+        """What the refusal prevents: with the identity as a trusted key, R = identity and S = 0 verify any event."""
+        identity = bytes.fromhex(SMALL_ORDER_ENCODINGS[0])
+        key = Ed25519PublicKey.from_public_bytes(identity)
+        store = TrustStore([TrustedKey(thumbprint(key), "EdDSA", key)])  # built past the JWKS check
+        forged = with_header(dict(make_event(), signature="x..y"), {"alg": "EdDSA", "kid": thumbprint(key)},
+                             b64url_encode(identity + bytes(32)).decode())
+        assert store.verify(forged).kid == thumbprint(key)
+        with pytest.raises(ConfigError):
+            TrustStore.from_jwks({"keys": [okp_jwk(identity)]})
+
+    @settings(max_examples=50)
+    @given(st.binary(min_size=32, max_size=32))
+    def test_ordinary_keys_accepted(self, seed: bytes) -> None:
+        """Keys made from any seed are of large order: never refused."""
+        signer = Signer(Ed25519PrivateKey.from_private_bytes(seed))
+        assert TrustStore.from_jwks(signer.public_jwks()).verify(signer.sign(make_event())).kid == signer.kid
+
+    def test_the_order_8_points_are_negatives(self) -> None:
+        """A check on the list itself: the second pair of order-8 points has y = p - y of the first."""
+        p = 2**255 - 19
+        y_first = int.from_bytes(bytes.fromhex(SMALL_ORDER_ENCODINGS[4]), "little")
+        assert (p - y_first).to_bytes(32, "little").hex() == SMALL_ORDER_ENCODINGS[6]
+
+    @pytest.mark.parametrize("encoding", ["02" + "00" * 31, "ff" * 31 + "7f", "ec" + "ff" * 30 + "7e"])
+    def test_other_encodings_are_not_small_order(self, encoding: str) -> None:
+        """Points of large order, and encodings that are no point at all, are not mistaken for small ones."""
+        assert not is_small_order(Ed25519PublicKey.from_public_bytes(bytes.fromhex(encoding)))
 
 
 class TestBase64url:

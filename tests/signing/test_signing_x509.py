@@ -6,15 +6,17 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from signing_helpers import NOW, Pki, make_ca, make_event, pem
+from signing_helpers import NON_REPUDIATION_ONLY, NOW, Pki, make_ca, make_event, pem
 
 from bridge.errors import ConfigError, SignatureError
-from bridge.signing import Signer, TrustStore
+from bridge.signing import Signer, TrustedKey, TrustStore
 from bridge.signing.certs import sha256_thumbprint, x5c_values
-from bridge.signing.jws import b64url_encode
+from bridge.signing.jcs import canonicalize
+from bridge.signing.jws import b64url_encode, encode_protected_header, signing_input
 
 
 def reason_of(store: TrustStore, event: dict[str, Any]) -> str:
@@ -29,6 +31,14 @@ def bound_signer(
     base = Signer.generate(alg)
     cert = pki.issue(base.private_key.public_key(), **cert_args)
     return Signer(base.private_key, certificate_chain=[cert], embed_x5c=embed), cert
+
+
+def signed_with_header(signer: Signer, header: dict[str, Any]) -> dict[str, Any]:
+    """make_event() really signed by `signer`'s key under a protected header of the test's choosing."""
+    event = make_event()
+    header_b64 = encode_protected_header(header)
+    signature = signer.private_key.sign(signing_input(header_b64, canonicalize(event)))  # type: ignore[call-arg]
+    return dict(event, signature=f"{header_b64.decode()}..{b64url_encode(signature).decode()}")
 
 
 class TestCertificateInJwks:
@@ -111,6 +121,20 @@ class TestCertificateInJwks:
         header = b64url_encode(b'{"alg":"EdDSA","kid":"%s","x5t#S256":"AAAA"}' % signer.kid.encode()).decode()
         signed["signature"] = header + ".." + signed["signature"].split(".")[2]
         assert reason_of(store, signed) == "certificate_invalid"
+
+    @pytest.mark.parametrize("usage", [NON_REPUDIATION_ONLY, None], ids=["non-repudiation-only", "no-key-usage"])
+    def test_leaf_without_digital_signature(self, pki: Pki, usage: x509.KeyUsage | None) -> None:
+        """Issue 14: a certificate whose key usage lacks digitalSignature certifies no event signature. A JWKS
+        entry carrying one is refused at load (naming the entry), and such a chain never verifies."""
+        signer, cert = bound_signer(pki, key_usage=usage)
+        with pytest.raises(ConfigError, match=r"keys\[0\].*digitalSignature"):
+            TrustStore.from_jwks(signer.public_jwks(), ca_certificates=[pki.ca_cert])
+        bare = dict(signer.public_jwk())
+        del bare["x5c"]
+        store = TrustStore([TrustedKey(signer.kid, "EdDSA", signer.private_key.public_key(), chain=(cert,))],
+                           ca_certificates=[pki.ca_cert])
+        assert reason_of(store, signer.sign(make_event())) == "certificate_invalid"
+        assert TrustStore.from_jwks({"keys": [bare]}).verify(signer.sign(make_event())).kid == signer.kid
 
     def test_without_ca_bundle_the_jwks_is_the_trust(self, pki: Pki) -> None:
         """With no CA bundle the JWKS itself is trusted; the certificate is informational."""
@@ -210,6 +234,35 @@ class TestCertificateInHeader:
         )
         store = TrustStore.from_jwks({"keys": []}, ca_certificates=[pki.ca_cert])
         assert reason_of(store, signed) == "certificate_invalid"
+
+    @pytest.mark.parametrize("usage", [NON_REPUDIATION_ONLY, None], ids=["non-repudiation-only", "no-key-usage"])
+    def test_header_chain_without_digital_signature(self, pki: Pki, usage: x509.KeyUsage | None) -> None:
+        """Issue 14: a header chain whose leaf may not make digital signatures: certificate_invalid."""
+        signer, _ = bound_signer(pki, embed=True, key_usage=usage)
+        store = TrustStore.from_jwks({"keys": []}, ca_certificates=[pki.ca_cert])
+        assert reason_of(store, signer.sign(make_event())) == "certificate_invalid"
+
+    def test_kid_checked_on_a_cached_chain(self, pki: Pki) -> None:
+        """Issue 14: once a header chain was validated (and cached), a wrong kid beside the same x5c was accepted;
+        the kid is checked on every message."""
+        signer, cert = bound_signer(pki, embed=True)
+        store = TrustStore.from_jwks({"keys": []}, ca_certificates=[pki.ca_cert])
+        assert store.verify(signer.sign(make_event())).kid == signer.kid  # validated and cached
+        forged = signed_with_header(signer, {"alg": "EdDSA", "kid": "someone-else", "x5c": x5c_values([cert])})
+        assert reason_of(store, forged) == "certificate_invalid"
+
+    def test_header_chain_for_a_small_order_key(self, pki: Pki) -> None:
+        """A certificate for the Ed25519 identity point (trivially forged signatures verify under it):
+        certificate_invalid, whatever the CA signed."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        identity = bytes.fromhex("01" + "00" * 31)
+        cert = pki.issue(Ed25519PublicKey.from_public_bytes(identity))
+        header = {"alg": "EdDSA", "x5c": x5c_values([cert])}
+        forged = dict(make_event(), signature=f"{b64url_encode(orjson.dumps(header)).decode()}.."
+                                              f"{b64url_encode(identity + bytes(32)).decode()}")
+        store = TrustStore.from_jwks({"keys": []}, ca_certificates=[pki.ca_cert])
+        assert reason_of(store, forged) == "certificate_invalid"
 
     def test_garbage_x5c(self, pki: Pki) -> None:
         """x5c entries that are not certificates: certificate_invalid."""
