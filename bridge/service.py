@@ -153,7 +153,8 @@ class InboundService:
         """The daemon's outbound half (consumes `dtn.outbound`; verifies, governs, batches, writes, acks), sharing
         the ledger. Without signing.trust it consumes nothing: events wait in their queue (docs/outbound.md)."""
         config = self.config
-        self.outbound_writer = OutboundWriter(self.definitions, self.ledger, config.outbound)
+        self.outbound_writer = OutboundWriter(self.definitions, self.ledger, config.outbound,
+                                             checks=config.checks.severities)
         topology = topology_for(config)
         assert topology.outbound_queue is not None
         consumer = RabbitConsumer(list(config.broker.urls), queue=topology.outbound_queue,
@@ -180,7 +181,7 @@ class InboundService:
     def _chain(self, config: BridgeConfig) -> tuple[InboundPipeline, DropWatcher]:
         """What a reload can change: definitions, signing key, inbound policy, and the watched folder."""
         definitions = load_definitions(config.flows.definitions)
-        reader = FlowFileReader(definitions, strict=config.flows.strict)
+        reader = FlowFileReader(definitions, strict=config.flows.strict, checks=config.checks.severities)
         signer = load_signer(config)
         rules = load_rules(config, definitions)
         self.definitions, self.rules = definitions, rules
