@@ -56,6 +56,22 @@ def mpan_check_digit(prefix: str) -> int:
     return sum(map(mul, map(int, prefix[:12]), _MPAN_WEIGHTS)) % 11 % 10
 
 
+# The weighted sum of each 3-digit quarter of the 12 digits, by its text: the reader's fast path checks every MPAN
+# Core of a file with four lookups instead of twelve multiplications (4,000 entries, built once at import).
+_QUARTERS: Final = tuple({f"{n:03d}": sum(map(mul, map(int, f"{n:03d}"), _MPAN_WEIGHTS[3 * q:3 * q + 3]))
+                          for n in range(1000)} for q in range(4))
+
+
+def mpan_valid(text: str) -> bool:
+    """True when `text` is 13 ASCII digits with the right check digit: `mpan_problem(text) is None`, faster."""
+    first, second, third, fourth = _QUARTERS
+    try:
+        total = first[text[:3]] + second[text[3:6]] + third[text[6:9]] + fourth[text[9:12]]
+    except KeyError:
+        return False
+    return len(text) == 13 and ord(text[12]) - 48 == total % 11 % 10
+
+
 def mpan_problem(text: str) -> str | None:
     """What is wrong with an MPAN Core, or None: exactly 13 digits, the last one the check digit."""
     if len(text) != 13 or not _DIGITS.issuperset(text):

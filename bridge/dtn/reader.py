@@ -26,6 +26,7 @@ from bridge.dtn.checks import (
     Clock,
     Severity,
     mpan_problem,
+    mpan_valid,
     periods_problem,
     rule,
 )
@@ -503,7 +504,7 @@ class FileParse(Iterator[FlowInstance]):
                         flows -= 1
                     if flows:
                         checks = span_checks.get(group)
-                        if checks and not all(check(text, pos, end) for check in checks):
+                        if checks and not all(check(text, pos, end, crs) for check in checks):
                             self._walk_all(iter(_LINE.findall(text, pos, end)))  # a check failed: say where
                             if self.defects_truncated:
                                 break
@@ -705,14 +706,36 @@ def _one_line_each(block: str, lines: list[str], final: bool) -> bool:
     return ends == len(lines) - open_last and (final or not open_last)
 
 
-SpanCheck = Callable[[str, int, int], bool]  # (text, start, end) -> True when the span passes
-_LINE_START = r"(?:^|(?<=\r))"  # with re.M: after any line end, or at the start of the text
+SpanCheck = Callable[[str, int, int, bool], bool]  # (text, start, end, has CRs) -> True when the span passes
 
 
-def _item_pattern(group: GroupDefinition, position: int) -> re.Pattern[str]:
-    """Captures the item at `position` of every line of `group` in a text of whole lines."""
-    return re.compile(_LINE_START + re.escape(group.code) + r"\|" + r"[^|\r\n]*\|" * (position - 1)
-                      + r"([^|\r\n]*)", re.MULTILINE)
+class _Lines:
+    """The lines of one group in a text of whole lines, found at C speed: each expression starts with a literal or
+    a line end, which the regex engine searches for rather than trying every position."""
+
+    __slots__ = ("any_end", "first", "lf")
+
+    def __init__(self, body: str) -> None:
+        self.first = re.compile(body)  # the line the span starts with (no line end before it within the span)
+        self.lf = re.compile("\n" + body)
+        self.any_end = re.compile("[\r\n]" + body)
+
+    def values(self, text: str, start: int, end: int, crs: bool) -> list[str]:
+        """The captured item of every such line."""
+        head = self.first.match(text, start, end)
+        found: list[str] = (self.any_end if crs else self.lf).findall(text, start, end)
+        return [head[1], *found] if head is not None else found
+
+    def starts(self, text: str, start: int, end: int, crs: bool) -> list[re.Match[str]]:
+        """Every such line, as a match starting at its line end (at `start` for the first line)."""
+        head = self.first.match(text, start, end)
+        found = list((self.any_end if crs else self.lf).finditer(text, start, end))
+        return [head, *found] if head is not None else found
+
+
+def _item_lines(group: GroupDefinition, position: int) -> _Lines:
+    """The lines of `group`, capturing the item at `position`."""
+    return _Lines(re.escape(group.code) + r"\|" + r"[^|\r\n]*\|" * (position - 1) + r"([^|\r\n]*)")
 
 
 def _span_checks(definition: FlowDefinition, severities: Mapping[str, Severity],
@@ -725,31 +748,32 @@ def _span_checks(definition: FlowDefinition, severities: Mapping[str, Severity],
         found: list[SpanCheck] = []
         for group in (top, *top.descendants()):
             if severities[MPAN_CHECK_DIGIT] != "off":
-                found.extend(_mpan_span_check(_item_pattern(group, item.position)) for item in group.item_checks)
+                found.extend(_mpan_span_check(_item_lines(group, item.position)) for item in group.item_checks)
             for child in group.children:
                 period = child.periods
                 if period is not None and severities[SETTLEMENT_PERIODS] != "off" and not period.implied_by(
                         child.range_for(strict)):
-                    child_line = re.compile(_LINE_START + re.escape(child.code) + r"(?=[|\r\n]|\Z)", re.MULTILINE)
-                    found.append(_periods_span_check(_item_pattern(group, period.date_item.position), child_line,
+                    child_lines = _Lines(re.escape(child.code) + r"(?=[|\r\n]|\Z)")
+                    found.append(_periods_span_check(_item_lines(group, period.date_item.position), child_lines,
                                                      period.clock))
         if found:
             checks[top] = found
     return checks
 
 
-def _mpan_span_check(pattern: re.Pattern[str]) -> SpanCheck:
-    def check(text: str, start: int, end: int) -> bool:
-        return all(mpan_problem(value) is None for value in pattern.findall(text, start, end) if value)
+def _mpan_span_check(lines: _Lines) -> SpanCheck:
+    def check(text: str, start: int, end: int, crs: bool) -> bool:
+        return all(map(mpan_valid, filter(None, lines.values(text, start, end, crs))))
     return check
 
 
-def _periods_span_check(parent: re.Pattern[str], child: re.Pattern[str], clock: Clock) -> SpanCheck:
-    def check(text: str, start: int, end: int) -> bool:
-        dates = [(found.start(), found[1]) for found in parent.finditer(text, start, end)]
-        bounds = [position for position, _ in dates[1:]] + [end]
-        return all(not day or periods_problem(day, len(child.findall(text, position, bound)), clock) is None
-                   for (position, day), bound in zip(dates, bounds, strict=True))
+def _periods_span_check(parents: _Lines, children: _Lines, clock: Clock) -> SpanCheck:
+    def check(text: str, start: int, end: int, crs: bool) -> bool:
+        found = parents.starts(text, start, end, crs)
+        bounds = [parent.start() for parent in found[1:]] + [end]
+        return all(not parent[1] or periods_problem(parent[1], len(children.starts(text, parent.start(), bound,
+                                                                                   crs)), clock) is None
+                   for parent, bound in zip(found, bounds, strict=True))
     return check
 
 

@@ -14,6 +14,7 @@ from bridge.dtn.checks import (
     last_sunday,
     mpan_check_digit,
     mpan_problem,
+    mpan_valid,
     periods_problem,
     settlement_period_count,
     severities,
@@ -50,6 +51,11 @@ class TestMpanCheckDigit:
             if problem is not None:
                 assert problem == f"{prefix + last!r} fails the MPAN check digit: its last digit must be " \
                                   f"{spelled_out(prefix)}"
+
+    @given(text=st.one_of(st.text("0123456789", min_size=11, max_size=14), st.text(min_size=0, max_size=14)))
+    def test_fast_form_agrees(self, text: str) -> None:
+        """`mpan_valid`, the reader's fast path's form, agrees with `mpan_problem` on any text."""
+        assert mpan_valid(text) == (mpan_problem(text) is None)
 
     @pytest.mark.parametrize("text", ["120002330596", "12000233059670", "12000233059a7", "１２０００２３３０５９６７"])
     def test_not_13_digits(self, text: str) -> None:
