@@ -213,12 +213,10 @@ class FileParse(Iterator[FlowInstance]):
             return
         for item in group.item_checks:
             text = values[item.position - 1]
-            if not text or (not well_formed and item.problem(text)):
+            if not text or mpan_valid(text) or (not well_formed and item.problem(text)):
                 continue
-            problem = mpan_problem(text)
-            if problem is not None:
-                self._failed_check(MPAN_CHECK_DIGIT, problem, line=self._line_number, group=group.code,
-                                   item=item.position, item_key=item.key, item_format=item.format.text)
+            self._failed_check(MPAN_CHECK_DIGIT, mpan_problem(text) or "", line=self._line_number,
+                               group=group.code, item=item.position, item_key=item.key, item_format=item.format.text)
 
     # -- header ---------------------------------------------------------------------------------------------------
 
@@ -606,7 +604,7 @@ class FileParse(Iterator[FlowInstance]):
         """settlement_periods: `count` instances of the period group `child` under `parent` fit its date."""
         check = child.periods
         assert check is not None
-        if self._severities[SETTLEMENT_PERIODS] == "off":
+        if self._severities[SETTLEMENT_PERIODS] == "off" or check.implied_by(child.range_for(self.strict)):
             return
         item = check.date_item
         text = parent.values[item.position - 1]
