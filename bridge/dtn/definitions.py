@@ -450,7 +450,8 @@ class _Compiler:
         for n, name in enumerate(value):
             if name not in ITEM_CHECKS:
                 raise self.fail(f"{key}[{n}]", f"{name!r} is not an item check ({', '.join(ITEM_CHECKS)})")
-            if name == MPAN_CHECK_DIGIT and (logical.kind, logical.length, logical.scale, logical.signed) != ("NUM", 13, 0, False):
+            shape = (logical.kind, logical.length, logical.scale, logical.signed)
+            if name == MPAN_CHECK_DIGIT and shape != ("NUM", 13, 0, False):
                 raise self.fail(f"{key}[{n}]", f"{name} needs an item of format NUM(13), not {logical.text}")
         return tuple(dict.fromkeys(value))
 

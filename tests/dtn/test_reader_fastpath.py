@@ -113,7 +113,7 @@ def broken_files(draw: st.DrawFn) -> str:
         elif kind == "mpan":  # a 13-digit item (an MPAN Core, among others) with another last digit
             index = min(index, len(lines) - 1)
             last = draw(st.sampled_from("0123456789"))
-            lines[index] = _MPAN_ITEM.sub(lambda found: found[0][:12] + last, lines[index], count=1)
+            lines[index] = _MPAN_ITEM.sub(lambda found, last=last: found[0][:12] + last, lines[index], count=1)
         elif kind == "after-trailer":
             lines.append(draw(st.sampled_from(["", "026|1|V|", "ZPT|1|2||3|4|"])))
     ending = draw(st.sampled_from(["\n", "\r\n", "\r", "mixed"]))
