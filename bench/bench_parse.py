@@ -27,12 +27,14 @@ from bridge.dtn.synthetic import synthetic_file  # noqa: E402
 from bridge.flowfile import check_file, open_flow_file  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
+CORPUS = "v2"  # in the cached files' names: bump when bridge/dtn/synthetic.py generates otherwise (v2: MPAN
+# check digits and period counts that fit their dates, issue 13)
 
 
 def make_file(reference: str, instances: int, seed: int) -> Path:
     """Generate (once) a valid file of `instances` flow instances."""
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"{reference}-{instances}-{seed}.txt"
+    path = OUT / f"{reference}-{instances}-{seed}-{CORPUS}.txt"
     if not path.exists():
         definition = load_definitions()[reference]
         tmp = path.with_suffix(".part")
@@ -44,7 +46,7 @@ def make_file(reference: str, instances: int, seed: int) -> Path:
 
 def make_big_file(reference: str, megabytes: int) -> Path:
     """A file of about `megabytes` MB: a generated block of instances repeated, with a correct trailer."""
-    path = OUT / f"{reference}-{megabytes}MB.txt"
+    path = OUT / f"{reference}-{megabytes}MB-{CORPUS}.txt"
     if path.exists():
         return path
     block_path = make_file(reference, 2000, 7)

@@ -61,6 +61,8 @@ from bridge.signing import Signer  # noqa: E402
 from bridge.signing.keys import write_private_key  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
+CORPUS = "v2"  # in the cached files' names: bump when bridge/dtn/synthetic.py generates otherwise (v2: MPAN
+# check digits and period counts that fit their dates, issue 13)
 URL = os.environ.get("DTN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 LEVEL1 = ("25B|", "026|")  # the level-1 (flow instance) groups of D0275 and D0010
 LATENCY_DROPS = 20
@@ -82,7 +84,7 @@ def definitions() -> DefinitionSet:
 def make_file(reference: str, instances: int, seed: int) -> Path:
     """Generate (once) a valid file of `instances` flow instances, one level-1 group each (fanout 1)."""
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"pipeline-{reference}-{instances}-{seed}.txt"
+    path = OUT / f"pipeline-{reference}-{instances}-{seed}-{CORPUS}.txt"
     if not path.exists():
         definition = definitions()[reference]
         tmp = path.with_suffix(".part")

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from bridge.adapters.spool import make_folders
+from bridge.dtn.checks import DEFAULT_SEVERITIES, SEVERITIES, Severity
 from bridge.errors import ConfigError, StorageError
 from bridge.logs import redact_url
 
@@ -32,6 +33,7 @@ __all__ = [
     "NAME_PATTERN_FIELDS",
     "BridgeConfig",
     "BrokerConfig",
+    "ChecksConfig",
     "FlowsConfig",
     "InboundConfig",
     "LogConfig",
@@ -161,6 +163,13 @@ class FlowsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ChecksConfig:
+    """The severity of each named check flow definitions refer to (bridge/dtn/checks.py): error, warn or off."""
+
+    severities: Mapping[str, Severity] = field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
+
+
+@dataclass(frozen=True, slots=True)
 class InboundConfig:
     """Inbound policy: what to do with a file whose content was already published, and a size limit."""
 
@@ -215,6 +224,7 @@ class BridgeConfig:
     outbound: OutboundConfig
     log: LogConfig
     metrics: MetricsConfig
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
     rules: Mapping[str, Any] | None = None  # the governance rules, validated by bridge.rules.parse_rules
     source: Path | None = field(default=None, compare=False)
 
@@ -276,6 +286,7 @@ def parse_config(
         "outbound": _outbound,
         "log": _log,
         "metrics": _metrics,
+        "checks": _checks,
     }
     root.check_keys({*sections, "rules"})
     values = {name: build(root.section(name)) for name, build in sections.items()}
@@ -437,6 +448,12 @@ def _flows(s: _Section) -> FlowsConfig:
     return FlowsConfig(
         definitions=s.required_path("definitions", "../flow_definitions"), strict=s.boolean("strict", False)
     )
+
+
+def _checks(s: _Section) -> ChecksConfig:
+    s.check_keys(set(DEFAULT_SEVERITIES))
+    return ChecksConfig({name: s.choice(name, default, SEVERITIES)  # type: ignore[misc]
+                         for name, default in DEFAULT_SEVERITIES.items()})
 
 
 def _inbound(s: _Section) -> InboundConfig:

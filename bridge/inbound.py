@@ -76,9 +76,14 @@ def defect_report(claim: Claim, sha256: str, size: int, checked: FileParse | Non
         "flow": flow,
         "reason": reason,
         "rejected_at": (when or datetime.now(UTC)).isoformat(),
-        "defects": [{**defect.as_dict(), "text": defect.describe(flow)} for defect in listed],
+        "defects": listed_defects(listed, flow),
         "defects_truncated": bool(checked and checked.defects_truncated),
     }
+
+
+def listed_defects(defects: list[Defect], flow: str | None) -> list[dict[str, Any]]:
+    """Defects as a report or a manifest lists them: located, in words and as fields."""
+    return [{**defect.as_dict(), "text": defect.describe(flow)} for defect in defects]
 
 
 class InboundPipeline:
@@ -171,6 +176,10 @@ class InboundPipeline:
                 report = defect_report(claim, sha256, size, checked, reason, when=self.clock())
                 return self._quarantine(claim, ledger_id, report, reason,
                                         checked.defects[0].locate(checked.flow_reference))
+            if checked.warnings:  # checks set to `warn`: the file goes on, the defects are in its manifest
+                log.warning("file_check_warnings", warnings=[warning.locate(checked.flow_reference)
+                                                             for warning in checked.warnings],
+                            truncated=checked.warnings_truncated)
             refusal = self._govern(claim, checked, size, sha256)
             if refusal is not None:
                 reason = f"governance rule {refusal.rule}: {refusal.reason}"
@@ -271,7 +280,8 @@ class InboundPipeline:
         first_id, last_id = ids[0], ids[-1]
         manifest = build_manifest(header, sha256=sha256, size=size, original_name=claim.original_name,
                                   flow_count=checked.flow_count, group_count=checked.group_count,
-                                  first_event_id=first_id, last_event_id=last_id)
+                                  first_event_id=first_id, last_event_id=last_id,
+                                  warnings=listed_defects(checked.warnings, header.flow_reference))
         _exchange, manifest_key = self.rules.placement(
             manifest_routing_key(header.flow_reference, header.from_participant, header.to_participant), test)
         self.on_published(self.publisher.publish_all(

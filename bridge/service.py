@@ -225,7 +225,8 @@ class InboundService:
         """The daemon's outbound half (consumes `dtn.outbound`; verifies, governs, batches, writes, acks), sharing
         the ledger. Without signing.trust it consumes nothing: events wait in their queue (docs/outbound.md)."""
         config = self.config
-        self.outbound_writer = OutboundWriter(self.definitions, self.ledger, config.outbound)
+        self.outbound_writer = OutboundWriter(self.definitions, self.ledger, config.outbound,
+                                             checks=config.checks.severities)
         topology = topology_for(config)
         assert topology.outbound_queue is not None
         consumer = RabbitConsumer(list(config.broker.urls), queue=topology.outbound_queue,
@@ -254,7 +255,7 @@ class InboundService:
         """What a reload can change: definitions, signing key, inbound policy, and the watched folder."""
         definitions, rules, signer = startup.definitions, startup.rules, startup.signer
         assert signer is not None  # load_startup creates the development key unless check-config asks
-        reader = FlowFileReader(definitions, strict=config.flows.strict)
+        reader = FlowFileReader(definitions, strict=config.flows.strict, checks=config.checks.severities)
         self.definitions, self.rules = definitions, rules
         build: BuildStage
         if config.inbound.worker_process:

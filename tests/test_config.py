@@ -53,6 +53,7 @@ class TestDefaults:
         assert config.outbound.verify_workers == 2
         assert config.log.level == "info" and config.log.format == "auto"
         assert config.metrics.port is None
+        assert config.checks.severities == {"mpan_check_digit": "error", "settlement_periods": "error"}
 
     def test_default_paths_resolve_against_config_folder(self, tmp_path: Path) -> None:
         """Default paths are relative to the config file's folder, not the working directory."""
@@ -180,6 +181,24 @@ class TestValues:
         config = load_config(write(tmp_path, "broker: {urls: ['amqp://u:s3cret@h/']}\n"))
         assert "s3cret" not in repr(config)
         assert config.broker.redacted_urls == ("amqp://u:***@h/",)
+
+
+class TestChecks:
+    def test_severities(self, tmp_path: Path) -> None:
+        """`checks:` sets each named check's severity; the others keep their defaults."""
+        config = load_config(write(tmp_path, "checks: {mpan_check_digit: warn}\n"))
+        assert config.checks.severities == {"mpan_check_digit": "warn", "settlement_periods": "error"}
+        config = load_config(write(tmp_path, "checks: {mpan_check_digit: 'off', settlement_periods: warn}\n"))
+        assert config.checks.severities == {"mpan_check_digit": "off", "settlement_periods": "warn"}
+
+    @pytest.mark.parametrize(("text", "key", "message"), [
+        ("checks: {mpan_check_digit: fatal}\n", "checks.mpan_check_digit", "'fatal' is not one of: error, warn, off"),
+        ("checks: {settlement_period: warn}\n", "checks.settlement_period",
+         "unknown key; did you mean 'settlement_periods'?"),
+    ])
+    def test_refused(self, tmp_path: Path, text: str, key: str, message: str) -> None:
+        error = error_of(tmp_path, text)
+        assert (error.key, error.message) == (key, message)
 
 
 class TestErrors:

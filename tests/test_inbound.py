@@ -11,6 +11,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import structlog
 
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
@@ -68,14 +69,15 @@ def build(request: pytest.FixtureRequest, tmp_path: Path, definitions: Definitio
 
 
 class Installation:
-    def __init__(self, tmp_path: Path, definitions: DefinitionSet, build: BuildStage, publisher: TakingPublisher):
+    def __init__(self, tmp_path: Path, definitions: DefinitionSet, build: BuildStage, publisher: TakingPublisher,
+                 checks: dict[str, str] | None = None):
         self.folders = {name: tmp_path / name for name in ("inbound", "processing", "archive", "quarantine")}
         for folder in self.folders.values():
             folder.mkdir()
         self.spool = Spool(self.folders["processing"], self.folders["archive"], self.folders["quarantine"])
         self.decisions: list[tuple[str, int]] = []
         self.pipeline = InboundPipeline(
-            reader=FlowFileReader(definitions), build=build, sign=SIGNER.signed_json, publisher=publisher,
+            reader=FlowFileReader(definitions, checks=checks), build=build, sign=SIGNER.signed_json, publisher=publisher,
             ledger=Ledger(tmp_path / "ledger.db"), spool=self.spool,
             rules=parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions),
             on_decision=lambda decision, count: self.decisions.append((decision.rule, count)))
@@ -133,6 +135,29 @@ def test_file_changed_between_the_passes_is_quarantined(tmp_path: Path, definiti
     report = json.loads(outcome.final_path.with_name(outcome.final_path.name + ".error.json").read_text())
     assert report["defects"][0]["rule"] == "file-changed"
     assert not list(installation.folders["archive"].rglob("*.txt"))
+
+
+def test_warnings_are_logged_by_location_and_listed_in_the_manifest(tmp_path: Path,
+                                                                    definitions: DefinitionSet) -> None:
+    """A check set to warn: the file is published, the log names where and which rule (never the MPAN Core), and
+    the manifest lists the warnings."""
+    rules = parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
+    build = functools.partial(built_messages, reader=FlowFileReader(definitions), rules=rules,
+                              sign=SIGNER.signed_json)
+    publisher = TakingPublisher()
+    installation = Installation(tmp_path, definitions, build, publisher, checks={"mpan_check_digit": "warn"})
+    wrong = tmp_path / "D0275001.txt"
+    wrong.write_text((EXAMPLES / "D0275001.txt").read_text().replace("25B|4429002452263|", "25B|4429002452260|"))
+    with structlog.testing.capture_logs() as logs:
+        outcome = installation.pipeline.process(installation.claim(wrong))
+    assert outcome.outcome == "archived" and outcome.events == 2
+    warned = [entry for entry in logs if entry["event"] == "file_check_warnings"]
+    assert [entry["warnings"] for entry in warned] == [
+        ["D0275001 line 101 group 25B item 1 (mpan_core, NUM(13)): mpan-check-digit"]]
+    assert "4429002452260" not in repr(logs)
+    manifest = json.loads(publisher.taken[-1].body)
+    assert [(warning["line"], warning["rule"]) for warning in manifest["data"]["warnings"]] == [
+        (101, "mpan-check-digit")]
 
 
 class TestCheckAhead:

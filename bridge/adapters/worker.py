@@ -343,7 +343,7 @@ def _serve_builds(conn: Connection, config: BridgeConfig, signer: Signer) -> Non
     from bridge.service import load_rules
 
     definitions = load_definitions(config.flows.definitions)
-    reader = FlowFileReader(definitions, strict=config.flows.strict)
+    reader = FlowFileReader(definitions, strict=config.flows.strict, checks=config.checks.severities)
     rules = load_rules(config, definitions)
     while True:
         try:

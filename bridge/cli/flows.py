@@ -12,8 +12,9 @@ from typing import Any, BinaryIO
 import orjson
 
 from bridge.cli.ndjson import read_events
+from bridge.dtn.checks import severities
 from bridge.dtn.definitions import DefinitionSet, load_definitions
-from bridge.dtn.reader import FlowFileReader
+from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.events.envelope import render_events
 from bridge.events.schema import flow_schema
 from bridge.flowfile import check_file, file_events
@@ -29,13 +30,19 @@ def register(subparsers: Any) -> None:
     common.add_argument("--strict", action="store_true",
                         help="enforce the DTC ranges even where real files break them (see lenient_range)")
 
-    parse = subparsers.add_parser("parse", parents=[common], help="DTN files -> NDJSON CloudEvents")
+    checking = argparse.ArgumentParser(add_help=False)
+    checking.add_argument("--check", action="append", type=_check_option, default=[], metavar="NAME=SEVERITY",
+                          help="set a named check to error, warn or off (mpan_check_digit, settlement_periods; "
+                               "default error); repeatable")
+
+    parse = subparsers.add_parser("parse", parents=[common, checking], help="DTN files -> NDJSON CloudEvents")
     parse.add_argument("files", nargs="+", type=Path, metavar="FILE")
     parse.add_argument("-o", "--output", type=Path, help="write the events here instead of stdout")
     parse.add_argument("--sign-key", type=Path, metavar="KEY", help="sign every event with this PKCS#8 key")
     parse.set_defaults(run=run_parse)
 
-    validate = subparsers.add_parser("validate", parents=[common], help="check DTN files; exit 1 on any defect")
+    validate = subparsers.add_parser("validate", parents=[common, checking],
+                                     help="check DTN files; exit 1 on any defect")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.set_defaults(run=run_validate)
 
@@ -56,6 +63,28 @@ def _definitions(args: argparse.Namespace) -> DefinitionSet:
     return load_definitions(args.definitions)
 
 
+def _check_option(text: str) -> tuple[str, str]:
+    """`NAME=SEVERITY`, both known: a wrong one is a usage error (exit 2) naming what is known."""
+    name, _, severity = text.partition("=")
+    try:
+        severities({name: severity})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, severity
+
+
+def _reader(args: argparse.Namespace) -> FlowFileReader:
+    return FlowFileReader(_definitions(args), strict=args.strict, checks=dict(args.check))
+
+
+def _report(path: Path, checked: FileParse) -> None:
+    """Every defect, then every warning (a check set to warn), one per line on stderr."""
+    for line in checked.describe_defects():
+        print(f"{path}: {line}", file=sys.stderr)
+    for line in checked.describe_warnings():
+        print(f"{path}: warning: {line}", file=sys.stderr)
+
+
 @contextmanager
 def _binary_output(path: Path | None) -> Iterator[BinaryIO]:
     if path is None:
@@ -68,17 +97,17 @@ def _binary_output(path: Path | None) -> Iterator[BinaryIO]:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Print every defect of every file; exit 1 when any file has one."""
-    reader = FlowFileReader(_definitions(args), strict=args.strict)
+    reader = _reader(args)
     invalid = 0
     for path in args.files:
         checked = check_file(path, reader)
+        _report(path, checked)
         if checked.ok:
+            warned = f", {len(checked.warnings)} warnings" if checked.warnings else ""
             print(f"{path}: valid {checked.flow_reference}, {checked.flow_count} flow instances, "
-                  f"{checked.group_count} groups")
+                  f"{checked.group_count} groups{warned}")
             continue
         invalid += 1
-        for line in checked.describe_defects():
-            print(f"{path}: {line}", file=sys.stderr)
     if len(args.files) > 1:
         print(f"{len(args.files) - invalid} valid, {invalid} invalid")
     return EXIT_INVALID if invalid else EXIT_OK
@@ -86,7 +115,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_parse(args: argparse.Namespace) -> int:
     """Write the events of every valid file as NDJSON; report the defects of the others."""
-    reader = FlowFileReader(_definitions(args), strict=args.strict)
+    reader = _reader(args)
     sign = None
     if args.sign_key is not None:
         from bridge.signing import Signer
@@ -96,10 +125,9 @@ def run_parse(args: argparse.Namespace) -> int:
     with _binary_output(args.output) as out:
         for path in args.files:
             checked = check_file(path, reader)
+            _report(path, checked)
             if not checked.ok:
                 invalid += 1
-                for line in checked.describe_defects():
-                    print(f"{path}: {line}", file=sys.stderr)
                 continue
             for event in file_events(path, reader, checked):
                 out.write(orjson.dumps(sign(event) if sign else event) + b"\n")

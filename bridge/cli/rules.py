@@ -69,7 +69,7 @@ def run_check(args: argparse.Namespace) -> int:
     """Print each decision; exit 1 when anything is rejected or a file is invalid."""
     config, rules = load_rules(args.config)
     assert rules.definitions is not None  # parse_rules always keeps them
-    reader = FlowFileReader(rules.definitions, strict=config.flows.strict)
+    reader = FlowFileReader(rules.definitions, strict=config.flows.strict, checks=config.checks.severities)
     printer = _Printer(args.json)
     if not args.inputs:
         print(f"{args.config}: rules valid ({len(rules.subscribers)} subscriber routes)")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
+from bridge.dtn.checks import CLOCKS, GROUP_CHECKS, ITEM_CHECKS, MPAN_CHECK_DIGIT, SETTLEMENT_PERIODS, Clock
 from bridge.dtn.formats import FormatSyntaxError, JsonValue, LogicalFormat
 from bridge.errors import FlowDefinitionError
 
@@ -29,8 +30,8 @@ _REF = re.compile(r"^J[0-9]{4}$")
 _RANGE = re.compile(r"^\s*(?:(\d+)\s*-\s*(\d+|\*)|(\d+(?:\s*,\s*\d+)*))\s*$")
 _PRESENCE = ("mandatory", "optional", "unused")
 _TOP_KEYS = {"flow", "version", "name", "ownership", "description", "source", "routes", "groups"}
-_GROUP_KEYS = {"code", "key", "name", "parent", "range", "lenient_range", "lenient_reason", "items", "note"}
-_ITEM_KEYS = {"ref", "key", "name", "format", "presence", "values", "note"}
+_GROUP_KEYS = {"code", "key", "name", "parent", "range", "lenient_range", "lenient_reason", "items", "note", "checks"}
+_ITEM_KEYS = {"ref", "key", "name", "format", "presence", "values", "note", "checks"}
 _LINE_END = r"(?:\r\n|\n|\r)"  # as a text stream opened with newline='' splits lines
 
 
@@ -99,6 +100,7 @@ class DataItem:
     presence: Presence
     values: tuple[str, ...] | None
     position: int  # 1-based, after the group code
+    checks: tuple[str, ...] = ()  # named checks beyond the format (bridge/dtn/checks.py), e.g. mpan_check_digit
 
     def problem(self, text: str) -> str | None:
         """Say what is wrong with this item's text in a file, or None when it is valid."""
@@ -124,6 +126,18 @@ class DataItem:
         return f"(?:{body})" if self.presence == "mandatory" else f"(?:{body})?"
 
 
+@dataclass(frozen=True, slots=True)
+class PeriodCheck:
+    """`settlement_periods` on a half-hourly period group: its count per parent instance must fit the parent's date."""
+
+    date_item: DataItem  # the DATE item of the parent group
+    clock: Clock
+
+    def implied_by(self, cardinality: Cardinality) -> bool:
+        """True when the group's range alone already enforces the check (48 periods, UTC)."""
+        return self.clock == "utc" and cardinality.allowed is None and cardinality.minimum == cardinality.maximum == 48
+
+
 @dataclass(eq=False, slots=True)
 class GroupDefinition:
     """One group of a flow: its items, where it may stand, and how often."""
@@ -139,6 +153,8 @@ class GroupDefinition:
     items: tuple[DataItem, ...]
     index: int  # position in the flow's group list: siblings appear in this order
     children: list[GroupDefinition] = field(default_factory=list)
+    periods: PeriodCheck | None = None  # the settlement_periods check of this group, if its definition names it
+    item_checks: tuple[DataItem, ...] = ()  # the items that name a check, for the reader's hot loop
     child_codes: dict[str, tuple[GroupDefinition, ...]] = field(default_factory=dict)
     line_patterns: dict[bool, re.Pattern[str]] = field(default_factory=dict)
     # level-1 groups only, by (terminated, strict): see FlowDefinition.compile_instances
@@ -153,6 +169,7 @@ class GroupDefinition:
         self.json_items = tuple((item.key, item.format.to_json if item.format.converts else None)
                                 for item in self.items)
         self.json_keys = frozenset(item.key for item in self.items) | {child.key for child in self.children}
+        self.item_checks = tuple(item for item in self.items if item.checks)
         self.single = self.strict_range.maximum == 1 and self.range.maximum == 1
         by_code: dict[str, list[GroupDefinition]] = {}
         for child in self.children:
@@ -392,13 +409,51 @@ class _Compiler:
                 raise self.fail(f"{key}.items[{n}].key", f"{item.key!r} is used twice in the group")
             seen.add(item.key)
         group = GroupDefinition(code, group_key, self.text(entry["name"], f"{key}.name"), parent.level + 1, parent,
-                                relaxed, strict_range, entry.get("lenient_reason"), items, index)
+                                relaxed, strict_range, entry.get("lenient_reason"), items, index,
+                                periods=self.group_checks(entry.get("checks"), f"{key}.checks", parent))
         siblings = {child.key for child in parent.children} | {item.key for item in parent.items}
         if group_key in siblings:
             raise self.fail(f"{key}.key", f"{group_key!r} clashes with an item or group of the parent")
         parent.children.append(group)
         by_key[group_key] = group
         return group
+
+    def group_checks(self, value: Any, key: str, parent: GroupDefinition) -> PeriodCheck | None:
+        """`checks: [{name: settlement_periods, date_item: <a DATE item of the parent>, clock: local|utc}]`."""
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise self.fail(key, "must be a list of checks")
+        periods = None
+        for n, doc in enumerate(value):
+            entry = self.mapping(doc, f"{key}[{n}]", {"name", "date_item", "clock"}, {"name", "date_item", "clock"})
+            if entry["name"] != SETTLEMENT_PERIODS:
+                raise self.fail(f"{key}[{n}].name", f"{entry['name']!r} is not a group check "
+                                f"({', '.join(GROUP_CHECKS)})")
+            dates = {item.key: item for item in parent.items if item.format.kind == "DATE"}
+            if entry["date_item"] not in dates:
+                raise self.fail(f"{key}[{n}].date_item", f"{entry['date_item']!r} is not a DATE item of the parent "
+                                f"group ({', '.join(dates) or 'it has none'})")
+            if entry["clock"] not in CLOCKS:
+                raise self.fail(f"{key}[{n}].clock", f"{entry['clock']!r} is not one of {', '.join(CLOCKS)}")
+            if periods is not None:
+                raise self.fail(f"{key}[{n}]", f"{SETTLEMENT_PERIODS} is named twice")
+            periods = PeriodCheck(dates[entry["date_item"]], entry["clock"])
+        return periods
+
+    def item_checks(self, value: Any, key: str, logical: LogicalFormat) -> tuple[str, ...]:
+        """`checks: [mpan_check_digit]`: known names, each on an item whose format can hold what it checks."""
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+            raise self.fail(key, "must be a list of check names")
+        for n, name in enumerate(value):
+            if name not in ITEM_CHECKS:
+                raise self.fail(f"{key}[{n}]", f"{name!r} is not an item check ({', '.join(ITEM_CHECKS)})")
+            shape = (logical.kind, logical.length, logical.scale, logical.signed)
+            if name == MPAN_CHECK_DIGIT and shape != ("NUM", 13, 0, False):
+                raise self.fail(f"{key}[{n}]", f"{name} needs an item of format NUM(13), not {logical.text}")
+        return tuple(dict.fromkeys(value))
 
     def cardinality(self, value: Any, key: str) -> Cardinality:
         try:
@@ -422,7 +477,8 @@ class _Compiler:
             raise self.fail(f"{key}.presence", f"{presence!r} is not one of {', '.join(_PRESENCE)}")
         values = self.valid_set(entry.get("values"), f"{key}.values", logical)
         return DataItem(ref, self.text(entry["key"], f"{key}.key", _KEY, "a snake_case key"),
-                        self.text(entry["name"], f"{key}.name"), logical, presence, values, position)
+                        self.text(entry["name"], f"{key}.name"), logical, presence, values, position,
+                        self.item_checks(entry.get("checks"), f"{key}.checks", logical))
 
     def valid_set(self, value: Any, key: str, logical: LogicalFormat) -> tuple[str, ...] | None:
         if value is None:

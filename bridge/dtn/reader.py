@@ -15,11 +15,22 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Final
 
+from bridge.dtn.checks import (
+    MPAN_CHECK_DIGIT,
+    SETTLEMENT_PERIODS,
+    Clock,
+    Severity,
+    mpan_problem,
+    mpan_valid,
+    periods_problem,
+    rule,
+)
+from bridge.dtn.checks import severities as resolve_severities
 from bridge.dtn.checksum import PoolChecksum
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
 from bridge.dtn.formats import LogicalFormat
@@ -83,8 +94,11 @@ class FileParse(Iterator[FlowInstance]):
         self._blocks = reader.fast and isinstance(lines, io.TextIOBase)
         self._block_lines = reader.block_lines
         self._span_cap = reader.span_cap
+        self._severities = reader.severities
         self.defects: list[Defect] = []
         self.defects_truncated = False
+        self.warnings: list[Defect] = []  # defects of checks set to `warn`: reported, but the file stays valid
+        self.warnings_truncated = False
         self.header: FileHeader | None = None
         self.definition: FlowDefinition | None = None
         self.trailer: FileTrailer | None = None
@@ -152,9 +166,16 @@ class FileParse(Iterator[FlowInstance]):
 
     def describe_defects(self) -> list[str]:
         """Every defect as one line, with a last line saying if more were not listed."""
-        lines = [defect.describe(self.flow_reference) for defect in self.defects]
-        if self.defects_truncated:
-            lines.append(f"{self.flow_reference or 'file'}: more defects not listed (limit {self.max_defects})")
+        return self._describe(self.defects, self.defects_truncated, "defects")
+
+    def describe_warnings(self) -> list[str]:
+        """Every warning (a check set to `warn` that failed) as one line, like `describe_defects`."""
+        return self._describe(self.warnings, self.warnings_truncated, "warnings")
+
+    def _describe(self, defects: list[Defect], truncated: bool, what: str) -> list[str]:
+        lines = [defect.describe(self.flow_reference) for defect in defects]
+        if truncated:
+            lines.append(f"{self.flow_reference or 'file'}: more {what} not listed (limit {self.max_defects})")
         return lines
 
     # -- lines and defects ----------------------------------------------------------------------------------------
@@ -175,6 +196,27 @@ class FileParse(Iterator[FlowInstance]):
             self.defects_truncated = True
             return
         self.defects.append(Defect(rule, message, **where))  # type: ignore[arg-type]
+
+    def _failed_check(self, name: str, message: str, **where: object) -> None:
+        """A named check failed: a defect under `error`, a warning under `warn`."""
+        if self._severities[name] == "error":
+            self._defect(rule(name), message, **where)
+        elif len(self.warnings) < self.max_defects:
+            self.warnings.append(Defect(rule(name), message, **where))  # type: ignore[arg-type]
+        else:
+            self.warnings_truncated = True
+
+    def _check_items(self, group: GroupDefinition, values: tuple[str, ...], well_formed: bool) -> None:
+        """The named checks of a line's items (the only one: mpan_check_digit). An item whose format is already
+        reported wrong is not judged again."""
+        if self._severities[MPAN_CHECK_DIGIT] == "off":
+            return
+        for item in group.item_checks:
+            text = values[item.position - 1]
+            if not text or mpan_valid(text) or (not well_formed and item.problem(text)):
+                continue
+            self._failed_check(MPAN_CHECK_DIGIT, mpan_problem(text) or "", line=self._line_number,
+                               group=group.code, item=item.position, item_key=item.key, item_format=item.format.text)
 
     # -- header ---------------------------------------------------------------------------------------------------
 
@@ -319,6 +361,8 @@ class FileParse(Iterator[FlowInstance]):
                                  line=line_number, group=code)
                 match = group.line_patterns[terminated].fullmatch(line)  # calendar-exact: no day to re-check
                 values = match.groups() if match is not None else self._check_line(group, line, terminated)
+                if group.item_checks:
+                    self._check_items(group, values, match is not None)
                 instance = new_instance(group, values, line_number, [] if group.children else None)
                 while len(stack) > depth + 1:
                     self._close(stack.pop(), strict)
@@ -389,6 +433,7 @@ class FileParse(Iterator[FlowInstance]):
         root = stack[0]
         level1 = root.definition.child_codes
         block_lines = self._block_lines
+        span_checks = _span_checks(definition, self._severities, strict)
         carry = ""  # whole lines from an instance boundary on, waiting for the next block
         failure: UnicodeDecodeError | None = None
         while True:
@@ -456,6 +501,13 @@ class FileParse(Iterator[FlowInstance]):
                         end = pos if last < 0 else last + 1
                         flows -= 1
                     if flows:
+                        checks = span_checks.get(group)
+                        if checks and not all(check(text, pos, end, crs) for check in checks):
+                            self._walk_all(iter(_LINE.findall(text, pos, end)))  # a check failed: say where
+                            if self.defects_truncated:
+                                break
+                            pos = end
+                            continue
                         if len(stack) > 1:  # the walk closes the groups of the previous instance here
                             while len(stack) > 1:
                                 self._close(stack.pop(), strict)
@@ -545,6 +597,24 @@ class FileParse(Iterator[FlowInstance]):
                 self._defect("group-range", f"{owner} must contain {cardinality.text} group {child.code} "
                              f"({child.name}), found {count}", line=frame.instance.line if frame.instance else None,
                              group=frame.definition.code if frame.instance else child.code)
+            elif child.periods is not None and frame.instance is not None:
+                self._check_periods(frame.instance, child, count)
+
+    def _check_periods(self, parent: GroupInstance, child: GroupDefinition, count: int) -> None:
+        """settlement_periods: `count` instances of the period group `child` under `parent` fit its date."""
+        check = child.periods
+        assert check is not None
+        if self._severities[SETTLEMENT_PERIODS] == "off" or check.implied_by(child.range_for(self.strict)):
+            return
+        item = check.date_item
+        text = parent.values[item.position - 1]
+        if not text or item.problem(text):  # a wrong date is reported as such
+            return
+        problem = periods_problem(text, count, check.clock)
+        if problem is not None:
+            self._failed_check(SETTLEMENT_PERIODS, f"group {child.code} ({child.name}): {problem}", line=parent.line,
+                               group=parent.definition.code, item=item.position, item_key=item.key,
+                               item_format=item.format.text)
 
     def _check_line(self, group: GroupDefinition, line: str, terminated: bool) -> tuple[str, ...]:
         """The slow path: say exactly which items are wrong."""
@@ -634,6 +704,77 @@ def _one_line_each(block: str, lines: list[str], final: bool) -> bool:
     return ends == len(lines) - open_last and (final or not open_last)
 
 
+SpanCheck = Callable[[str, int, int, bool], bool]  # (text, start, end, has CRs) -> True when the span passes
+
+
+class _Lines:
+    """The lines of one group in a text of whole lines, found at C speed: each expression starts with a literal or
+    a line end, which the regex engine searches for rather than trying every position."""
+
+    __slots__ = ("any_end", "first", "lf")
+
+    def __init__(self, body: str) -> None:
+        self.first = re.compile(body)  # the line the span starts with (no line end before it within the span)
+        self.lf = re.compile("\n" + body)
+        self.any_end = re.compile("[\r\n]" + body)
+
+    def values(self, text: str, start: int, end: int, crs: bool) -> list[str]:
+        """The captured item of every such line."""
+        head = self.first.match(text, start, end)
+        found: list[str] = (self.any_end if crs else self.lf).findall(text, start, end)
+        return [head[1], *found] if head is not None else found
+
+    def starts(self, text: str, start: int, end: int, crs: bool) -> list[re.Match[str]]:
+        """Every such line, as a match starting at its line end (at `start` for the first line)."""
+        head = self.first.match(text, start, end)
+        found = list((self.any_end if crs else self.lf).finditer(text, start, end))
+        return [head, *found] if head is not None else found
+
+
+def _item_lines(group: GroupDefinition, position: int) -> _Lines:
+    """The lines of `group`, capturing the item at `position`."""
+    return _Lines(re.escape(group.code) + r"\|" + r"[^|\r\n]*\|" * (position - 1) + r"([^|\r\n]*)")
+
+
+def _span_checks(definition: FlowDefinition, severities: Mapping[str, Severity],
+                 strict: bool) -> dict[GroupDefinition, list[SpanCheck]]:
+    """Per level-1 group, the named checks a span of its instances must pass, at C speed where it can: a span that
+    matched its instance expression has items of the right format in the right places, so the values to check can
+    be found by their position in the line. A span that fails is read line by line, which locates the defect."""
+    checks: dict[GroupDefinition, list[SpanCheck]] = {}
+    for top in definition.level1:
+        found: list[SpanCheck] = []
+        for group in (top, *top.descendants()):
+            if severities[MPAN_CHECK_DIGIT] != "off":
+                found.extend(_mpan_span_check(_item_lines(group, item.position)) for item in group.item_checks)
+            for child in group.children:
+                period = child.periods
+                if period is not None and severities[SETTLEMENT_PERIODS] != "off" and not period.implied_by(
+                        child.range_for(strict)):
+                    child_lines = _Lines(re.escape(child.code) + r"(?=[|\r\n]|\Z)")
+                    found.append(_periods_span_check(_item_lines(group, period.date_item.position), child_lines,
+                                                     period.clock))
+        if found:
+            checks[top] = found
+    return checks
+
+
+def _mpan_span_check(lines: _Lines) -> SpanCheck:
+    def check(text: str, start: int, end: int, crs: bool) -> bool:
+        return all(map(mpan_valid, filter(None, lines.values(text, start, end, crs))))
+    return check
+
+
+def _periods_span_check(parents: _Lines, children: _Lines, clock: Clock) -> SpanCheck:
+    def check(text: str, start: int, end: int, crs: bool) -> bool:
+        found = parents.starts(text, start, end, crs)
+        bounds = [parent.start() for parent in found[1:]] + [end]
+        return all(not parent[1] or periods_problem(parent[1], len(children.starts(text, parent.start(), bound,
+                                                                                   crs)), clock) is None
+                   for parent, bound in zip(found, bounds, strict=True))
+    return check
+
+
 def _takes(candidates: Iterable[GroupDefinition], last: GroupDefinition, count: int,
            limits: dict[GroupDefinition, int | None]) -> bool:
     """True when the root, having just taken `count` instances of `last`, would take a line of `candidates`' code."""
@@ -651,17 +792,21 @@ class FlowFileReader:
     """Reads DTN files against a set of flow definitions.
 
     `strict` enforces the DTC's ranges even where real files break them (see `lenient_range` in the definitions);
-    `max_defects` bounds the report of a badly broken file.
+    `max_defects` bounds the report of a badly broken file; `checks` sets the severity of named checks
+    (bridge/dtn/checks.py: `{"mpan_check_digit": "warn"}`), the defaults for those not named. ValueError names an
+    unknown check or severity.
     """
 
     def __init__(self, definitions: DefinitionSet, *, strict: bool = False,
-                 max_defects: int = DEFAULT_MAX_DEFECTS, fast: bool = True) -> None:
+                 max_defects: int = DEFAULT_MAX_DEFECTS, fast: bool = True,
+                 checks: Mapping[str, str] | None = None) -> None:
         self.definitions = definitions
         self.strict = strict
         self.max_defects = max_defects
         self.fast = fast  # False: the validation pass reads line by line too (to compare the two in tests)
         self.block_lines = BLOCK_LINES
         self.span_cap = SPAN_CAP
+        self.severities: dict[str, Severity] = resolve_severities(checks)
 
     def read(self, lines: Iterable[str]) -> FileParse:
         """Start a pass over `lines` (str lines, with or without terminators)."""

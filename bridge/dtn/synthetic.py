@@ -1,6 +1,7 @@
 """Valid synthetic DTN files from flow definitions, for examples, property tests and benchmarks.
 
-Every value is drawn from a seeded `random.Random`, so a seed always gives the same file.
+Every value is drawn from a seeded `random.Random`, so a seed always gives the same file. Files pass the named checks
+their definitions refer to: MPAN Cores end in their check digit, period groups hold as many periods as their date has.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import string
 from collections.abc import Iterator
 from datetime import date, timedelta
 
+from bridge.dtn.checks import MPAN_CHECK_DIGIT, mpan_check_digit, settlement_period_count
 from bridge.dtn.definitions import DataItem, FlowDefinition, GroupDefinition
 from bridge.dtn.model import FileHeader, GroupInstance
 from bridge.dtn.writer import FlowFileWriter
@@ -35,6 +37,8 @@ def item_text(item: DataItem, rng: random.Random) -> str:
         integer = str(rng.randint(0, 10 ** min(logical.length - logical.scale, 9) - 1))
         if logical.length - logical.scale == 13:
             integer = str(rng.randint(10**12, 10**13 - 1))  # MPAN-like: 13 digits
+        if MPAN_CHECK_DIGIT in item.checks:
+            integer = integer[:12] + str(mpan_check_digit(integer))
         sign = "-" if logical.signed and rng.random() < 0.2 else ""
         fraction = "." + "".join(rng.choice(string.digits) for _ in range(logical.scale)) if logical.scale else ""
         return sign + integer + fraction
@@ -61,7 +65,10 @@ def group_instance(group: GroupDefinition, rng: random.Random, fanout: int = 2) 
     """A valid instance of `group` with children drawn within their DTC ranges."""
     instance = GroupInstance(group, tuple(item_text(item, rng) for item in group.items), 0)
     for child in group.children:
-        for _ in range(_count(child, rng, fanout)):
+        count = _count(child, rng, fanout)
+        if child.periods is not None and (day := instance.values[child.periods.date_item.position - 1]):
+            count = settlement_period_count(date(int(day[:4]), int(day[4:6]), int(day[6:8])), child.periods.clock)
+        for _ in range(count):
             instance.children.append(group_instance(child, rng, fanout))
     return instance
 

@@ -27,8 +27,10 @@ def manifest_routing_key(flow_reference: str, from_participant: str, to_particip
 
 
 def build_manifest(header: FileHeader, *, sha256: str, size: int, original_name: str, flow_count: int,
-                   group_count: int, first_event_id: str, last_event_id: str) -> Event:
-    """The manifest event of one inbound file."""
+                   group_count: int, first_event_id: str, last_event_id: str,
+                   warnings: list[dict[str, Any]] | None = None) -> Event:
+    """The manifest event of one inbound file. `warnings`: the defects of checks set to `warn`, listed under
+    `data.warnings` only when there are some, so that a file without any keeps the manifest it always had."""
     data: dict[str, Any] = {
         "file_identifier": header.file_identifier,
         "flow": header.flow_reference,
@@ -47,6 +49,8 @@ def build_manifest(header: FileHeader, *, sha256: str, size: int, original_name:
         "first_event_id": first_event_id,
         "last_event_id": last_event_id,
     }
+    if warnings:
+        data["warnings"] = warnings
     return {
         "specversion": "1.0",
         "id": str(uuid.uuid5(EVENT_NAMESPACE, f"manifest|{sha256}")),

@@ -20,7 +20,7 @@ import hashlib
 import io
 import os
 import secrets
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,12 +70,14 @@ class OutboundWriter:
     """Writes the files that the DTN gateway sends, from verified events. One writer per outbound folder."""
 
     def __init__(self, definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig, *,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 checks: Mapping[str, str] | None = None) -> None:
+        """`checks`: the severities of the named checks, as for inbound files (`checks:` in the config)."""
         self.ledger = ledger
         self.config = config
         self.folder = Path(config.folder)
         self.clock = clock
-        self._reader = FlowFileReader(definitions)
+        self._reader = FlowFileReader(definitions, checks=checks)
 
     def written(self, event_ids: Collection[str]) -> set[str]:
         """Which of these events are in a file already (their messages are redeliveries or duplicates)."""

@@ -29,6 +29,28 @@ class TestValidate:
         assert errors == [f"{path}: D0155001 line 8 group ZPT item 2: Total Group Count is '144' but the file has 6",
                           f"{path}: D0155001 line 8 group ZPT item 4: Flow Count is '48' but the file has 2"]
 
+    def test_check_severity_option(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--check NAME=SEVERITY: under warn a wrong check digit is a warning (exit 0), by default a defect."""
+        path = sample("igloo-airflow")
+        defect = (f"{path}: D0379001 line 2 group 25B item 1 (mpan_core, NUM(13)): '1234567891234' fails the MPAN "
+                  "check digit: its last digit must be 6")
+        assert main(["validate", str(path)]) == 1
+        assert capsys.readouterr().err.splitlines()[0] == defect
+        assert main(["validate", "--check", "mpan_check_digit=warn", str(path)]) == 0
+        out, err = capsys.readouterr()
+        assert "valid D0379001, 2 flow instances, 100 groups, 2 warnings" in out
+        assert err.splitlines()[0] == defect.replace(f"{path}: ", f"{path}: warning: ", 1)
+        assert main(["parse", "--check", "mpan_check_digit=off", str(path)]) == 0
+        assert len(capsys.readouterr().out.splitlines()) == 2
+
+    @pytest.mark.parametrize("option", ["mpan=warn", "mpan_check_digit=loud", "mpan_check_digit"])
+    def test_check_option_refused(self, option: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """A wrong --check is a usage error (exit 2) saying what is known."""
+        with pytest.raises(SystemExit) as exited:
+            main(["validate", "--check", option, str(sample("igloo-airflow"))])
+        assert exited.value.code == 2
+        assert "is not a" in capsys.readouterr().err
+
     @pytest.mark.parametrize("content", [b"", b"\xff\xfe\x00garbage", b"ZHV|1|D0010002|", b"\x89PNG\r\n\x1a\n" * 100])
     def test_garbage(self, tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str]) -> None:
         """Empty, binary and truncated input is reported, never a traceback."""

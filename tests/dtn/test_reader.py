@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from bridge.dtn.definitions import DefinitionSet
@@ -34,7 +36,6 @@ class TestRealSamples:
         ("DTC5259515123502080915D0010", "D0010002", 11),
         ("ocdiff_D0155001_a", "D0155001", 1),
         ("ocdiff_D0155001_b", "D0155001", 1),
-        ("igloo-airflow", "D0379001", 2),
         ("OVOE1359", "P0135001", 209),
         ("OVOE1429", "P0142001", 1),
     ])
@@ -62,7 +63,7 @@ class TestRealSamples:
         """The flowtocsv 'fake clob' is rejected for its impossible dates, each located."""
         checked = check_file(sample("flowtocsv"), reader)
         assert not checked.ok
-        assert set(rules(checked)) == {"header-field", "item-format", "trailer-field"}
+        assert set(rules(checked)) == {"header-field", "item-format", "trailer-field", "mpan-check-digit"}
         assert "D0150001 line 1 group ZHV item 7 (created, DATETIME): '20179568182352' is not a calendar date" \
             in checked.describe_defects()
         assert any(d.line == 2 and d.group == "288" and d.item_key for d in checked.defects)
@@ -85,7 +86,8 @@ class TestDefects:
         parse = read(reader, MPAN, METER, "030|S|20160231000000|1.25|||Y|N|", "026|12000233059|V|", METER, READING,
                      "999|x|")
         assert [(d.line, d.rule, d.item) for d in parse.defects] == [
-            (4, "item-format", 2), (4, "item-format", 3), (4, "item-format", 6), (8, "group-unknown", None)]
+            (4, "item-format", 2), (4, "item-format", 3), (4, "item-format", 6), (5, "mpan-check-digit", 1),
+            (8, "group-unknown", None)]
 
     def test_item_count(self, reader: FlowFileReader) -> None:
         """Too many or too few items are counted."""
@@ -183,3 +185,64 @@ class TestDefects:
             [HEADER, MPAN, METER, READING, MPAN, METER, READING, READING,
              "ZPT|0000475656|7||2|20160302154650|"])] == [(1, 3), (2, 4)]
         assert parse.ok
+
+
+D0036_HEADER = "ZHV|0000000001|D0036001|D|SYNA|X|SYNB|20260401120000||||OPER|"
+
+
+def d0036(reader: FlowFileReader, *days: tuple[str, int]) -> FileParse:
+    """A D0036 with one MPAN Core and, per (date, count), a settlement date with that many periods; by blocks."""
+    body = ["101|2200031930792|AI|SYNA|"]
+    for day, count in days:
+        body += [f"102|{day}|"] + ["103|A|1.0|"] * count
+    text = [D0036_HEADER, *body, f"ZPT|0000000001|{len(body)}||1|20260401120500|"]
+    return reader.read(io.StringIO("".join(line + "\n" for line in text), newline="")).check()
+
+
+class TestNamedChecks:
+    def test_made_up_mpans_refused(self, reader: FlowFileReader) -> None:
+        """Igloo's D0379 sample uses made-up MPAN Cores: each is a located defect under the default severity."""
+        checked = check_file(sample("igloo-airflow"), reader)
+        assert checked.describe_defects() == [
+            "D0379001 line 2 group 25B item 1 (mpan_core, NUM(13)): '1234567891234' fails the MPAN check digit: "
+            "its last digit must be 6",
+            "D0379001 line 52 group 25B item 1 (mpan_core, NUM(13)): '2234567891235' fails the MPAN check digit: "
+            "its last digit must be 9",
+        ]
+        assert rules(checked) == ["mpan-check-digit", "mpan-check-digit"] and checked.warnings == []
+
+    @pytest.mark.parametrize("fast", [True, False])
+    def test_warn_and_off(self, definitions: DefinitionSet, fast: bool) -> None:
+        """warn: the file is valid and the defects are warnings; off: not checked at all."""
+        warn = check_file(sample("igloo-airflow"), FlowFileReader(definitions, fast=fast,
+                                                                  checks={"mpan_check_digit": "warn"}))
+        assert warn.ok and [(w.line, w.group, w.item, w.rule) for w in warn.warnings] == [
+            (2, "25B", 1, "mpan-check-digit"), (52, "25B", 1, "mpan-check-digit")]
+        assert warn.describe_warnings()[0].startswith("D0379001 line 2 group 25B item 1 (mpan_core, NUM(13)): ")
+        off = check_file(sample("igloo-airflow"), FlowFileReader(definitions, fast=fast,
+                                                                 checks={"mpan_check_digit": "off"}))
+        assert off.ok and off.warnings == []
+
+    def test_mpan_line_walk(self, reader: FlowFileReader) -> None:
+        """On the line walk too, with the rule and the located item."""
+        parse = read(reader, "026|1200023305968|V|", METER, READING)
+        assert [(d.line, d.group, d.item, d.item_key, d.rule) for d in parse.defects] == [
+            (2, "026", 1, "mpan_core", "mpan-check-digit")]
+
+    def test_clock_change_days(self, reader: FlowFileReader) -> None:
+        """D0036 periods are in local time: 46 on 29 March 2026, 50 on 25 October 2026, 48 on other days."""
+        assert d0036(reader, ("20260329", 46), ("20261025", 50), ("20260330", 48)).ok
+        parse = d0036(reader, ("20260328", 46), ("20260329", 48), ("20261025", 48))
+        assert parse.describe_defects() == [
+            "D0036001 line 3 group 102 item 1 (settlement_date, DATE): group 103 (HH Periods): 46 half-hourly "
+            "periods, but 2026-03-28 (local time) has 48",
+            "D0036001 line 50 group 102 item 1 (settlement_date, DATE): group 103 (HH Periods): 48 half-hourly "
+            "periods, but 2026-03-29 (the spring clock change, local time) has 46",
+            "D0036001 line 99 group 102 item 1 (settlement_date, DATE): group 103 (HH Periods): 48 half-hourly "
+            "periods, but 2026-10-25 (the autumn clock change, local time) has 50",
+        ]
+        assert rules(parse) == ["settlement-periods"] * 3
+
+    def test_a_count_outside_the_range_is_one_defect(self, reader: FlowFileReader) -> None:
+        """47 periods break the DTC range: that defect alone, not the check as well."""
+        assert rules(d0036(reader, ("20260329", 47))) == ["group-range"]

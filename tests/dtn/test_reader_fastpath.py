@@ -12,11 +12,13 @@ import io
 import random
 import re
 from collections.abc import Callable, Iterator
+from datetime import date
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.dtn.checks import settlement_period_count
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition, load_definitions
 from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import FileHeader
@@ -33,19 +35,20 @@ D0010 = "ZHV|0000475656|D0010002|D|UDMS|X|MRCY|20160302153151||||OPER|\n"
 def outcome(parse: FileParse) -> tuple[object, ...]:
     """Everything a validation pass reports."""
     return (parse.defects, parse.defects_truncated, parse.group_count, parse.flow_count, parse.header, parse.trailer,
-            parse.finished, parse.ok)
+            parse.finished, parse.ok, parse.warnings, parse.warnings_truncated)
 
 
 def by_blocks(text: str, *, strict: bool = False, max_defects: int = 100, block_lines: int = 8192,
-              span_cap: int = 8 << 20, newline: str | None = "") -> FileParse:
-    reader = FlowFileReader(DEFINITIONS, strict=strict, max_defects=max_defects)
+              span_cap: int = 8 << 20, newline: str | None = "", checks: dict[str, str] | None = None) -> FileParse:
+    reader = FlowFileReader(DEFINITIONS, strict=strict, max_defects=max_defects, checks=checks)
     reader.block_lines = block_lines
     reader.span_cap = span_cap
     return reader.read(io.StringIO(text, newline=newline)).check()
 
 
-def by_lines(text: str, *, strict: bool = False, max_defects: int = 100, newline: str | None = "") -> FileParse:
-    reader = FlowFileReader(DEFINITIONS, strict=strict, max_defects=max_defects, fast=False)
+def by_lines(text: str, *, strict: bool = False, max_defects: int = 100, newline: str | None = "",
+             checks: dict[str, str] | None = None) -> FileParse:
+    reader = FlowFileReader(DEFINITIONS, strict=strict, max_defects=max_defects, fast=False, checks=checks)
     return reader.read(io.StringIO(text, newline=newline)).check()
 
 
@@ -66,6 +69,9 @@ def pool_file(definition: FlowDefinition, seed: int) -> list[str]:
 
 
 _EDIT_CHARACTERS = "0A9Z|. -\r\n\x00é"
+_CLOCK_CHANGES = ["20210328", "20211031", "20220327", "20221030", "20240331", "20241027"]
+_DATE_ITEM = re.compile(r"(?<=\|)(?:19|20|21)[0-9]{6}(?=\|)")
+_MPAN_ITEM = re.compile(r"(?<=\|)[0-9]{13}(?=\|)")
 
 
 @st.composite
@@ -80,7 +86,8 @@ def broken_files(draw: st.DrawFn) -> str:
         lines = list(synthetic_file(definition, seed, fanout=draw(st.integers(1, 3))))
     lines = [line.rstrip("\n") for line in lines]
     for _ in range(draw(st.integers(0, 3))):
-        kind = draw(st.sampled_from(["edit", "delete", "duplicate", "swap", "empty", "no-trailer", "after-trailer"]))
+        kind = draw(st.sampled_from(["edit", "delete", "duplicate", "swap", "empty", "no-trailer", "after-trailer",
+                                     "clock-change", "mpan"]))
         index = draw(st.integers(1, max(1, len(lines) - 1)))
         if kind == "edit" and lines:
             index = min(index, len(lines) - 1)
@@ -100,6 +107,13 @@ def broken_files(draw: st.DrawFn) -> str:
             lines.insert(index, "")
         elif kind == "no-trailer" and lines and lines[-1].startswith("ZPT"):
             lines.pop()
+        elif kind == "clock-change":  # a date (a settlement date, among others) moved onto a clock-change day
+            index = min(index, len(lines) - 1)
+            lines[index] = _DATE_ITEM.sub(draw(st.sampled_from(_CLOCK_CHANGES)), lines[index], count=1)
+        elif kind == "mpan":  # a 13-digit item (an MPAN Core, among others) with another last digit
+            index = min(index, len(lines) - 1)
+            last = draw(st.sampled_from("0123456789"))
+            lines[index] = _MPAN_ITEM.sub(lambda found, last=last: found[0][:12] + last, lines[index], count=1)
         elif kind == "after-trailer":
             lines.append(draw(st.sampled_from(["", "026|1|V|", "ZPT|1|2||3|4|"])))
     ending = draw(st.sampled_from(["\n", "\r\n", "\r", "mixed"]))
@@ -113,11 +127,16 @@ def broken_files(draw: st.DrawFn) -> str:
 class TestDifferential:
     @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(text=broken_files(), strict=st.booleans(), max_defects=st.sampled_from([1, 3, 100]),
-           block_lines=st.sampled_from([1, 2, 3, 7, 64, 8192]))
-    def test_same_as_line_walk(self, text: str, strict: bool, max_defects: int, block_lines: int) -> None:
-        """Valid or broken, any file gets the same report by blocks as line by line, whatever the block size."""
-        assert outcome(by_blocks(text, strict=strict, max_defects=max_defects, block_lines=block_lines)) == \
-            outcome(by_lines(text, strict=strict, max_defects=max_defects))
+           block_lines=st.sampled_from([1, 2, 3, 7, 64, 8192]),
+           checks=st.fixed_dictionaries({"mpan_check_digit": st.sampled_from(["error", "warn", "off"]),
+                                         "settlement_periods": st.sampled_from(["error", "warn", "off"])}))
+    def test_same_as_line_walk(self, text: str, strict: bool, max_defects: int, block_lines: int,
+                               checks: dict[str, str]) -> None:
+        """Valid or broken, any file gets the same report by blocks as line by line, whatever the block size and
+        the severities of the named checks (warnings included)."""
+        assert outcome(by_blocks(text, strict=strict, max_defects=max_defects, block_lines=block_lines,
+                                 checks=checks)) == outcome(by_lines(text, strict=strict, max_defects=max_defects,
+                                                                     checks=checks))
 
     @settings(max_examples=100, deadline=None)
     @given(reference=st.sampled_from(REFERENCES), seed=st.integers(0, 2**32), strict=st.booleans())
@@ -155,6 +174,49 @@ class TestDifferential:
         text = ending.join([D0010[:-1], "026|1200023305967|V|", "028|F75A\r00802|D|", "030|S|20160222000000|1.0|||T|N|",
                             "ZPT|0000475656|3||1|20160302154650|"]) + ending
         assert outcome(by_blocks(text, newline=newline, block_lines=2)) == outcome(by_lines(text, newline=newline))
+
+
+SEVERITIES = st.sampled_from(["error", "warn", "off"])
+
+
+def periods_of(text: str) -> int:
+    return settlement_period_count(date(int(text[:4]), int(text[4:6]), int(text[6:])), "local")
+
+
+@st.composite
+def checked_files(draw: st.DrawFn) -> tuple[str, int, int]:
+    """A valid D0036 (local-time periods) or D0010 file whose settlement dates are moved onto clock-change days or
+    whose MPAN Cores get other last digits, with how many dates and MPAN Cores were changed."""
+    reference = draw(st.sampled_from(["D0036001", "D0010002"]))
+    lines = list(synthetic_file(DEFINITIONS[reference], draw(st.integers(0, 2**32)), fanout=draw(st.integers(1, 3))))
+    dates = mpans = 0
+    for index, line in enumerate(lines):
+        if line.startswith("102|") and draw(st.booleans()):
+            day = draw(st.sampled_from(_CLOCK_CHANGES))
+            dates += periods_of(line[4:12]) != periods_of(day)
+            lines[index] = f"102|{day}|\n"
+        elif line[:4] in ("026|", "101|") and draw(st.booleans()):
+            last = draw(st.sampled_from("0123456789"))
+            mpans += line[16] != last
+            lines[index] = line[:16] + last + line[17:]
+    return "".join(lines), dates, mpans
+
+
+class TestNamedChecks:
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(file=checked_files(), mpan=SEVERITIES, periods=SEVERITIES, block_lines=st.sampled_from([1, 5, 8192]))
+    def test_same_as_line_walk(self, file: tuple[str, int, int], mpan: str, periods: str, block_lines: int) -> None:
+        """Wrong check digits and period counts that do not fit their dates are found by blocks as line by line,
+        one defect (or warning) each, under every severity."""
+        text, dates, mpans = file
+        checks = {"mpan_check_digit": mpan, "settlement_periods": periods}
+        fast = by_blocks(text, block_lines=block_lines, checks=checks)
+        assert outcome(fast) == outcome(by_lines(text, checks=checks))
+        found = [(defect.rule, severity) for severity, defects in (("error", fast.defects), ("warn", fast.warnings))
+                 for defect in defects]
+        expected = [("mpan-check-digit", mpan)] * mpans * (mpan != "off") + \
+            [("settlement-periods", periods)] * dates * (periods != "off")
+        assert sorted(found) == sorted(expected)
 
 
 class TestCalendar:

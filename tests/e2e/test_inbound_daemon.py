@@ -26,7 +26,7 @@ from bridge.flowfile import check_file, file_events
 from tests.conftest import AMQP_URL, EXAMPLES, sample
 from tests.e2e.conftest import Bridge
 
-VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "igloo-airflow", "OVOE1359", "OVOE1429"]
+VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "OVOE1359", "OVOE1429"]
 
 
 def expected_ids(paths: list[Path], reader: FlowFileReader) -> list[str]:
@@ -164,6 +164,53 @@ class TestBadInput:
         assert [p.name for p in bridge.archived()] == ["slow.uff"] and bridge.quarantined() == []
         events, manifests = split(bridge.captured(12))
         assert len(events) == 11 and len(manifests) == 1
+
+
+IGLOO_WARNINGS = [  # igloo's D0379 sample uses made-up MPAN Cores (1234567891234, 2234567891235)
+    {"rule": "mpan-check-digit", "line": 2, "group": "25B", "item": 1, "item_key": "mpan_core",
+     "item_format": "NUM(13)", "message": "'1234567891234' fails the MPAN check digit: its last digit must be 6",
+     "text": "D0379001 line 2 group 25B item 1 (mpan_core, NUM(13)): '1234567891234' fails the MPAN check digit: "
+             "its last digit must be 6"},
+    {"rule": "mpan-check-digit", "line": 52, "group": "25B", "item": 1, "item_key": "mpan_core",
+     "item_format": "NUM(13)", "message": "'2234567891235' fails the MPAN check digit: its last digit must be 9",
+     "text": "D0379001 line 52 group 25B item 1 (mpan_core, NUM(13)): '2234567891235' fails the MPAN check digit: "
+             "its last digit must be 9"},
+]
+
+
+class TestNamedChecks:
+    def test_error_quarantines_with_the_located_defect(self, make_bridge: Any, run_service: Any) -> None:
+        """Under the default severity (error) a wrong MPAN check digit quarantines the file; its report locates
+        each defect, and nothing is published."""
+        igloo = sample("igloo-airflow")
+        bridge: Bridge = make_bridge()
+        running = run_service(bridge)
+        bridge.drop(igloo)
+        bridge.wait_settled(1)
+        running.close()
+        assert [path.name for path in bridge.quarantined()] == [igloo.name]
+        quarantined = bridge.quarantined()[0]
+        report = json.loads(quarantined.with_name(quarantined.name + ".error.json").read_text())
+        assert report["defects"] == IGLOO_WARNINGS
+        assert bridge.captured() == []
+
+    def test_warn_publishes_with_the_defects_in_the_manifest(self, make_bridge: Any, run_service: Any) -> None:
+        """Under warn the file is published and its manifest lists the defects; a clean file's manifest has no
+        `warnings` at all (its bytes are as before)."""
+        bridge: Bridge = make_bridge(checks={"mpan_check_digit": "warn"})
+        running = run_service(bridge)
+        bridge.drop(sample("igloo-airflow"))
+        bridge.drop(EXAMPLES / "D0010002.txt")
+        bridge.wait_settled(2)
+        running.close()
+        assert bridge.quarantined() == [] and len(bridge.archived()) == 2
+        events, manifests = split(bridge.captured())
+        assert len(events) == 2 + 2 and len(manifests) == 2
+        by_flow = {manifest["data"]["flow"]: manifest for manifest in manifests}
+        assert by_flow["D0379001"]["data"]["warnings"] == IGLOO_WARNINGS
+        assert "warnings" not in by_flow["D0010002"]["data"]
+        for manifest in manifests:
+            bridge.trust.verify(manifest)
 
 
 class TestDuplicates:

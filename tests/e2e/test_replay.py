@@ -18,7 +18,7 @@ FILES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "igloo-airflow"]
 @pytest.fixture
 def published(make_bridge: Any, run_service: Any) -> tuple[Bridge, list[Path], datetime]:
     """A bridge that has published some real samples and examples into its event store."""
-    bridge: Bridge = make_bridge()
+    bridge: Bridge = make_bridge(checks={"mpan_check_digit": "warn"})  # igloo's made-up MPANs get through
     start = datetime.now(UTC) - timedelta(seconds=2)
     files = [sample(name) for name in FILES] + [EXAMPLES / "D0275001.txt", EXAMPLES / "P0142001.txt"]
     running = run_service(bridge)

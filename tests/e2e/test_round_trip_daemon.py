@@ -16,7 +16,7 @@ from bridge.cli import main
 from tests.conftest import EXAMPLES, sample
 from tests.e2e.conftest import Bridge
 
-VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "igloo-airflow", "OVOE1359", "OVOE1429"]
+VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "OVOE1359", "OVOE1429"]
 
 
 class TestRoundTrip:

@@ -29,7 +29,7 @@ from bridge.flowfile import check_file, file_events
 from tests.conftest import EXAMPLES, sample
 from tests.e2e.conftest import Bridge, make_bridge, run_service  # noqa: F401 - the e2e fixtures, used here too
 
-SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "igloo-airflow", "OVOE1359", "OVOE1429"]
+SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "OVOE1359", "OVOE1429"]
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from tests.e2e.conftest import Bridge, make_bridge, run_service  # noqa: F401 - 
 
 SOAK = os.environ.get("DTN_SOAK", "") not in ("", "0")
 SCALE = 10 if SOAK else 1
-VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "ocdiff_D0155001_b", "igloo-airflow",
+VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "ocdiff_D0155001_b",
                  "OVOE1359", "OVOE1429"]  # as tests/events/test_envelope.py
 DEFINITIONS = load_definitions(REPO / "flow_definitions")
 READER = FlowFileReader(DEFINITIONS)

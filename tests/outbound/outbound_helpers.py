@@ -26,7 +26,7 @@ from bridge.outbound import OutboundLoop
 from bridge.signing import Signer
 from tests.conftest import REPO
 
-VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "ocdiff_D0155001_b", "igloo-airflow",
+VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "ocdiff_D0155001_b",
                  "OVOE1359", "OVOE1429"]
 
 
