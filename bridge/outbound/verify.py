@@ -21,7 +21,7 @@ import orjson
 import structlog
 
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition
-from bridge.dtn.model import FileHeader, GroupInstance
+from bridge.dtn.model import FileHeader
 from bridge.dtn.writer import instance_records
 from bridge.errors import EventError, SignatureError
 from bridge.events.envelope import (
@@ -31,6 +31,7 @@ from bridge.events.envelope import (
     event_to_instance,
     header_of,
     participant_of,
+    trailer_of,
 )
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.interning import Interner
@@ -51,7 +52,6 @@ _MPID = re.compile(r"[A-Z0-9]{4}")
 _ROLE = re.compile(r"[A-Z0-9]")
 _TEST_FLAG = re.compile(r"[A-Z0-9]{1,4}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_UNSAFE = re.compile(r"[|\r\n]")  # would break a DTN line
 
 
 class _Portable:
@@ -189,8 +189,6 @@ class MessageChecker:
             root = event_to_instance(event, definition)
         except EventError as exc:
             raise EventRejected(SCHEMA_INVALID, str(exc)) from exc
-        if b"\\n" in body or b"\\r" in body or b"\\u000" in body:  # JSON escapes of a line break: look closer
-            _check_values(root, event_id)
         origin = _origin(event, definition, self._share)
         try:
             batch_key = self._share(_batch_key(event, definition))
@@ -212,24 +210,12 @@ def _parse(body: bytes) -> Event:
     return event
 
 
-def _check_values(root: GroupInstance, event_id: str) -> None:
-    """CHAR items are checked for '|' by the format; a line break would split a DTN line, so refuse it too."""
-    stack = [root]
-    while stack:
-        group = stack.pop()
-        for item, text in zip(group.definition.items, group.values, strict=True):
-            if text and _UNSAFE.search(text):
-                raise EventRejected(SCHEMA_INVALID, f"event {event_id}: item {item.key} of group "
-                                    f"{group.definition.code} contains a line break or '|'")
-        stack.extend(group.children)
-
-
 def _text(event: Mapping[str, Any], name: str, pattern: re.Pattern[str] | None = None) -> str:
     value = event.get(name)
     if not isinstance(value, str) or not value:
         raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: attribute {name!r} must be a non-empty "
                             "string")
-    if _UNSAFE.search(value) or (pattern is not None and not pattern.fullmatch(value)):
+    if pattern is not None and not pattern.fullmatch(value):
         raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: attribute {name!r} is not a valid value")
     return value
 
@@ -256,20 +242,12 @@ def _origin(event: Event, definition: FlowDefinition, share: Callable[[FileHeade
         raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: dtcindex {index!r} and dtcflowcount "
                             f"{count!r} must be whole numbers with 1 <= dtcindex <= dtcflowcount")
     try:
-        header = header_of(event, definition)
+        header = header_of(event, definition)  # every attribute held to its DTC format
+        completed, checksum = trailer_of(event, header)
     except EventError as exc:
         raise EventRejected(ENVELOPE_INVALID, str(exc)) from exc
-    for name in ("dtcfileid", "dtccreated", "dtccompleted", "dtcchecksum", "dtcsendapp", "dtcrecvapp",
-                 "dtcbroadcast", "dtcfromrole", "dtctorole", "dtcto", "dtctestflag"):
-        value = event.get(name)
-        if value is not None and (not isinstance(value, str) or _UNSAFE.search(value)):
-            raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: attribute {name!r} is not a valid "
-                                "value")
     key = origin_key(header.from_participant, header.file_identifier, header.created, definition.reference)
-    completed = event.get("dtccompleted") or header.created
-    if not isinstance(completed, str):
-        raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: attribute 'dtccompleted' must be a string")
-    return Origin(key, index, count, share(header), completed, event.get("dtcchecksum") or "",
+    return Origin(key, index, count, share(header), completed, checksum,
                   tuple(event.get(name) for name in FILE_ATTRIBUTES))
 
 
