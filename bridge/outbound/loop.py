@@ -78,7 +78,7 @@ class OutboundLoop:
             log.error("outbound_disabled", reason="signing.trust is not configured: outbound events stay queued")
             stop.wait()
             return
-        self.writer.recover()
+        self._recover_quietly()  # a row it cannot settle is rolled back; a broken ledger is retried by the steps
         try:
             self._consume(stop)
         finally:

@@ -30,7 +30,7 @@ import structlog
 
 from bridge.adapters.ledger import Ledger, OutboundFileDraft, OutboundFileRecord
 from bridge.adapters.spool import candidate_names, fsync_folder, link_no_overwrite, sha256_of
-from bridge.config import OutboundConfig
+from bridge.config import OutboundConfig, plain_name_problem
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader
 from bridge.dtn.reader import FlowFileReader
@@ -41,6 +41,7 @@ from bridge.outbound.verify import EventRejected, ManifestNotice
 
 log = structlog.get_logger("dtn_bridge.outbound")
 FILE_INVALID = "file_invalid"
+FILE_NAME_INVALID = "file_name_invalid"
 _LONDON = ZoneInfo("Europe/London")
 _IDENTIFIER_MODULUS = 10**10  # J1064 File Identifier: 10 characters
 
@@ -87,19 +88,34 @@ class OutboundWriter:
         """Finish or roll back the files a crash left `pending` (call at start, before consuming)."""
         finished = rolled_back = 0
         for record in self.ledger.pending_outbound_files():
-            if _sha256_of(record.path) == record.sha256:
-                _unlink(record.tmp_path)
-                self.ledger.finish_outbound_file(record.id)
-                finished += 1
-                log.info("outbound_recovered", outcome="finished", path=str(record.path), events=record.events)
-            else:
-                _unlink(record.tmp_path)
-                self.ledger.abandon_outbound_file(record.id)
-                rolled_back += 1
-                log.info("outbound_recovered", outcome="rolled_back", path=str(record.path), events=record.events)
+            try:
+                done = self._settle(record)
+            except (StorageError, ValueError) as exc:
+                # A row that cannot be completed must not stop every start: its events are written again.
+                log.error("outbound_recovery_abandoned", path=repr(str(record.path)), events=record.events,
+                          error=str(exc))
+                self._give_up(record.id, record.tmp_path)
+                done = False
+            finished += done
+            rolled_back += not done
         if finished or rolled_back:
             fsync_folder(self.folder)
         return Recovery(finished, rolled_back)
+
+    def _settle(self, record: OutboundFileRecord) -> bool:
+        """Finish one pending file (True) when its final name holds the recorded bytes, else roll it back."""
+        for path in (record.path, record.tmp_path):
+            if path.parent != self.folder:
+                raise StorageError(f"the recorded name {str(path)[:80]!r} is not a name in {self.folder}")
+        done = _sha256_of(record.path) == record.sha256
+        _unlink(record.tmp_path)
+        if done:
+            self.ledger.finish_outbound_file(record.id)
+        else:
+            self.ledger.abandon_outbound_file(record.id)
+        log.info("outbound_recovered", outcome="finished" if done else "rolled_back", path=str(record.path),
+                 events=record.events)
+        return done
 
     # ------------------------------------------------------------------------------------------------- writing
 
@@ -173,11 +189,16 @@ class OutboundWriter:
                                 + "; ".join(defects[:5]) + (f" (and {len(defects) - 5} more)" if len(defects) > 5 else ""))
 
     def file_name(self, header: FileHeader) -> str:
-        """The configured name pattern filled in for this header."""
-        return self.config.name_pattern.format(
+        """The configured name pattern filled in for this header: one plain path part of bounded length, or
+        EventRejected (the events are dead-lettered, not retried as a storage fault)."""
+        name = self.config.name_pattern.format(
             flow=header.flow, version=header.version, from_participant=header.from_participant,
             from_role=header.from_role, to_participant=header.to_participant, to_role=header.to_role,
             file_identifier=header.file_identifier)
+        problem = plain_name_problem(name)
+        if problem:
+            raise EventRejected(FILE_NAME_INVALID, f"the file name {name[:80]!r} {problem}")
+        return name
 
     def _place(self, rendered: _Rendered, event_ids: list[str]) -> OutboundFileRecord:
         """Steps 2-4 of the protocol, trying `name`, `name.1`, ... until a free final name takes the link."""
@@ -205,7 +226,8 @@ class OutboundWriter:
     def _put(self, data: bytes, tmp: Path, path: Path, file_id: int) -> bool:
         """Write `tmp`, fsync, link to `path`, unlink `tmp`, fsync the folder. False (rolled back) if `path` exists.
 
-        On an error before the link the record is rolled back; after it, the record stays pending for recover().
+        On an error before the link the record is rolled back (even when removing `tmp` fails too); after it, the
+        file is in place and the record stays pending for recover(), which finishes it.
         """
         linked = False
         try:
@@ -216,12 +238,21 @@ class OutboundWriter:
                 fsync_folder(self.folder)
         except BaseException:
             if not linked:
-                _unlink(tmp)
-                self.ledger.abandon_outbound_file(file_id)
+                self._give_up(file_id, tmp)
             raise
         if not linked:
             self.ledger.abandon_outbound_file(file_id)
         return linked
+
+    def _give_up(self, file_id: int, tmp: Path) -> None:
+        """Roll back a file that never reached its final name: its events may be written again. Removing its
+        temporary file is best effort (recovery and the gateway ignore hidden names); the rollback is not."""
+        try:
+            _unlink(tmp)
+        except (StorageError, ValueError) as exc:
+            log.warning("outbound_tmp_left", path=repr(str(tmp)), error=str(exc))
+        finally:
+            self.ledger.abandon_outbound_file(file_id)
 
     # ----------------------------------------------------------------------------------------------- manifests
 
@@ -257,8 +288,8 @@ class OutboundWriter:
 def _write_synced(path: Path, data: bytes, mode: int) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    except OSError as exc:
-        raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise StorageError(f"cannot create {path!r}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         os.fchmod(fd, mode)  # the open mode is masked by the umask
         view = memoryview(data)
