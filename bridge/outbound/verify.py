@@ -12,6 +12,7 @@ its answers through a pipe (bridge/adapters/worker.py).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -42,6 +43,7 @@ log = structlog.get_logger("dtn_bridge.outbound")
 
 # Reject codes of this module (signature failures use SignatureError.reason, see bridge/signing/reasons.py).
 NOT_JSON = "not_json"
+JSON_AMBIGUOUS = "json_ambiguous"
 UNKNOWN_FLOW = "unknown_flow"
 SCHEMA_INVALID = "schema_invalid"
 ENVELOPE_INVALID = "envelope_invalid"
@@ -207,7 +209,54 @@ def _parse(body: bytes) -> Event:
         raise EventRejected(NOT_JSON, f"the message body is not JSON: {exc}") from exc
     if not isinstance(event, dict):
         raise EventRejected(NOT_JSON, f"the message body is JSON but not an object ({type(event).__name__})")
+    # A body that is not exactly what orjson writes for what it read (the bridge's own bodies are) may hold a
+    # member twice, which orjson reads last-wins: read it again, member by member. Floats are refused everywhere
+    # but in `data`, whose items the flow definition types (a float there is schema_invalid).
+    if orjson.dumps(event) != body:
+        _check_members(body)
+    _refuse_floats([value for name, value in event.items() if name != "data"])
     return event
+
+
+class _Ambiguous(Exception):
+    pass
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        names = [name for name, _value in pairs]
+        raise _Ambiguous(f"member {next(n for n in names if names.count(n) > 1)[:40]!r} appears twice in one object")
+    return members
+
+
+def _no_float(text: str) -> Any:
+    raise _Ambiguous(f"the number {text[:40]} is not a whole number")
+
+
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique_members, parse_float=_no_float)
+
+
+def _check_members(body: bytes) -> None:
+    """Refuse what RFC 8785 and a first-wins parser would read differently from us: a duplicate member, a float."""
+    try:
+        _STRICT.decode(body.decode("utf-8"))
+    except _Ambiguous as exc:
+        raise EventRejected(JSON_AMBIGUOUS, f"the message body is ambiguous JSON: {exc}") from exc
+
+
+def _refuse_floats(values: list[Any]) -> None:
+    stack = values
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            stack.extend(value.values())
+        elif kind is list:
+            stack.extend(value)
+        elif kind is float:
+            raise EventRejected(JSON_AMBIGUOUS, f"the message body is ambiguous JSON: the number {value!r} is not a "
+                                "whole number (RFC 8785 and other parsers may write it differently)")
 
 
 def _text(event: Mapping[str, Any], name: str, pattern: re.Pattern[str] | None = None) -> str:
@@ -255,6 +304,7 @@ def _manifest(event: Event, event_id: str) -> ManifestNotice:
     data = event.get("data")
     if not isinstance(data, dict):
         raise EventRejected(MANIFEST_INVALID, f"manifest {event_id}: data must be an object")
+    _refuse_floats([data])
     fields = {}
     for name in ("from_participant", "first_event_id", "sha256"):
         value = data.get(name)

@@ -18,7 +18,7 @@ from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import StorageError
-from bridge.outbound import EventRejected, MessageChecker, OutboundLoop, OutboundWriter
+from bridge.outbound import EventRejected, MessageChecker, OutboundLoop, OutboundWriter, VerifiedEvent
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin
 from tests.outbound.outbound_helpers import (
@@ -177,3 +177,30 @@ def loop(amqp_url: str, topology: Topology, client_name: str, definitions: Defin
 
     return make_loop(amqp_url, topology, client_name, definitions, trust, ledger, config, clock)
 
+
+
+class TestBodies:
+    def test_a_duplicate_member_is_refused(self, checker: MessageChecker, signer: Signer, reader: FlowFileReader
+                                           ) -> None:
+        """`dtcto` twice: orjson reads the signed last one, a first-wins parser the other; refused, not guessed."""
+        [event] = numbered_events(d0010_template(reader), 1)
+        body = orjson.dumps(signer.sign(event))
+        assert isinstance(checker.verify(body), VerifiedEvent)
+        hostile = b'{"dtcto":"EVIL",' + body[1:]
+        with pytest.raises(EventRejected) as info:
+            checker.verify(hostile)
+        assert info.value.code == "json_ambiguous" and "'dtcto' appears twice" in str(info.value)
+        spaced = body.replace(b'","', b'", "')  # not compact, but unambiguous: still accepted
+        assert isinstance(checker.verify(spaced), VerifiedEvent)
+
+    @pytest.mark.parametrize("spaced", [False, True])
+    def test_a_float_is_refused(self, checker: MessageChecker, signer: Signer, reader: FlowFileReader,
+                                spaced: bool) -> None:
+        """A float verifies when signed as orjson writes it, but RFC 8785 may write it otherwise: refused."""
+        [event] = numbered_events(d0010_template(reader), 1)
+        body = signer.signed_json(orjson.dumps(event | {"dtcweight": 0.1}, option=orjson.OPT_SORT_KEYS))
+        if spaced:
+            body = body.replace(b'","', b'", "')
+        with pytest.raises(EventRejected) as info:
+            checker.verify(body)
+        assert info.value.code == "json_ambiguous" and "0.1" in str(info.value)
