@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
+from bridge.adapters.ledger import EventKey
 from bridge.adapters.rabbitmq import Backoff, Delivery, RabbitConsumer
 from bridge.errors import BrokerError, BrokerUnavailable, EventError, StorageError, WorkerError
 from bridge.outbound.batching import Batcher, ReadyFile
@@ -151,7 +152,7 @@ class OutboundLoop:
             elif isinstance(outcome, ManifestNotice):
                 self.writer.note_manifest(outcome)
                 self._ack([delivery])
-            elif outcome.id in written or self.batcher.find(outcome.id) is not None:
+            elif outcome.key in written or self.batcher.find(outcome.key) is not None:
                 # Already in a file, or held with its first delivery (unacked, so the broker would give that one
                 # back): this copy is acked now and never takes a place in the prefetch window.
                 log.debug("outbound_duplicate", event_id=outcome.id, redelivered=delivery.redelivered)
@@ -159,8 +160,8 @@ class OutboundLoop:
             else:
                 self._flush_all(self.batcher.add(outcome, delivery, self.monotonic()))
 
-    def _written_among(self, answers: list[tuple[Delivery, Checked]]) -> set[str]:
-        return self.writer.written([checked.outcome.id for _delivery, checked in answers
+    def _written_among(self, answers: list[tuple[Delivery, Checked]]) -> set[EventKey]:
+        return self.writer.written([checked.outcome.key for _delivery, checked in answers
                                     if isinstance(checked.outcome, VerifiedEvent)])
 
     def _switch_checks(self) -> None:

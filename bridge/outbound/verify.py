@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import structlog
 
+from bridge.adapters.ledger import EventKey
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition
 from bridge.dtn.model import FileHeader
 from bridge.dtn.writer import instance_records
@@ -105,10 +106,16 @@ class VerifiedEvent(_Portable):
     """An event that passed every check, with what batching and writing need already worked out."""
 
     id: str
+    source: str  # with `id`, what makes the event one (CloudEvents): duplicates are found by both
     flow: str  # flow reference, e.g. D0010002
     records: tuple[str, ...]  # the flow instance as DTN records (`instance_records`), checked against its definition
     batch_key: BatchKey | None  # None: no test data flag, so it can only be written back within its source file
     origin: Origin | None  # None: a new event, written into a batched file
+
+    @property
+    def key(self) -> EventKey:
+        """The event's identity in the ledger and the batcher: (`source`, `id`)."""
+        return (self.source, self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +123,14 @@ class ManifestNotice(_Portable):
     """A verified `uk.dtc.file.received` manifest: the SHA-256 its source file must reproduce to."""
 
     id: str
+    source: str  # the sender's source: the manifest describes the sender's own first event only
     first_event_id: str  # the source file's dtcindex 1 event: how the manifest finds the reproduced file
     sha256: str
+
+    @property
+    def first_event(self) -> EventKey:
+        """The ledger key of the source file's first event."""
+        return (self.source, self.first_event_id)
 
 
 def origin_key(from_participant: str, file_identifier: str, created: str, flow_reference: str) -> str:
@@ -198,7 +211,8 @@ class MessageChecker:
             if origin is None:
                 raise
             batch_key = None  # reproducible within its source file only
-        verified = VerifiedEvent(event_id, definition.reference, instance_records(root), batch_key, origin)
+        source = event["source"]  # a participant source: both the batch key and the origin's header checked it
+        verified = VerifiedEvent(event_id, source, definition.reference, instance_records(root), batch_key, origin)
         return verified, event
 
 
@@ -315,4 +329,4 @@ def _manifest(event: Event, event_id: str) -> ManifestNotice:
         raise EventRejected(MANIFEST_INVALID, f"manifest {event_id}: data.sha256 is not a lower-case SHA-256")
     if participant_of(str(event.get("source", ""))) != fields["from_participant"]:
         raise EventRejected(MANIFEST_INVALID, f"manifest {event_id}: source does not name data.from_participant")
-    return ManifestNotice(event_id, fields["first_event_id"], fields["sha256"])
+    return ManifestNotice(event_id, str(event["source"]), fields["first_event_id"], fields["sha256"])

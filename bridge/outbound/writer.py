@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from bridge.adapters.ledger import Ledger, OutboundFileDraft, OutboundFileRecord
+from bridge.adapters.ledger import EventKey, Ledger, OutboundFileDraft, OutboundFileRecord
 from bridge.adapters.spool import candidate_names, fsync_folder, link_no_overwrite, sha256_of
 from bridge.config import OutboundConfig, plain_name_problem
 from bridge.dtn.definitions import DefinitionSet
@@ -78,9 +78,9 @@ class OutboundWriter:
         self.clock = clock
         self._reader = FlowFileReader(definitions)
 
-    def written(self, event_ids: Collection[str]) -> set[str]:
-        """Which of these events are in a file already (their messages are redeliveries or duplicates)."""
-        return self.ledger.seen_events(event_ids) if event_ids else set()
+    def written(self, keys: Collection[EventKey]) -> set[EventKey]:
+        """Which of these events, by (source, id), are in a file already (redeliveries or duplicates)."""
+        return self.ledger.seen_events(keys) if keys else set()
 
     # ------------------------------------------------------------------------------------------------ recovery
 
@@ -133,18 +133,18 @@ class OutboundWriter:
             rendered = self._render_original(items)
         else:
             rendered = self._render_batch(items)
-        record = self._place(rendered, [held.event.id for held in items])
+        record = self._place(rendered, [held.event.key for held in items])
         log.info("outbound_file_written", kind=record.kind, reason=ready.reason, path=str(record.path),
                  flow=record.flow, sender=record.from_participant, recipient=record.to_participant,
                  file_identifier=record.file_identifier, events=record.events, bytes=record.size)
         if rendered.origin is not None:
-            self._check_manifest(record, items[0].event.id)
+            self._check_manifest(record, items[0].event.key)
         return record
 
     def _unwritten(self, items: Iterable[Held]) -> list[Held]:
         listed = list(items)
-        seen = self.ledger.seen_events(held.event.id for held in listed)
-        return [held for held in listed if held.event.id not in seen] if seen else listed
+        seen = self.ledger.seen_events(held.event.key for held in listed)
+        return [held for held in listed if held.event.key not in seen] if seen else listed
 
     def _render_original(self, items: list[Held]) -> _Rendered:
         """The source file, byte for byte: its own identifier and timestamps, instances in dtcindex order."""
@@ -200,7 +200,7 @@ class OutboundWriter:
             raise EventRejected(FILE_NAME_INVALID, f"the file name {name[:80]!r} {problem}")
         return name
 
-    def _place(self, rendered: _Rendered, event_ids: list[str]) -> OutboundFileRecord:
+    def _place(self, rendered: _Rendered, keys: list[EventKey]) -> OutboundFileRecord:
         """Steps 2-4 of the protocol, trying `name`, `name.1`, ... until a free final name takes the link."""
         header = rendered.header
         digest = hashlib.sha256(rendered.data).hexdigest()
@@ -214,7 +214,7 @@ class OutboundWriter:
                 flow=header.flow_reference, from_participant=header.from_participant,
                 to_participant=header.to_participant, file_identifier=header.file_identifier,
                 test_flag=header.test_data_flag, origin=rendered.origin)
-            file_id = self.ledger.begin_outbound_file(draft, event_ids)
+            file_id = self.ledger.begin_outbound_file(draft, keys)
             if not self._put(rendered.data, tmp, path, file_id):
                 continue  # the name was taken meanwhile: rolled back, try the next one
             self.ledger.finish_outbound_file(file_id)
@@ -258,18 +258,18 @@ class OutboundWriter:
 
     def note_manifest(self, notice: ManifestNotice) -> bool | None:
         """Remember a manifest; if its source file was already reproduced, compare now. Returns the match or None."""
-        self.ledger.record_outbound_manifest(notice.first_event_id, notice.id, notice.sha256)
-        record = self.ledger.find_outbound_by_event(notice.first_event_id)
+        self.ledger.record_outbound_manifest(notice.first_event, notice.id, notice.sha256)
+        record = self.ledger.find_outbound_by_event(notice.first_event)
         if record is None:
             return None  # checked when the file is written
         if record.kind != "original" or record.state != "written":
             log.info("outbound_manifest_unchecked", reason="the source file was not reproduced whole",
                      path=str(record.path))
             return None
-        return self._check_manifest(record, notice.first_event_id)
+        return self._check_manifest(record, notice.first_event)
 
-    def _check_manifest(self, record: OutboundFileRecord, first_event_id: str) -> bool | None:
-        expected = self.ledger.outbound_manifest_sha256(first_event_id)
+    def _check_manifest(self, record: OutboundFileRecord, first_event: EventKey) -> bool | None:
+        expected = self.ledger.outbound_manifest_sha256(first_event)
         if expected is None:
             return None
         match = expected == record.sha256

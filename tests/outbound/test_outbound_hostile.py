@@ -35,6 +35,9 @@ from tests.outbound.test_outbound_loop import d0010_template, rejected
 from tests.outbound.test_outbound_writer import ready, verified
 
 
+SYNA = "urn:mpid:SYNA"
+
+
 @pytest.fixture
 def checker(definitions: DefinitionSet, trust: TrustStore) -> MessageChecker:
     return MessageChecker(definitions, trust)
@@ -125,10 +128,10 @@ class TestFailedWrites:
         anyway, so its events are not later acked as duplicates of a file that was never written."""
         writer = OutboundWriter(definitions, ledger, config)
         name = "x" * 300
-        file_id = ledger.begin_outbound_file(_draft(out_dir, name, f".{name}.tmp"), ["e1"])
+        file_id = ledger.begin_outbound_file(_draft(out_dir, name, f".{name}.tmp"), [(SYNA, "e1")])
         with pytest.raises(StorageError):
             writer._put(b"x", out_dir / f".{name}.tmp", out_dir / name, file_id)
-        assert ledger.outbound_files() == [] and not ledger.seen_event("e1")
+        assert ledger.outbound_files() == [] and not ledger.seen_event((SYNA, "e1"))
 
     @pytest.mark.parametrize(("name", "tmp_name"), [("a\x00b", ".a\x00b.tmp"), ("x" * 300, ".x.tmp"),
                                                     ("../escaped.usr", ".escaped.tmp")])
@@ -138,14 +141,14 @@ class TestFailedWrites:
     ) -> None:
         """A pending row whose name cannot be read (NUL, too long) or lies outside the folder is rolled back; the
         honest row after it is still settled, and start-up is never stopped."""
-        ledger.begin_outbound_file(_draft(out_dir, name, tmp_name), ["hostile"])
-        ledger.begin_outbound_file(_draft(out_dir, "F.usr", ".F.usr.tmp"), ["honest"])
+        ledger.begin_outbound_file(_draft(out_dir, name, tmp_name), [(SYNA, "hostile")])
+        ledger.begin_outbound_file(_draft(out_dir, "F.usr", ".F.usr.tmp"), [(SYNA, "honest")])
         (out_dir / "F.usr").write_bytes(b"x")
         (out_dir.parent / "escaped.usr").write_bytes(b"x")  # a file outside that must not count as ours
         recovery = OutboundWriter(definitions, ledger, config).recover()
         assert (recovery.finished, recovery.rolled_back) == (1, 1)
         assert ledger.pending_outbound_files() == []
-        assert not ledger.seen_event("hostile") and ledger.seen_event("honest")
+        assert not ledger.seen_event((SYNA, "hostile")) and ledger.seen_event((SYNA, "honest"))
 
 
 def test_a_hostile_original_is_dead_lettered_and_the_honest_events_behind_it_are_written(
@@ -204,3 +207,51 @@ class TestBodies:
         with pytest.raises(EventRejected) as info:
             checker.verify(body)
         assert info.value.code == "json_ambiguous" and "0.1" in str(info.value)
+
+
+def _from(event: dict[str, Any], participant: str) -> dict[str, Any]:
+    """The same event (same id) as another trusted sender would publish it."""
+    return event | {"source": f"urn:mpid:{participant}", "dtcfrom": participant}
+
+
+class TestProvenance:
+    def test_another_senders_event_with_our_id_is_not_our_duplicate(
+        self, definitions: DefinitionSet, checker: MessageChecker, ledger: Ledger, config: OutboundConfig,
+        signer: Signer, reader: FlowFileReader
+    ) -> None:
+        """CloudEvents identity is (source, id): EVIL's copy of SYNA's id, written first, does not make SYNA's
+        event a duplicate."""
+        writer = OutboundWriter(definitions, ledger, config)
+        [honest] = numbered_events(d0010_template(reader), 1)
+        assert writer.write(ready("batch", verified(checker, signer, [_from(honest, "EVIL")])))
+        record = writer.write(ready("batch", verified(checker, signer, [honest])))
+        assert record is not None and record.from_participant == "SYNA"
+
+    def test_another_senders_manifest_cannot_replace_ours(
+        self, definitions: DefinitionSet, checker: MessageChecker, ledger: Ledger, config: OutboundConfig,
+        signer: Signer, reader: FlowFileReader
+    ) -> None:
+        writer = OutboundWriter(definitions, ledger, config)
+        source = source_file(EXAMPLES / "D0030001.txt", reader)
+        forged = _from(source.manifest, "EVIL")
+        forged["data"] = forged["data"] | {"from_participant": "EVIL", "sha256": "0" * 64}
+        for manifest in (source.manifest, forged):
+            writer.note_manifest(checker.verify(orjson.dumps(signer.sign(manifest))))  # type: ignore[arg-type]
+        record = writer.write(ready("original", verified(checker, signer, source.events)))
+        assert record is not None and ledger.outbound_file(record.id).manifest_match is True  # type: ignore[union-attr]
+
+
+def test_another_senders_copy_published_first_does_not_swallow_the_honest_event(
+    loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer, admin: Admin,
+    topology: Topology, out_dir: Path
+) -> None:
+    """Against the real broker: EVIL publishes SYNA's event id first; both are written, each in its sender's file."""
+    honest = numbered_events(d0010_template(reader), 2)
+    publisher.publish_all([message(_from(e, "EVIL"), signer) for e in honest] + [message(e, signer) for e in honest])
+    loop.batcher.batch_seconds = 0.5
+    with running(loop):
+        assert wait_until(lambda: len(visible_files(out_dir)) == 2)
+        assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
+    names = sorted(p.name.split("_")[1] for p in visible_files(out_dir))
+    assert names == ["EVIL", "SYNA"]
+    assert all(sorted(meter_ids(p, reader)) == ["M0000000", "M0000001"] for p in visible_files(out_dir))
