@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from bridge.adapters.spool import make_folders
+from bridge.dtn.formats import CONTROL
 from bridge.errors import ConfigError, StorageError
 
 __all__ = [
@@ -60,7 +61,6 @@ MAX_FILE_NAME_BYTES = 200
 # The longest text each placeholder can stand for once the envelope was checked (bridge/events/envelope.py).
 _PLACEHOLDER_SIZES = {"flow": 5, "version": 3, "from_participant": 4, "from_role": 1, "to_participant": 4,
                       "to_role": 1, "file_identifier": 10}
-_UNSAFE_NAME = re.compile("[/\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]")
 _MPID = re.compile(r"[A-Z0-9]{4}")
 _ROLE = re.compile(r"[A-Z0-9]")
 _MAX_AGE = re.compile(r"[1-9][0-9]*[YMDhms]")  # RabbitMQ stream x-max-age
@@ -494,7 +494,7 @@ def _name_pattern_problem(pattern: str) -> str | None:
 
 def plain_name_problem(name: str) -> str | None:
     """Why `name` is not one plain, visible path part of bounded length (an outbound file name), or None."""
-    if _UNSAFE_NAME.search(name):
+    if "/" in name or CONTROL.search(name):
         return "is not one plain file name (it holds '/' or a control character)"
     if name.startswith((".", "~")):
         return "starts with '.' or '~' (a hidden name, which gateways ignore)"

@@ -257,6 +257,8 @@ def _check_members(body: bytes) -> None:
         _STRICT.decode(body.decode("utf-8"))
     except _Ambiguous as exc:
         raise EventRejected(JSON_AMBIGUOUS, f"the message body is ambiguous JSON: {exc}") from exc
+    except ValueError as exc:  # JSON that orjson reads but Python's parser does not
+        raise EventRejected(NOT_JSON, f"the message body is not JSON: {exc}") from exc
 
 
 def _refuse_floats(values: list[Any]) -> None:
