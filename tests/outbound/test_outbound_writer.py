@@ -165,7 +165,8 @@ class TestWrite:
         items = verified(checker, signer, numbered_events(template, 2))
         assert writer.write(ready("batch", items))
         assert writer.write(ready("batch", items)) is None
-        assert writer.written([items[0].key, (items[0].source, "other"), ("urn:mpid:SYNB", items[0].id)]) == {items[0].key}
+        others = [(items[0].source, "other"), ("urn:mpid:SYNB", items[0].id)]
+        assert writer.written([items[0].key, *others]) == {items[0].key}
 
     def test_manifest_before_and_after(self, writer: OutboundWriter, checker: MessageChecker, signer: Signer,
                                        reader: FlowFileReader, ledger: Ledger) -> None:
@@ -209,7 +210,8 @@ class TestRecovery:
         os.link(out_dir / "F.usr", out_dir / ".F.usr.abc.tmp")
         recovery = writer.recover()
         assert (recovery.finished, recovery.rolled_back) == (1, 0)
-        assert ledger.seen_event((SYNA, "e1")) and ledger.outbound_file(file_id).state == "written"  # type: ignore[union-attr]
+        assert ledger.seen_event((SYNA, "e1"))
+        assert ledger.outbound_file(file_id).state == "written"  # type: ignore[union-attr]
         assert visible_files(out_dir) == [out_dir / "F.usr"] and len(list(out_dir.iterdir())) == 1
 
     def test_someone_elses_file_under_the_name_is_not_ours(self, writer: OutboundWriter, ledger: Ledger,
