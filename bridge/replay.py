@@ -164,7 +164,7 @@ def replay(consumer: RabbitConsumer, *, since: datetime, selection: ReplayFilter
                     summary.files_written.append(written)
             if publisher is not None and republish_prefix:
                 batch.append(OutgoingMessage(f"{republish_prefix}.{delivery.routing_key}", delivery.body,
-                                             str(event.get("id", delivery.message_id or ""))))
+                                             _message_id(event, delivery)))
                 if len(batch) >= 500:
                     flush()
         consumer.ack(delivery)
@@ -174,6 +174,15 @@ def replay(consumer: RabbitConsumer, *, since: datetime, selection: ReplayFilter
     if assembler is not None:
         summary.incomplete_files = assembler.incomplete()
     return summary
+
+
+def _message_id(event: Event, delivery: Delivery) -> str:
+    """The republished message's id: the one it was stored with, else the event id when AMQP can carry it (a
+    CloudEvents id may be longer than the 255 bytes of a message id; one such event must not stop the replay)."""
+    event_id = event.get("id")
+    if delivery.message_id:
+        return delivery.message_id
+    return event_id if isinstance(event_id, str) and len(event_id.encode()) <= 255 else ""
 
 
 def _verified(event: Event, trust: TrustStore | None, delivery: Delivery, summary: ReplaySummary) -> bool:

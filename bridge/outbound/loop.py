@@ -28,6 +28,9 @@ from bridge.rules import Decision
 log = structlog.get_logger("dtn_bridge.outbound")
 
 INCOMPLETE_FILE = "incomplete_file"
+# A reject reason may quote the value it refuses, and a signed event may carry a value of any size: a dead-letter
+# header larger than a frame (128 kB) makes the broker close the connection, and the delivery would come back forever.
+REASON_LIMIT = 1000
 
 
 class OutboundLoop:
@@ -228,7 +231,9 @@ class OutboundLoop:
 
     def _reject(self, delivery: Delivery, code: str, text: str) -> None:
         # The reason may quote a value of the event (meter data): it goes to the dead-letter header, and to the
-        # log at debug only.
+        # log at debug only; bounded, see REASON_LIMIT.
+        if len(text) > REASON_LIMIT:
+            text = f"{text[:REASON_LIMIT - 40]}... ({len(text)} characters in all)"
         log.warning("outbound_rejected", code=code, message_id=delivery.message_id, routing_key=delivery.routing_key)
         log.debug("outbound_rejected_reason", code=code, message_id=delivery.message_id, reason=text)
         self.consumer.reject(delivery, code, text)

@@ -111,3 +111,21 @@ class TestUntrustedStore:
         captured = capsys.readouterr()
         assert "UNVERIFIED" in captured.err and "(UNVERIFIED)" in captured.out
         assert len(list((tmp_path / "out").iterdir())) == len(files)
+
+    def test_republish_survives_an_id_too_long_for_a_message_id(
+        self, published: tuple[Bridge, list[Path], datetime], reader: FlowFileReader,
+        capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """An AMQP message id holds at most 255 bytes, a CloudEvents id any length: a signed stored event with a
+        300-character id is republished (under the message id it was stored with, none here), not a traceback."""
+        bridge, _files, start = published
+        signer = Signer.from_key_file(bridge.root / "keys" / "bridge.key.pem")
+        event = source_file(EXAMPLES / "D0030001.txt", reader).events[0] | {"id": "x" * 300}
+        bridge.admin.channel.basic_publish(bridge.topology.exchange, "inbound.D0030001.SYNA.SYNB",
+                                           orjson.dumps(signer.sign(event)))
+        replayed = bridge.admin.probe_queue(bridge.topology.exchange, "again.#")
+        assert main(["replay", "--config", str(bridge.config_path), "--since", start.isoformat(),
+                     "--flow", "D0030", "--republish", "again", "--idle-seconds", "2"]) == 0
+        [(_method, props, body)] = bridge.admin.read_all(replayed)
+        assert orjson.loads(body)["id"] == "x" * 300 and not props.message_id
+        assert "Traceback" not in capsys.readouterr().err

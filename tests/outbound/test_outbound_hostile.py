@@ -255,3 +255,22 @@ def test_another_senders_copy_published_first_does_not_swallow_the_honest_event(
     names = sorted(p.name.split("_")[1] for p in visible_files(out_dir))
     assert names == ["EVIL", "SYNA"]
     assert all(sorted(meter_ids(p, reader)) == ["M0000000", "M0000001"] for p in visible_files(out_dir))
+
+
+def test_a_huge_value_quoted_in_the_reason_is_still_dead_lettered(
+    loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer, admin: Admin,
+    topology: Topology, out_dir: Path
+) -> None:
+    """Against the real broker: a reject reason quotes the bad value; a value of 300 kB would make a header larger
+    than a frame, so the dead-letter copy was refused, the delivery came back and blocked the queue forever. The
+    reason is bounded, the event dead-lettered, and the honest event behind it written."""
+    hostile, honest = numbered_events(d0010_template(reader), 2)
+    hostile["data"]["mpan_cores"]["meter_reading_types"][0]["meter_id"] = "M" * 300_000
+    publisher.publish_all([message(hostile, signer), message(honest, signer)])
+    loop.batcher.batch_seconds = 0.5
+    with running(loop):
+        reasons = rejected(admin, topology, 1)
+        assert wait_until(lambda: len(visible_files(out_dir)) == 1)
+    [(code, reason)] = reasons.values()
+    assert code == "schema_invalid" and "meter_id" in reason and len(reason) <= 1000
+    assert meter_ids(visible_files(out_dir)[0], reader) == ["M0000001"]
