@@ -32,8 +32,8 @@ _LAYOUTS: tuple[Layout, ...] = ("ZHV", "ZHD-POOL", "ZHD-ZHV")
 # What each envelope attribute that reaches a header or trailer line may hold (DTC 15.4 physical header items).
 # Every value is printable ASCII without '|', so no attribute can split, add or shift a line of the file. The file
 # identifier also becomes part of a file name: no space, '/' or backslash.
-_MPID = re.compile(r"[A-Z0-9]{4}")  # J0002 Market Participant Id
-_ROLE = re.compile(r"[A-Z0-9]")  # J0934/J0935 Market Participant Role Code
+MPID = re.compile(r"[A-Z0-9]{4}")  # J0002 Market Participant Id
+ROLE_CODE = re.compile(r"[A-Z0-9]")  # J0934/J0935 Market Participant Role Code
 _FILE_IDENTIFIER = re.compile(r"[!-.0-\[\]-{}~]{1,10}")  # J1064 File Identifier, CHAR(10)
 _CHAR = re.compile(r"[ -{}~]*")  # printable ASCII but '|'
 _DATETIME = LogicalFormat.parse("DATETIME")
@@ -182,10 +182,10 @@ def _check_header(event: Mapping[str, Any], header: FileHeader) -> None:
     zhv = header.layout == "ZHV"
     _require(event, "dtcfileid", header.file_identifier, _FILE_IDENTIFIER, "1 to 10 printable characters without "
              "space, '|', '/' or '\\'", optional=not zhv)
-    _require(event, "dtcfromrole", header.from_role, _ROLE, "a role code (one of A-Z, 0-9)")
-    _require(event, "dtcfrom", header.from_participant, _MPID, "a market participant id (4 of A-Z, 0-9)")
-    _require(event, "dtctorole", header.to_role, _ROLE, "a role code (one of A-Z, 0-9)")
-    _require(event, "dtcto", header.to_participant, _MPID, "a market participant id (4 of A-Z, 0-9)")
+    _require(event, "dtcfromrole", header.from_role, ROLE_CODE, "a role code (one of A-Z, 0-9)")
+    _require(event, "dtcfrom", header.from_participant, MPID, "a market participant id (4 of A-Z, 0-9)")
+    _require(event, "dtctorole", header.to_role, ROLE_CODE, "a role code (one of A-Z, 0-9)")
+    _require(event, "dtcto", header.to_participant, MPID, "a market participant id (4 of A-Z, 0-9)")
     _require_datetime(event, "dtccreated", header.created)
     for name, value, size in (("dtcsendapp", header.sending_application, 5),
                               ("dtcrecvapp", header.receiving_application, 5), ("dtcbroadcast", header.broadcast, 1),
@@ -202,9 +202,9 @@ def _require(event: Mapping[str, Any], name: str, value: str, pattern: re.Patter
 
 
 def _require_datetime(event: Mapping[str, Any], name: str, value: str) -> None:
-    problem = _DATETIME.check(value)
-    if problem:
-        raise EventError(f"event {event.get('id', '?')}: attribute {name!r}: {problem}")
+    if _DATETIME.check(value):
+        raise EventError(f"event {event.get('id', '?')}: attribute {name!r} {value[:40]!r} is not a DATETIME "
+                         "(ccyymmddhhmmss, a real time of day)")
 
 
 def trailer_of(event: Mapping[str, Any], header: FileHeader) -> tuple[str, str]:

@@ -28,6 +28,8 @@ from bridge.dtn.writer import instance_records
 from bridge.errors import EventError, SignatureError
 from bridge.events.envelope import (
     FILE_ATTRIBUTES,
+    MPID,
+    ROLE_CODE,
     Event,
     definition_for,
     event_to_instance,
@@ -51,8 +53,6 @@ ENVELOPE_INVALID = "envelope_invalid"
 MANIFEST_INVALID = "manifest_invalid"
 INTERNAL_ERROR = "internal_error"
 
-_MPID = re.compile(r"[A-Z0-9]{4}")
-_ROLE = re.compile(r"[A-Z0-9]")
 _TEST_FLAG = re.compile(r"[A-Z0-9]{1,4}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -289,13 +289,14 @@ def _batch_key(event: Event, definition: FlowDefinition) -> BatchKey:
     """The new-file key: sender from `source` (and `dtcfrom`, which must agree), roles, recipient, test flag."""
     source = event.get("source")
     sender = participant_of(source) if isinstance(source, str) else None
-    if sender is None or not _MPID.fullmatch(sender):
+    if sender is None or not MPID.fullmatch(sender):
         raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: source must be urn:mpid:<MPID>")
     if event.get("dtcfrom", sender) != sender:
         raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: dtcfrom {event.get('dtcfrom')!r} is not "
                             f"the participant of source {event.get('source')!r}")
-    return BatchKey(definition.reference, sender, _text(event, "dtcfromrole", _ROLE), _text(event, "dtcto", _MPID),
-                    _text(event, "dtctorole", _ROLE), _text(event, "dtctestflag", _TEST_FLAG))
+    return BatchKey(definition.reference, sender, _text(event, "dtcfromrole", ROLE_CODE),
+                    _text(event, "dtcto", MPID), _text(event, "dtctorole", ROLE_CODE),
+                    _text(event, "dtctestflag", _TEST_FLAG))
 
 
 def _origin(event: Event, definition: FlowDefinition, share: Callable[[FileHeader], FileHeader]) -> Origin | None:

@@ -391,7 +391,7 @@ class TestOutboundFiles:
         conn.commit()
         conn.close()
         with Ledger(path) as ledger:
-            assert ledger.schema_version == 3
+            assert ledger.schema_version == SCHEMA_VERSION
             assert ledger.seen_events([(A, "e1"), (A, "e2"), (B, "e1")]) == {(A, "e1"), (A, "e2")}
             assert ledger.find_outbound_by_event((A, "e1")) is not None
             assert ledger.outbound_manifest_sha256((A, "e1")) == "cd" * 32
