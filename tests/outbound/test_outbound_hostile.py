@@ -156,17 +156,21 @@ def test_a_hostile_original_is_dead_lettered_and_the_honest_events_behind_it_are
     topology: Topology, ledger: Ledger, out_dir: Path, original: list[dict[str, Any]]
 ) -> None:
     """Against the real broker: a signed source file whose identifier holds '/' (it used to be retried as a storage
-    fault forever), one whose identifier holds NUL (it used to kill the loop) and honest new events behind them."""
+    fault forever), one whose identifier holds NUL (it used to kill the loop), a body naming `dtcto` twice, and
+    honest new events behind them."""
     slash = [event | {"dtcfileid": "a/b"} for event in original]
     nul = [event | {"dtcfileid": "a\x00b", "id": f"nul-{event['id']}"} for event in original]
-    honest = numbered_events(d0010_template(reader), 3)
-    publisher.publish_all([message(e, signer) for e in slash + nul + honest])
+    *honest, twice = numbered_events(d0010_template(reader), 4)
+    ambiguous = message(twice, body=b'{"dtcto":"EVIL",' + orjson.dumps(signer.sign(twice))[1:])
+    publisher.publish_all([message(e, signer) for e in slash + nul] + [ambiguous]
+                          + [message(e, signer) for e in honest])
     loop.batcher.batch_seconds = 0.5
     with running(loop):
-        reasons = rejected(admin, topology, len(slash) + len(nul))
+        reasons = rejected(admin, topology, len(slash) + len(nul) + 1)
         assert wait_until(lambda: len(visible_files(out_dir)) == 1)
+    assert reasons.pop(twice["id"])[0] == "json_ambiguous"
     assert {code for code, _reason in reasons.values()} == {"envelope_invalid"}
-    assert "dtcfileid" in next(iter(reasons.values()))[1]
+    assert all("dtcfileid" in reason for _code, reason in reasons.values())
     [written] = visible_files(out_dir)
     assert sorted(meter_ids(written, reader)) == ["M0000000", "M0000001", "M0000002"]
     assert admin.message_count(topology.outbound_queue or "") == 0
