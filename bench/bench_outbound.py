@@ -113,9 +113,10 @@ def outbound_rate(bodies: list[bytes], jwks: dict[str, Any], batch_size: int, wo
         loop = OutboundLoop(consumer, writer, checks, poll_seconds=0.05)
         stop = threading.Event()
         thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+        last = orjson.loads(bodies[-1])
         start = time.perf_counter()
         thread.start()
-        while ledger.seen_events([orjson.loads(bodies[-1])["id"]]) == set() or _remaining(topology) > 0:
+        while ledger.seen_events([(last["source"], last["id"])]) == set() or _remaining(topology) > 0:
             time.sleep(0.005)
         elapsed = time.perf_counter() - start
         stop.set()

@@ -25,6 +25,7 @@ import yaml
 
 from bridge.adapters.spool import make_folders
 from bridge.dtn.checks import DEFAULT_SEVERITIES, SEVERITIES, Severity
+from bridge.dtn.formats import CONTROL
 from bridge.errors import ConfigError, StorageError
 from bridge.logs import redact_url
 
@@ -58,6 +59,12 @@ NAME_PATTERN_FIELDS = frozenset(
     {"flow", "version", "from_participant", "from_role", "to_participant", "to_role", "file_identifier"}
 )
 
+#: The longest outbound file name (UTF-8 bytes): room below NAME_MAX (255) for a `.N` suffix and the hidden
+#: `.<name>.<random>.tmp` it is written under first.
+MAX_FILE_NAME_BYTES = 200
+# The longest text each placeholder can stand for once the envelope was checked (bridge/events/envelope.py).
+_PLACEHOLDER_SIZES = {"flow": 5, "version": 3, "from_participant": 4, "from_role": 1, "to_participant": 4,
+                      "to_role": 1, "file_identifier": 10}
 _MPID = re.compile(r"[A-Z0-9]{4}")
 _ROLE = re.compile(r"[A-Z0-9]")
 _MAX_AGE = re.compile(r"[1-9][0-9]*[YMDhms]")  # RabbitMQ stream x-max-age
@@ -514,11 +521,25 @@ def _name_pattern_problem(pattern: str) -> str | None:
     if "file_identifier" not in names:
         return "must contain {file_identifier}, or two files would get the same name"
     try:
-        sample = pattern.format(**{n: "X" for n in NAME_PATTERN_FIELDS})
+        samples = [pattern.format(**{n: "X" * size for n, size in _PLACEHOLDER_SIZES.items()}),
+                   pattern.format(**{n: "X" for n in NAME_PATTERN_FIELDS})]
     except (ValueError, IndexError, KeyError) as exc:
         return f"{pattern!r} cannot be rendered: {exc}"
-    if "/" in sample or "\0" in sample or sample.startswith(("/", ".", "~")):
-        return "must render a plain file name (no '/', not starting with '.' or '~', which gateways ignore)"
+    for sample in samples:
+        problem = plain_name_problem(sample)
+        if problem:
+            return f"renders {sample[:60]!r}, which {problem}"
+    return None
+
+
+def plain_name_problem(name: str) -> str | None:
+    """Why `name` is not one plain, visible path part of bounded length (an outbound file name), or None."""
+    if "/" in name or CONTROL.search(name):
+        return "is not one plain file name (it holds '/' or a control character)"
+    if name.startswith((".", "~")):
+        return "starts with '.' or '~' (a hidden name, which gateways ignore)"
+    if len(name.encode()) > MAX_FILE_NAME_BYTES:
+        return f"is longer than {MAX_FILE_NAME_BYTES} bytes"
     return None
 
 

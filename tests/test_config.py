@@ -287,6 +287,9 @@ class TestErrors:
             ("outbound: {name_pattern: '.{file_identifier}'}\n", "outbound.name_pattern"),
             ("outbound: {name_pattern: 'a/{file_identifier}'}\n", "outbound.name_pattern"),
             ("outbound: {name_pattern: '{file_identifier'}\n", "outbound.name_pattern"),
+            ("outbound: {name_pattern: '{file_identifier:/>11}'}\n", "outbound.name_pattern"),  # pads with '/'
+            ("outbound: {name_pattern: '{file_identifier:>300}.usr'}\n", "outbound.name_pattern"),  # too long
+            ("outbound: {name_pattern: \"{file_identifier}\\tx\"}\n", "outbound.name_pattern"),  # a control char
             ("metrics: {port: 70000}\n", "metrics.port"),
         ],
     )

@@ -2,7 +2,7 @@
 
 It answers "was this content already published?" (duplicate detection by SHA-256), "where was I?" after a crash
 (`get_by_claim_path` for each pending claim), the status summary, and which outbound events were already written
-(`seen_event` / `mark_events_written`).
+(`seen_event` / `seen_events`, keyed as CloudEvents define uniqueness: by `source` and `id`).
 
 Durability: WAL journal with `synchronous=FULL`, so a committed state change survives a power cut (the ledger is
 written a handful of times per file, so the fsync per commit is affordable). Times are stored as UTC ISO-8601 text;
@@ -30,6 +30,7 @@ from bridge.errors import StorageError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "EventKey",
     "STATES",
     "FileRecord",
     "Ledger",
@@ -38,6 +39,10 @@ __all__ = [
     "OutboundFileRecord",
     "QuarantinedFile",
 ]
+
+#: An outbound event as CloudEvents define its identity: (`source`, `id`). Another sender's event with the same id
+#: is another event, so it can neither pass for a duplicate of ours nor replace our manifest.
+EventKey = tuple[str, str]
 
 STATES = ("claimed", "parsed", "published", "archived", "quarantined")
 
@@ -121,6 +126,41 @@ _MIGRATIONS: tuple[str, ...] = (
         received_at    TEXT NOT NULL
     ) WITHOUT ROWID;
     ALTER TABLE written_events ADD COLUMN outbound_file INTEGER;
+    CREATE INDEX written_events_outbound_file ON written_events (outbound_file);
+    """,
+    # 3: outbound events and manifests keyed by (source, id). An existing row's source is its file's sender (every
+    # event of an outbound file comes from the participant that `source` names); a manifest's, the sender of the
+    # file holding its first event; '' when unknown (a manifest whose file was not written yet: found as before).
+    """
+    CREATE TABLE outbound_manifests_3 (
+        source         TEXT NOT NULL,
+        first_event_id TEXT NOT NULL,
+        manifest_id    TEXT NOT NULL,
+        sha256         TEXT NOT NULL,
+        received_at    TEXT NOT NULL,
+        PRIMARY KEY (source, first_event_id)
+    ) WITHOUT ROWID;
+    INSERT INTO outbound_manifests_3 (source, first_event_id, manifest_id, sha256, received_at)
+        SELECT COALESCE('urn:mpid:' || f.from_participant, ''), m.first_event_id, m.manifest_id, m.sha256,
+               m.received_at
+        FROM outbound_manifests m
+        LEFT JOIN written_events w ON w.event_id = m.first_event_id
+        LEFT JOIN outbound_files f ON f.id = w.outbound_file;
+    DROP TABLE outbound_manifests;
+    ALTER TABLE outbound_manifests_3 RENAME TO outbound_manifests;
+    CREATE TABLE written_events_3 (
+        source        TEXT NOT NULL,
+        event_id      TEXT NOT NULL,
+        file          TEXT NOT NULL,
+        written_at    TEXT NOT NULL,
+        outbound_file INTEGER,
+        PRIMARY KEY (source, event_id)
+    ) WITHOUT ROWID;
+    INSERT INTO written_events_3 (source, event_id, file, written_at, outbound_file)
+        SELECT COALESCE('urn:mpid:' || f.from_participant, ''), w.event_id, w.file, w.written_at, w.outbound_file
+        FROM written_events w LEFT JOIN outbound_files f ON f.id = w.outbound_file;
+    DROP TABLE written_events;
+    ALTER TABLE written_events_3 RENAME TO written_events;
     CREATE INDEX written_events_outbound_file ON written_events (outbound_file);
     """,
 )
@@ -463,32 +503,30 @@ class Ledger:
 
     # ---------------------------------------------------------------------------------------- outbound dedup
 
-    def seen_event(self, event_id: str) -> bool:
+    def seen_event(self, key: EventKey) -> bool:
         """Whether an outbound event was already written into a DTN file (a redelivered message)."""
-        rows = self._read("seen_event", "SELECT 1 FROM written_events WHERE event_id = ?", (event_id,))
-        return bool(rows)
+        return bool(self.seen_events([key]))
 
-    def seen_events(self, event_ids: Iterable[str]) -> set[str]:
-        """The subset of `event_ids` already written (one query per 500 ids)."""
-        ids = list(dict.fromkeys(event_ids))
-        seen: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ", ".join("?" * len(chunk))
-            rows = self._read(
-                "seen_events", f"SELECT event_id FROM written_events WHERE event_id IN ({marks})", chunk
-            )
-            seen.update(r[0] for r in rows)
+    def seen_events(self, keys: Iterable[EventKey]) -> set[EventKey]:
+        """The subset of `keys` already written (one query per 400 keys)."""
+        unique = list(dict.fromkeys(keys))
+        seen: set[EventKey] = set()
+        for i in range(0, len(unique), 400):
+            chunk = unique[i : i + 400]
+            marks = ", ".join(["(?, ?)"] * len(chunk))
+            rows = self._read("seen_events", "SELECT source, event_id FROM written_events WHERE (source, event_id)"
+                              f" IN (VALUES {marks})", [part for key in chunk for part in key])
+            seen.update((row[0], row[1]) for row in rows)
         return seen
 
-    def mark_events_written(self, event_ids: Iterable[str], file: Path | str) -> int:
+    def mark_events_written(self, keys: Iterable[EventKey], file: Path | str) -> int:
         """Record that these events are in `file` (after it was written); returns how many were new."""
         now = self._now()
-        rows = [(event_id, str(file), now) for event_id in event_ids]
+        rows = [(source, event_id, str(file), now) for source, event_id in keys]
         with self._transaction("mark_events_written") as conn:
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO written_events (event_id, file, written_at) VALUES (?, ?, ?)", rows
+                "INSERT OR IGNORE INTO written_events (source, event_id, file, written_at) VALUES (?, ?, ?, ?)", rows
             )
             return conn.total_changes - before
 
@@ -509,14 +547,14 @@ class Ledger:
                 conn.execute("SELECT last_value FROM outbound_counters WHERE sender = ?", (sender,)).fetchone()[0]
             )
 
-    def begin_outbound_file(self, draft: OutboundFileDraft, event_ids: Iterable[str]) -> int:
-        """Record a file as `pending` together with its event ids, in one transaction, before it is renamed.
+    def begin_outbound_file(self, draft: OutboundFileDraft, keys: Iterable[EventKey]) -> int:
+        """Record a file as `pending` together with its events, in one transaction, before it is renamed.
 
-        Returns the file's ledger id. Raises StorageError (and records nothing) when one of the ids is already
+        Returns the file's ledger id. Raises StorageError (and records nothing) when one of the events is already
         written: an event must never reach two files.
         """
         now = self._now()
-        ids = list(event_ids)
+        ids = list(keys)
         with self._transaction("begin_outbound_file") as conn:
             cursor = conn.execute(
                 "INSERT INTO outbound_files (state, kind, path, tmp_path, sha256, size, flow, from_participant,"
@@ -530,8 +568,9 @@ class Ledger:
             assert file_id is not None
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO written_events (event_id, file, written_at, outbound_file) VALUES (?, ?, ?, ?)",
-                [(event_id, str(draft.path), now, file_id) for event_id in ids],
+                "INSERT OR IGNORE INTO written_events (source, event_id, file, written_at, outbound_file)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(source, event_id, str(draft.path), now, file_id) for source, event_id in ids],
             )
             if conn.total_changes - before != len(set(ids)):
                 raise StorageError(f"ledger {self.path}: begin_outbound_file: some events of {draft.path.name} "
@@ -565,29 +604,33 @@ class Ledger:
         """Every outbound file, oldest first (tests and status)."""
         return [_outbound_record(r) for r in self._read("outbound_files", "SELECT * FROM outbound_files ORDER BY id")]
 
-    def find_outbound_by_event(self, event_id: str) -> OutboundFileRecord | None:
+    def find_outbound_by_event(self, key: EventKey) -> OutboundFileRecord | None:
         """The outbound file (pending or written) that holds this event, if any."""
         rows = self._read(
             "find_outbound_by_event",
-            "SELECT f.* FROM written_events e JOIN outbound_files f ON f.id = e.outbound_file WHERE e.event_id = ?",
-            (event_id,),
+            "SELECT f.* FROM written_events e JOIN outbound_files f ON f.id = e.outbound_file"
+            " WHERE e.source = ? AND e.event_id = ?",
+            key,
         )
         return _outbound_record(rows[0]) if rows else None
 
-    def record_outbound_manifest(self, first_event_id: str, manifest_id: str, sha256: str) -> None:
-        """Remember a source file's manifest (keyed by its first event) until, or after, the file is reproduced."""
+    def record_outbound_manifest(self, first_event: EventKey, manifest_id: str, sha256: str) -> None:
+        """Remember a source file's manifest (keyed by its first event: the sender's own key, so no other sender
+        can replace it) until, or after, the file is reproduced."""
         with self._transaction("record_outbound_manifest") as conn:
             conn.execute(
-                "INSERT INTO outbound_manifests (first_event_id, manifest_id, sha256, received_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (first_event_id) DO UPDATE SET manifest_id = excluded.manifest_id,"
-                " sha256 = excluded.sha256",
-                (first_event_id, manifest_id, sha256, self._now()),
+                "INSERT INTO outbound_manifests (source, first_event_id, manifest_id, sha256, received_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, first_event_id) DO UPDATE"
+                " SET manifest_id = excluded.manifest_id, sha256 = excluded.sha256",
+                (*first_event, manifest_id, sha256, self._now()),
             )
 
-    def outbound_manifest_sha256(self, first_event_id: str) -> str | None:
-        """The SHA-256 a manifest announced for the source file whose first event is `first_event_id`."""
+    def outbound_manifest_sha256(self, first_event: EventKey) -> str | None:
+        """The SHA-256 a manifest announced for the source file whose first event is `first_event` (a manifest
+        migrated from before sources were recorded, without one, is found by the id alone)."""
         rows = self._read("outbound_manifest_sha256",
-                          "SELECT sha256 FROM outbound_manifests WHERE first_event_id = ?", (first_event_id,))
+                          "SELECT sha256 FROM outbound_manifests WHERE first_event_id = ? AND source IN (?, '')"
+                          " ORDER BY source DESC LIMIT 1", (first_event[1], first_event[0]))
         return str(rows[0][0]) if rows else None
 
     def record_manifest_check(self, file_id: int, manifest_sha256: str, match: bool) -> None:

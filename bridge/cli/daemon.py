@@ -11,6 +11,7 @@ from typing import Any
 from bridge.config import load_config
 
 EXIT_OK = 0
+EXIT_INVALID = 1
 
 
 def register(subparsers: Any) -> None:
@@ -136,7 +137,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from bridge.adapters.tls import broker_connection_options
     from bridge.dtn.definitions import load_definitions
     from bridge.replay import FileAssembler, ReplayFilter, ReplaySummary, parse_time, replay
-    from bridge.service import topology_for
+    from bridge.service import load_trust, topology_for
 
     config = load_config(args.config)
     try:
@@ -145,6 +146,10 @@ def run_replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"dtn-bridge: --since/--until: {exc}", file=sys.stderr)
         return 2
+    trust = load_trust(config)
+    if trust is None:
+        print("dtn-bridge: WARNING: signing.trust is not configured: this replay is UNVERIFIED (stored events are "
+              "replayed without checking their signatures)", file=sys.stderr)
     topology = topology_for(config)
     assert topology.store_queue is not None
     tls = broker_connection_options(config.broker)
@@ -169,7 +174,7 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         summary = replay(consumer, since=since, selection=ReplayFilter(args.flow, args.participant, until),
                          idle_seconds=args.idle_seconds, assembler=assembler, publisher=publisher,
-                         republish_prefix=args.republish, progress=progress)
+                         republish_prefix=args.republish, progress=progress, trust=trust)
     finally:
         consumer.close()
         if publisher is not None:
@@ -178,10 +183,14 @@ def run_replay(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     print(f"replay: {summary.read} events read, {summary.replayed} replayed"
           + (f", {len(summary.files_written)} files rebuilt in {args.to_dir}" if assembler else
-             f", republished under {args.republish}.*"))
+             f", republished under {args.republish}.*")
+          + ("" if summary.verified else " (UNVERIFIED)")
+          + (f", {len(summary.bad_events)} bad" if summary.bad_events else ""))
     for item in summary.incomplete_files:
         print(f"  incomplete: {item}")
-    return EXIT_OK
+    for item in summary.bad_events:
+        print(f"dtn-bridge: replay: {item}", file=sys.stderr)
+    return EXIT_INVALID if summary.bad_events else EXIT_OK
 
 
 def run_report(args: argparse.Namespace) -> int:

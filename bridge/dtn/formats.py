@@ -27,6 +27,9 @@ _HMS = r"(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]"
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _ISO_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})$")
 _ISO_TIME = re.compile(r"^(\d{2}):(\d{2}):(\d{2})$")
+# C0 and C1 controls, DEL and the Unicode line and paragraph separators: a CHAR value rendered from an event never
+# holds one, so that no value can break or add a line of the file (whatever splits its lines).
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class FormatSyntaxError(ValueError):
@@ -185,4 +188,6 @@ class LogicalFormat:
         problem = self.check(text) if text else "empty"
         if problem:
             raise ValueError(problem)
+        if kind == "CHAR" and CONTROL.search(text):
+            raise ValueError(f"{text!r} contains a control character")
         return text

@@ -9,6 +9,7 @@ same file yields the same ids and a changed file yields new ones.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
+from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import FileHeader, FileTrailer, FlowInstance, GroupInstance, Layout
 from bridge.dtn.writer import FlowFileWriter, instance_records
 from bridge.errors import EventError
@@ -27,6 +29,14 @@ _NAMESPACE = EVENT_NAMESPACE.bytes
 SOURCE_PREFIX = "urn:mpid:"
 _LONDON = ZoneInfo("Europe/London")
 _LAYOUTS: tuple[Layout, ...] = ("ZHV", "ZHD-POOL", "ZHD-ZHV")
+# What each envelope attribute that reaches a header or trailer line may hold (DTC 15.4 physical header items).
+# Every value is printable ASCII without '|', so no attribute can split, add or shift a line of the file. The file
+# identifier also becomes part of a file name: no space, '/' or backslash.
+MPID = re.compile(r"[A-Z0-9]{4}")  # J0002 Market Participant Id
+ROLE_CODE = re.compile(r"[A-Z0-9]")  # J0934/J0935 Market Participant Role Code
+_FILE_IDENTIFIER = re.compile(r"[!-.0-\[\]-{}~]{1,10}")  # J1064 File Identifier, CHAR(10)
+_CHAR = re.compile(r"[ -{}~]*")  # printable ASCII but '|'
+_DATETIME = LogicalFormat.parse("DATETIME")
 
 
 def event_id_of(name: str) -> str:
@@ -163,7 +173,49 @@ def header_of(event: Mapping[str, Any], definition: FlowDefinition) -> FileHeade
     if participant_of(_attribute(event, "source")) != header.from_participant:
         raise EventError(f"event {event.get('id', '?')}: source {event.get('source')!r} does not name the sending "
                          f"participant {header.from_participant!r}")
+    _check_header(event, header)
     return header
+
+
+def _check_header(event: Mapping[str, Any], header: FileHeader) -> None:
+    """Hold the header attributes to their DTC formats before they become a header line or a file name."""
+    zhv = header.layout == "ZHV"
+    _require(event, "dtcfileid", header.file_identifier, _FILE_IDENTIFIER, "1 to 10 printable characters without "
+             "space, '|', '/' or '\\'", optional=not zhv)
+    _require(event, "dtcfromrole", header.from_role, ROLE_CODE, "a role code (one of A-Z, 0-9)")
+    _require(event, "dtcfrom", header.from_participant, MPID, "a market participant id (4 of A-Z, 0-9)")
+    _require(event, "dtctorole", header.to_role, ROLE_CODE, "a role code (one of A-Z, 0-9)")
+    _require(event, "dtcto", header.to_participant, MPID, "a market participant id (4 of A-Z, 0-9)")
+    _require_datetime(event, "dtccreated", header.created)
+    for name, value, size in (("dtcsendapp", header.sending_application, 5),
+                              ("dtcrecvapp", header.receiving_application, 5), ("dtcbroadcast", header.broadcast, 1),
+                              ("dtctestflag", header.test_data_flag, 4)):
+        _require(event, name, value, _CHAR, f"at most {size} printable characters without '|'", size=size,
+                 optional=name != "dtctestflag" or not zhv)
+
+
+def _require(event: Mapping[str, Any], name: str, value: str, pattern: re.Pattern[str], what: str, *,
+             size: int | None = None, optional: bool = False) -> None:
+    if (optional and not value) or (pattern.fullmatch(value) and (size is None or len(value) <= size)):
+        return
+    raise EventError(f"event {event.get('id', '?')}: attribute {name!r} {value[:40]!r} is not {what}")
+
+
+def _require_datetime(event: Mapping[str, Any], name: str, value: str) -> None:
+    if _DATETIME.check(value):
+        raise EventError(f"event {event.get('id', '?')}: attribute {name!r} {value[:40]!r} is not a DATETIME "
+                         "(ccyymmddhhmmss, a real time of day)")
+
+
+def trailer_of(event: Mapping[str, Any], header: FileHeader) -> tuple[str, str]:
+    """The File Completion Timestamp (the creation time when absent) and the ZHV checksum an event carries for its
+    source file's trailer, held to their DTC formats (DATETIME; J1078 NUM(10), carried verbatim)."""
+    completed = _attribute(event, "dtccompleted", required=False) or header.created
+    _require_datetime(event, "dtccompleted", completed)
+    checksum = _attribute(event, "dtcchecksum", required=False)
+    _require(event, "dtcchecksum", checksum, _CHAR, "at most 10 printable characters without '|'", size=10,
+             optional=True)
+    return completed, checksum
 
 
 def data_to_group(definition: GroupDefinition, data: Any, path: str) -> GroupInstance:
@@ -245,9 +297,9 @@ def render_events(events: Iterable[Mapping[str, Any]], definitions: DefinitionSe
         raise EventError("no events: a file needs at least one flow instance")
     definition = definition_for(first, definitions)
     header = header_of(first, definition)
-    writer = FlowFileWriter(header, dtn_checksum=_attribute(first, "dtcchecksum", required=False))
+    completed, checksum = trailer_of(first, header)
+    writer = FlowFileWriter(header, dtn_checksum=checksum)
     yield writer.header()
-    completed = first.get("dtccompleted") or header.created
     expected_count = first.get("dtcflowcount")
     event: Mapping[str, Any] | None = first
     position = 0
@@ -265,6 +317,4 @@ def render_events(events: Iterable[Mapping[str, Any]], definitions: DefinitionSe
         event = next(iterator, None)
     if expected_count is not None and expected_count != position:
         raise EventError(f"the events name a file of {expected_count} flow instances, but {position} were given")
-    if header.layout == "ZHV" and not isinstance(completed, str):
-        raise EventError("attribute 'dtccompleted' must be a string")
     yield writer.trailer(completed)

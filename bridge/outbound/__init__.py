@@ -17,6 +17,7 @@ from bridge.outbound.loop import INCOMPLETE_FILE, OutboundLoop
 from bridge.outbound.verify import (
     ENVELOPE_INVALID,
     INTERNAL_ERROR,
+    JSON_AMBIGUOUS,
     MANIFEST_INVALID,
     NOT_JSON,
     SCHEMA_INVALID,
@@ -31,13 +32,15 @@ from bridge.outbound.verify import (
     VerifiedEvent,
     origin_key,
 )
-from bridge.outbound.writer import FILE_INVALID, OutboundWriter, Recovery, dtn_timestamp
+from bridge.outbound.writer import FILE_INVALID, FILE_NAME_INVALID, OutboundWriter, Recovery, dtn_timestamp
 
 __all__ = [
     "ENVELOPE_INVALID",
     "FILE_INVALID",
+    "FILE_NAME_INVALID",
     "INCOMPLETE_FILE",
     "INTERNAL_ERROR",
+    "JSON_AMBIGUOUS",
     "MANIFEST_INVALID",
     "NOT_JSON",
     "SCHEMA_INVALID",

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bridge.adapters.ledger import EventKey
 from bridge.adapters.rabbitmq import Delivery
 from bridge.outbound.verify import BatchKey, VerifiedEvent
 
@@ -66,18 +67,18 @@ class Batcher:
         self.batch_seconds = batch_seconds
         self.capacity = capacity
         self.held = 0  # deliveries held (each one unacked)
-        self._by_id: dict[str, Held] = {}
+        self._by_key: dict[EventKey, Held] = {}
         self._batches: dict[BatchKey, _Group] = {}
         self._originals: dict[str, _OriginalSet] = {}
 
-    def find(self, event_id: str) -> Held | None:
-        """The held event with this id: a second delivery of it needs no place of its own."""
-        return self._by_id.get(event_id)
+    def find(self, key: EventKey) -> Held | None:
+        """The held event with this (source, id): a second delivery of it needs no place of its own."""
+        return self._by_key.get(key)
 
     def add(self, event: VerifiedEvent, delivery: Delivery, now: float) -> list[ReadyFile]:
         """Hold a new event; returns what became ready (a completed source file, a full batch)."""
         held = Held(event, delivery, now)
-        self._by_id[event.id] = held
+        self._by_key[event.key] = held
         self.held += 1
         origin = event.origin
         if origin is None or origin.flow_count > self.capacity:
@@ -122,7 +123,7 @@ class Batcher:
     def divert(self, items: list[Held]) -> list[ReadyFile]:
         """Events that could not be written as their source file (the writer refused the set): batch them."""
         for held in items:
-            self._by_id[held.event.id] = held
+            self._by_key[held.event.key] = held
             self.held += 1
         return self._to_batches(items, "diverted")
 
@@ -134,7 +135,7 @@ class Batcher:
 
     def clear(self) -> None:
         """Forget everything held (the connection was lost or we stop: the broker redelivers it all)."""
-        self._by_id.clear()
+        self._by_key.clear()
         self._batches.clear()
         self._originals.clear()
         self.held = 0
@@ -164,6 +165,6 @@ class Batcher:
 
     def _emit(self, kind: Kind, items: list[Held], reason: str) -> ReadyFile:
         for held in items:
-            self._by_id.pop(held.event.id, None)
+            self._by_key.pop(held.event.key, None)
             self.held -= 1
         return ReadyFile(kind, tuple(items), reason)

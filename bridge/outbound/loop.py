@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
+from bridge.adapters.ledger import EventKey
 from bridge.adapters.rabbitmq import Backoff, Delivery, RabbitConsumer
 from bridge.errors import BrokerError, BrokerUnavailable, EventError, StorageError, WorkerError
 from bridge.outbound.batching import Batcher, ReadyFile
@@ -27,6 +28,9 @@ from bridge.rules import Decision
 log = structlog.get_logger("dtn_bridge.outbound")
 
 INCOMPLETE_FILE = "incomplete_file"
+# A reject reason may quote the value it refuses, and a signed event may carry a value of any size: a dead-letter
+# header larger than a frame (128 kB) makes the broker close the connection, and the delivery would come back forever.
+REASON_LIMIT = 1000
 
 
 class OutboundLoop:
@@ -78,7 +82,7 @@ class OutboundLoop:
             log.error("outbound_disabled", reason="signing.trust is not configured: outbound events stay queued")
             stop.wait()
             return
-        self.writer.recover()
+        self._recover_quietly()  # a row it cannot settle is rolled back; a broken ledger is retried by the steps
         try:
             self._consume(stop)
         finally:
@@ -151,7 +155,7 @@ class OutboundLoop:
             elif isinstance(outcome, ManifestNotice):
                 self.writer.note_manifest(outcome)
                 self._ack([delivery])
-            elif outcome.id in written or self.batcher.find(outcome.id) is not None:
+            elif outcome.key in written or self.batcher.find(outcome.key) is not None:
                 # Already in a file, or held with its first delivery (unacked, so the broker would give that one
                 # back): this copy is acked now and never takes a place in the prefetch window.
                 log.debug("outbound_duplicate", event_id=outcome.id, redelivered=delivery.redelivered)
@@ -159,8 +163,8 @@ class OutboundLoop:
             else:
                 self._flush_all(self.batcher.add(outcome, delivery, self.monotonic()))
 
-    def _written_among(self, answers: list[tuple[Delivery, Checked]]) -> set[str]:
-        return self.writer.written([checked.outcome.id for _delivery, checked in answers
+    def _written_among(self, answers: list[tuple[Delivery, Checked]]) -> set[EventKey]:
+        return self.writer.written([checked.outcome.key for _delivery, checked in answers
                                     if isinstance(checked.outcome, VerifiedEvent)])
 
     def _switch_checks(self) -> None:
@@ -227,7 +231,9 @@ class OutboundLoop:
 
     def _reject(self, delivery: Delivery, code: str, text: str) -> None:
         # The reason may quote a value of the event (meter data): it goes to the dead-letter header, and to the
-        # log at debug only.
+        # log at debug only; bounded, see REASON_LIMIT.
+        if len(text) > REASON_LIMIT:
+            text = f"{text[:REASON_LIMIT - 40]}... ({len(text)} characters in all)"
         log.warning("outbound_rejected", code=code, message_id=delivery.message_id, routing_key=delivery.routing_key)
         log.debug("outbound_rejected_reason", code=code, message_id=delivery.message_id, reason=text)
         self.consumer.reject(delivery, code, text)

@@ -12,6 +12,7 @@ its answers through a pipe (bridge/adapters/worker.py).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -20,17 +21,21 @@ from typing import Any
 import orjson
 import structlog
 
+from bridge.adapters.ledger import EventKey
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition
-from bridge.dtn.model import FileHeader, GroupInstance
+from bridge.dtn.model import FileHeader
 from bridge.dtn.writer import instance_records
 from bridge.errors import EventError, SignatureError
 from bridge.events.envelope import (
     FILE_ATTRIBUTES,
+    MPID,
+    ROLE_CODE,
     Event,
     definition_for,
     event_to_instance,
     header_of,
     participant_of,
+    trailer_of,
 )
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.interning import Interner
@@ -41,17 +46,15 @@ log = structlog.get_logger("dtn_bridge.outbound")
 
 # Reject codes of this module (signature failures use SignatureError.reason, see bridge/signing/reasons.py).
 NOT_JSON = "not_json"
+JSON_AMBIGUOUS = "json_ambiguous"
 UNKNOWN_FLOW = "unknown_flow"
 SCHEMA_INVALID = "schema_invalid"
 ENVELOPE_INVALID = "envelope_invalid"
 MANIFEST_INVALID = "manifest_invalid"
 INTERNAL_ERROR = "internal_error"
 
-_MPID = re.compile(r"[A-Z0-9]{4}")
-_ROLE = re.compile(r"[A-Z0-9]")
 _TEST_FLAG = re.compile(r"[A-Z0-9]{1,4}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_UNSAFE = re.compile(r"[|\r\n]")  # would break a DTN line
 
 
 class _Portable:
@@ -103,10 +106,16 @@ class VerifiedEvent(_Portable):
     """An event that passed every check, with what batching and writing need already worked out."""
 
     id: str
+    source: str  # with `id`, what makes the event one (CloudEvents): duplicates are found by both
     flow: str  # flow reference, e.g. D0010002
     records: tuple[str, ...]  # the flow instance as DTN records (`instance_records`), checked against its definition
     batch_key: BatchKey | None  # None: no test data flag, so it can only be written back within its source file
     origin: Origin | None  # None: a new event, written into a batched file
+
+    @property
+    def key(self) -> EventKey:
+        """The event's identity in the ledger and the batcher: (`source`, `id`)."""
+        return (self.source, self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +123,14 @@ class ManifestNotice(_Portable):
     """A verified `uk.dtc.file.received` manifest: the SHA-256 its source file must reproduce to."""
 
     id: str
+    source: str  # the sender's source: the manifest describes the sender's own first event only
     first_event_id: str  # the source file's dtcindex 1 event: how the manifest finds the reproduced file
     sha256: str
+
+    @property
+    def first_event(self) -> EventKey:
+        """The ledger key of the source file's first event."""
+        return (self.source, self.first_event_id)
 
 
 def origin_key(from_participant: str, file_identifier: str, created: str, flow_reference: str) -> str:
@@ -189,8 +204,6 @@ class MessageChecker:
             root = event_to_instance(event, definition)
         except EventError as exc:
             raise EventRejected(SCHEMA_INVALID, str(exc)) from exc
-        if b"\\n" in body or b"\\r" in body or b"\\u000" in body:  # JSON escapes of a line break: look closer
-            _check_values(root, event_id)
         origin = _origin(event, definition, self._share)
         try:
             batch_key = self._share(_batch_key(event, definition))
@@ -198,7 +211,8 @@ class MessageChecker:
             if origin is None:
                 raise
             batch_key = None  # reproducible within its source file only
-        verified = VerifiedEvent(event_id, definition.reference, instance_records(root), batch_key, origin)
+        source = event["source"]  # a participant source: both the batch key and the origin's header checked it
+        verified = VerifiedEvent(event_id, source, definition.reference, instance_records(root), batch_key, origin)
         return verified, event
 
 
@@ -209,19 +223,56 @@ def _parse(body: bytes) -> Event:
         raise EventRejected(NOT_JSON, f"the message body is not JSON: {exc}") from exc
     if not isinstance(event, dict):
         raise EventRejected(NOT_JSON, f"the message body is JSON but not an object ({type(event).__name__})")
+    # A body that is not exactly what orjson writes for what it read (the bridge's own bodies are) may hold a
+    # member twice, which orjson reads last-wins: read it again, member by member. Floats are refused everywhere
+    # but in `data`, whose items the flow definition types (a float there is schema_invalid).
+    if orjson.dumps(event) != body:
+        _check_members(body)
+    _refuse_floats([value for name, value in event.items() if name != "data"])
     return event
 
 
-def _check_values(root: GroupInstance, event_id: str) -> None:
-    """CHAR items are checked for '|' by the format; a line break would split a DTN line, so refuse it too."""
-    stack = [root]
+class _Ambiguous(Exception):
+    pass
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        names = [name for name, _value in pairs]
+        raise _Ambiguous(f"member {next(n for n in names if names.count(n) > 1)[:40]!r} appears twice in one object")
+    return members
+
+
+def _no_float(text: str) -> Any:
+    raise _Ambiguous(f"the number {text[:40]} is not a whole number")
+
+
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique_members, parse_float=_no_float)
+
+
+def _check_members(body: bytes) -> None:
+    """Refuse what RFC 8785 and a first-wins parser would read differently from us: a duplicate member, a float."""
+    try:
+        _STRICT.decode(body.decode("utf-8"))
+    except _Ambiguous as exc:
+        raise EventRejected(JSON_AMBIGUOUS, f"the message body is ambiguous JSON: {exc}") from exc
+    except ValueError as exc:  # JSON that orjson reads but Python's parser does not
+        raise EventRejected(NOT_JSON, f"the message body is not JSON: {exc}") from exc
+
+
+def _refuse_floats(values: list[Any]) -> None:
+    stack = values
     while stack:
-        group = stack.pop()
-        for item, text in zip(group.definition.items, group.values, strict=True):
-            if text and _UNSAFE.search(text):
-                raise EventRejected(SCHEMA_INVALID, f"event {event_id}: item {item.key} of group "
-                                    f"{group.definition.code} contains a line break or '|'")
-        stack.extend(group.children)
+        value = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            stack.extend(value.values())
+        elif kind is list:
+            stack.extend(value)
+        elif kind is float:
+            raise EventRejected(JSON_AMBIGUOUS, f"the message body is ambiguous JSON: the number {value!r} is not a "
+                                "whole number (RFC 8785 and other parsers may write it differently)")
 
 
 def _text(event: Mapping[str, Any], name: str, pattern: re.Pattern[str] | None = None) -> str:
@@ -229,7 +280,7 @@ def _text(event: Mapping[str, Any], name: str, pattern: re.Pattern[str] | None =
     if not isinstance(value, str) or not value:
         raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: attribute {name!r} must be a non-empty "
                             "string")
-    if _UNSAFE.search(value) or (pattern is not None and not pattern.fullmatch(value)):
+    if pattern is not None and not pattern.fullmatch(value):
         raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: attribute {name!r} is not a valid value")
     return value
 
@@ -238,13 +289,14 @@ def _batch_key(event: Event, definition: FlowDefinition) -> BatchKey:
     """The new-file key: sender from `source` (and `dtcfrom`, which must agree), roles, recipient, test flag."""
     source = event.get("source")
     sender = participant_of(source) if isinstance(source, str) else None
-    if sender is None or not _MPID.fullmatch(sender):
+    if sender is None or not MPID.fullmatch(sender):
         raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: source must be urn:mpid:<MPID>")
     if event.get("dtcfrom", sender) != sender:
         raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: dtcfrom {event.get('dtcfrom')!r} is not "
                             f"the participant of source {event.get('source')!r}")
-    return BatchKey(definition.reference, sender, _text(event, "dtcfromrole", _ROLE), _text(event, "dtcto", _MPID),
-                    _text(event, "dtctorole", _ROLE), _text(event, "dtctestflag", _TEST_FLAG))
+    return BatchKey(definition.reference, sender, _text(event, "dtcfromrole", ROLE_CODE),
+                    _text(event, "dtcto", MPID), _text(event, "dtctorole", ROLE_CODE),
+                    _text(event, "dtctestflag", _TEST_FLAG))
 
 
 def _origin(event: Event, definition: FlowDefinition, share: Callable[[FileHeader], FileHeader]) -> Origin | None:
@@ -256,20 +308,12 @@ def _origin(event: Event, definition: FlowDefinition, share: Callable[[FileHeade
         raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: dtcindex {index!r} and dtcflowcount "
                             f"{count!r} must be whole numbers with 1 <= dtcindex <= dtcflowcount")
     try:
-        header = header_of(event, definition)
+        header = header_of(event, definition)  # every attribute held to its DTC format
+        completed, checksum = trailer_of(event, header)
     except EventError as exc:
         raise EventRejected(ENVELOPE_INVALID, str(exc)) from exc
-    for name in ("dtcfileid", "dtccreated", "dtccompleted", "dtcchecksum", "dtcsendapp", "dtcrecvapp",
-                 "dtcbroadcast", "dtcfromrole", "dtctorole", "dtcto", "dtctestflag"):
-        value = event.get(name)
-        if value is not None and (not isinstance(value, str) or _UNSAFE.search(value)):
-            raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: attribute {name!r} is not a valid "
-                                "value")
     key = origin_key(header.from_participant, header.file_identifier, header.created, definition.reference)
-    completed = event.get("dtccompleted") or header.created
-    if not isinstance(completed, str):
-        raise EventRejected(ENVELOPE_INVALID, f"event {event.get('id')}: attribute 'dtccompleted' must be a string")
-    return Origin(key, index, count, share(header), completed, event.get("dtcchecksum") or "",
+    return Origin(key, index, count, share(header), completed, checksum,
                   tuple(event.get(name) for name in FILE_ATTRIBUTES))
 
 
@@ -277,6 +321,7 @@ def _manifest(event: Event, event_id: str) -> ManifestNotice:
     data = event.get("data")
     if not isinstance(data, dict):
         raise EventRejected(MANIFEST_INVALID, f"manifest {event_id}: data must be an object")
+    _refuse_floats([data])
     fields = {}
     for name in ("from_participant", "first_event_id", "sha256"):
         value = data.get(name)
@@ -287,4 +332,4 @@ def _manifest(event: Event, event_id: str) -> ManifestNotice:
         raise EventRejected(MANIFEST_INVALID, f"manifest {event_id}: data.sha256 is not a lower-case SHA-256")
     if participant_of(str(event.get("source", ""))) != fields["from_participant"]:
         raise EventRejected(MANIFEST_INVALID, f"manifest {event_id}: source does not name data.from_participant")
-    return ManifestNotice(event_id, fields["first_event_id"], fields["sha256"])
+    return ManifestNotice(event_id, str(event["source"]), fields["first_event_id"], fields["sha256"])

@@ -28,9 +28,9 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from bridge.adapters.ledger import Ledger, OutboundFileDraft, OutboundFileRecord
+from bridge.adapters.ledger import EventKey, Ledger, OutboundFileDraft, OutboundFileRecord
 from bridge.adapters.spool import candidate_names, fsync_folder, link_no_overwrite, sha256_of
-from bridge.config import OutboundConfig
+from bridge.config import OutboundConfig, plain_name_problem
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader
 from bridge.dtn.reader import FlowFileReader
@@ -41,6 +41,7 @@ from bridge.outbound.verify import EventRejected, ManifestNotice
 
 log = structlog.get_logger("dtn_bridge.outbound")
 FILE_INVALID = "file_invalid"
+FILE_NAME_INVALID = "file_name_invalid"
 _LONDON = ZoneInfo("Europe/London")
 _IDENTIFIER_MODULUS = 10**10  # J1064 File Identifier: 10 characters
 
@@ -79,9 +80,9 @@ class OutboundWriter:
         self.clock = clock
         self._reader = FlowFileReader(definitions, checks=checks)
 
-    def written(self, event_ids: Collection[str]) -> set[str]:
-        """Which of these events are in a file already (their messages are redeliveries or duplicates)."""
-        return self.ledger.seen_events(event_ids) if event_ids else set()
+    def written(self, keys: Collection[EventKey]) -> set[EventKey]:
+        """Which of these events, by (source, id), are in a file already (redeliveries or duplicates)."""
+        return self.ledger.seen_events(keys) if keys else set()
 
     # ------------------------------------------------------------------------------------------------ recovery
 
@@ -89,19 +90,34 @@ class OutboundWriter:
         """Finish or roll back the files a crash left `pending` (call at start, before consuming)."""
         finished = rolled_back = 0
         for record in self.ledger.pending_outbound_files():
-            if _sha256_of(record.path) == record.sha256:
-                _unlink(record.tmp_path)
-                self.ledger.finish_outbound_file(record.id)
-                finished += 1
-                log.info("outbound_recovered", outcome="finished", path=str(record.path), events=record.events)
-            else:
-                _unlink(record.tmp_path)
-                self.ledger.abandon_outbound_file(record.id)
-                rolled_back += 1
-                log.info("outbound_recovered", outcome="rolled_back", path=str(record.path), events=record.events)
+            try:
+                done = self._settle(record)
+            except (StorageError, ValueError) as exc:
+                # A row that cannot be completed must not stop every start: its events are written again.
+                log.error("outbound_recovery_abandoned", path=repr(str(record.path)), events=record.events,
+                          error=str(exc))
+                self._give_up(record.id, record.tmp_path)
+                done = False
+            finished += done
+            rolled_back += not done
         if finished or rolled_back:
             fsync_folder(self.folder)
         return Recovery(finished, rolled_back)
+
+    def _settle(self, record: OutboundFileRecord) -> bool:
+        """Finish one pending file (True) when its final name holds the recorded bytes, else roll it back."""
+        for path in (record.path, record.tmp_path):
+            if path.parent != self.folder:
+                raise StorageError(f"the recorded name {str(path)[:80]!r} is not a name in {self.folder}")
+        done = _sha256_of(record.path) == record.sha256
+        _unlink(record.tmp_path)
+        if done:
+            self.ledger.finish_outbound_file(record.id)
+        else:
+            self.ledger.abandon_outbound_file(record.id)
+        log.info("outbound_recovered", outcome="finished" if done else "rolled_back", path=str(record.path),
+                 events=record.events)
+        return done
 
     # ------------------------------------------------------------------------------------------------- writing
 
@@ -119,18 +135,18 @@ class OutboundWriter:
             rendered = self._render_original(items)
         else:
             rendered = self._render_batch(items)
-        record = self._place(rendered, [held.event.id for held in items])
+        record = self._place(rendered, [held.event.key for held in items])
         log.info("outbound_file_written", kind=record.kind, reason=ready.reason, path=str(record.path),
                  flow=record.flow, sender=record.from_participant, recipient=record.to_participant,
                  file_identifier=record.file_identifier, events=record.events, bytes=record.size)
         if rendered.origin is not None:
-            self._check_manifest(record, items[0].event.id)
+            self._check_manifest(record, items[0].event.key)
         return record
 
     def _unwritten(self, items: Iterable[Held]) -> list[Held]:
         listed = list(items)
-        seen = self.ledger.seen_events(held.event.id for held in listed)
-        return [held for held in listed if held.event.id not in seen] if seen else listed
+        seen = self.ledger.seen_events(held.event.key for held in listed)
+        return [held for held in listed if held.event.key not in seen] if seen else listed
 
     def _render_original(self, items: list[Held]) -> _Rendered:
         """The source file, byte for byte: its own identifier and timestamps, instances in dtcindex order."""
@@ -175,13 +191,18 @@ class OutboundWriter:
                                 + "; ".join(defects[:5]) + (f" (and {len(defects) - 5} more)" if len(defects) > 5 else ""))
 
     def file_name(self, header: FileHeader) -> str:
-        """The configured name pattern filled in for this header."""
-        return self.config.name_pattern.format(
+        """The configured name pattern filled in for this header: one plain path part of bounded length, or
+        EventRejected (the events are dead-lettered, not retried as a storage fault)."""
+        name = self.config.name_pattern.format(
             flow=header.flow, version=header.version, from_participant=header.from_participant,
             from_role=header.from_role, to_participant=header.to_participant, to_role=header.to_role,
             file_identifier=header.file_identifier)
+        problem = plain_name_problem(name)
+        if problem:
+            raise EventRejected(FILE_NAME_INVALID, f"the file name {name[:80]!r} {problem}")
+        return name
 
-    def _place(self, rendered: _Rendered, event_ids: list[str]) -> OutboundFileRecord:
+    def _place(self, rendered: _Rendered, keys: list[EventKey]) -> OutboundFileRecord:
         """Steps 2-4 of the protocol, trying `name`, `name.1`, ... until a free final name takes the link."""
         header = rendered.header
         digest = hashlib.sha256(rendered.data).hexdigest()
@@ -195,7 +216,7 @@ class OutboundWriter:
                 flow=header.flow_reference, from_participant=header.from_participant,
                 to_participant=header.to_participant, file_identifier=header.file_identifier,
                 test_flag=header.test_data_flag, origin=rendered.origin)
-            file_id = self.ledger.begin_outbound_file(draft, event_ids)
+            file_id = self.ledger.begin_outbound_file(draft, keys)
             if not self._put(rendered.data, tmp, path, file_id):
                 continue  # the name was taken meanwhile: rolled back, try the next one
             self.ledger.finish_outbound_file(file_id)
@@ -207,7 +228,8 @@ class OutboundWriter:
     def _put(self, data: bytes, tmp: Path, path: Path, file_id: int) -> bool:
         """Write `tmp`, fsync, link to `path`, unlink `tmp`, fsync the folder. False (rolled back) if `path` exists.
 
-        On an error before the link the record is rolled back; after it, the record stays pending for recover().
+        On an error before the link the record is rolled back (even when removing `tmp` fails too); after it, the
+        file is in place and the record stays pending for recover(), which finishes it.
         """
         linked = False
         try:
@@ -218,29 +240,38 @@ class OutboundWriter:
                 fsync_folder(self.folder)
         except BaseException:
             if not linked:
-                _unlink(tmp)
-                self.ledger.abandon_outbound_file(file_id)
+                self._give_up(file_id, tmp)
             raise
         if not linked:
             self.ledger.abandon_outbound_file(file_id)
         return linked
 
+    def _give_up(self, file_id: int, tmp: Path) -> None:
+        """Roll back a file that never reached its final name: its events may be written again. Removing its
+        temporary file is best effort (recovery and the gateway ignore hidden names); the rollback is not."""
+        try:
+            _unlink(tmp)
+        except (StorageError, ValueError) as exc:
+            log.warning("outbound_tmp_left", path=repr(str(tmp)), error=str(exc))
+        finally:
+            self.ledger.abandon_outbound_file(file_id)
+
     # ----------------------------------------------------------------------------------------------- manifests
 
     def note_manifest(self, notice: ManifestNotice) -> bool | None:
         """Remember a manifest; if its source file was already reproduced, compare now. Returns the match or None."""
-        self.ledger.record_outbound_manifest(notice.first_event_id, notice.id, notice.sha256)
-        record = self.ledger.find_outbound_by_event(notice.first_event_id)
+        self.ledger.record_outbound_manifest(notice.first_event, notice.id, notice.sha256)
+        record = self.ledger.find_outbound_by_event(notice.first_event)
         if record is None:
             return None  # checked when the file is written
         if record.kind != "original" or record.state != "written":
             log.info("outbound_manifest_unchecked", reason="the source file was not reproduced whole",
                      path=str(record.path))
             return None
-        return self._check_manifest(record, notice.first_event_id)
+        return self._check_manifest(record, notice.first_event)
 
-    def _check_manifest(self, record: OutboundFileRecord, first_event_id: str) -> bool | None:
-        expected = self.ledger.outbound_manifest_sha256(first_event_id)
+    def _check_manifest(self, record: OutboundFileRecord, first_event: EventKey) -> bool | None:
+        expected = self.ledger.outbound_manifest_sha256(first_event)
         if expected is None:
             return None
         match = expected == record.sha256
@@ -259,8 +290,8 @@ class OutboundWriter:
 def _write_synced(path: Path, data: bytes, mode: int) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    except OSError as exc:
-        raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise StorageError(f"cannot create {path!r}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         os.fchmod(fd, mode)  # the open mode is masked by the umask
         view = memoryview(data)

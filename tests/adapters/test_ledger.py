@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.adapters.ledger import SCHEMA_VERSION, Ledger, OutboundFileDraft
+from bridge.adapters.ledger import _MIGRATIONS, SCHEMA_VERSION, Ledger, OutboundFileDraft
 from bridge.errors import StorageError
 
 
@@ -222,20 +222,31 @@ class TestSummary:
         assert summary.recent_quarantined[0].reason == "r24"
 
 
+A = "urn:mpid:SYNA"
+B = "urn:mpid:SYNB"
+
+
 class TestOutboundDedup:
     def test_mark_and_seen(self, ledger: Ledger) -> None:
         """Marked events are seen; re-marking is ignored and not counted."""
-        assert not ledger.seen_event("e1")
-        assert ledger.mark_events_written(["e1", "e2"], Path("/out/f1.usr")) == 2
-        assert ledger.seen_event("e1") and ledger.seen_event("e2")
-        assert ledger.mark_events_written(["e2", "e3"], "/out/f2.usr") == 1
-        assert ledger.seen_events(["e1", "e3", "e4", "e1"]) == {"e1", "e3"}
+        assert not ledger.seen_event((A, "e1"))
+        assert ledger.mark_events_written([(A, "e1"), (A, "e2")], Path("/out/f1.usr")) == 2
+        assert ledger.seen_event((A, "e1")) and ledger.seen_event((A, "e2"))
+        assert ledger.mark_events_written([(A, "e2"), (A, "e3")], "/out/f2.usr") == 1
+        assert ledger.seen_events([(A, "e1"), (A, "e3"), (A, "e4"), (A, "e1")]) == {(A, "e1"), (A, "e3")}
 
     def test_many_ids(self, ledger: Ledger) -> None:
         """Large batches work (executemany, chunked lookups)."""
-        ids = [f"id-{n}" for n in range(1500)]
-        assert ledger.mark_events_written(ids, "/out/big.usr") == 1500
-        assert ledger.seen_events(ids + ["nope"]) == set(ids)
+        keys = [(A, f"id-{n}") for n in range(1500)]
+        assert ledger.mark_events_written(keys, "/out/big.usr") == 1500
+        assert ledger.seen_events(keys + [(A, "nope")]) == set(keys)
+
+    def test_an_event_is_its_source_and_id(self, ledger: Ledger) -> None:
+        """CloudEvents: (source, id) is unique. Another sender's event with our id is not ours, written or not."""
+        assert ledger.mark_events_written([(B, "e1")], "/out/theirs.usr") == 1
+        assert not ledger.seen_event((A, "e1"))
+        assert ledger.mark_events_written([(A, "e1")], "/out/ours.usr") == 1
+        assert ledger.seen_events([(A, "e1"), (B, "e1"), (B, "e2")]) == {(A, "e1"), (B, "e1")}
 
 
 class TestStorage:
@@ -317,30 +328,34 @@ class TestOutboundFiles:
             assert ledger.allocate_file_identifier("SYNA") == 4
 
     def test_pending_then_written(self, ledger: Ledger) -> None:
-        file_id = ledger.begin_outbound_file(self.draft(), ["e1", "e2"])
-        assert ledger.seen_events(["e1", "e2", "e3"]) == {"e1", "e2"}
+        file_id = ledger.begin_outbound_file(self.draft(), [(A, "e1"), (A, "e2")])
+        assert ledger.seen_events([(A, "e1"), (A, "e2"), (A, "e3"), (B, "e1")]) == {(A, "e1"), (A, "e2")}
         assert [r.id for r in ledger.pending_outbound_files()] == [file_id]
         ledger.finish_outbound_file(file_id)
         record = ledger.outbound_file(file_id)
         assert record and record.state == "written" and record.events == 2 and record.written_at is not None
-        assert ledger.pending_outbound_files() == [] and ledger.find_outbound_by_event("e2") == record
+        assert ledger.pending_outbound_files() == [] and ledger.find_outbound_by_event((A, "e2")) == record
+        assert ledger.find_outbound_by_event((B, "e2")) is None
 
     def test_abandon_rolls_back_the_events(self, ledger: Ledger) -> None:
-        file_id = ledger.begin_outbound_file(self.draft(), ["e1"])
+        file_id = ledger.begin_outbound_file(self.draft(), [(A, "e1")])
         ledger.abandon_outbound_file(file_id)
-        assert not ledger.seen_event("e1") and ledger.outbound_file(file_id) is None
+        assert not ledger.seen_event((A, "e1")) and ledger.outbound_file(file_id) is None
 
     def test_an_event_never_reaches_two_files(self, ledger: Ledger) -> None:
-        ledger.begin_outbound_file(self.draft("A.usr"), ["e1"])
+        ledger.begin_outbound_file(self.draft("A.usr"), [(A, "e1")])
         with pytest.raises(StorageError, match="already written"):
-            ledger.begin_outbound_file(self.draft("B.usr"), ["e2", "e1"])
-        assert not ledger.seen_event("e2") and len(ledger.outbound_files()) == 1
+            ledger.begin_outbound_file(self.draft("B.usr"), [(A, "e2"), (A, "e1")])
+        assert not ledger.seen_event((A, "e2")) and len(ledger.outbound_files()) == 1
+        ledger.begin_outbound_file(self.draft("C.usr"), [(B, "e1")])  # another sender's e1 is another event
 
     def test_manifest_and_check(self, ledger: Ledger) -> None:
-        assert ledger.outbound_manifest_sha256("e1") is None
-        ledger.record_outbound_manifest("e1", "m1", "cd" * 32)
-        assert ledger.outbound_manifest_sha256("e1") == "cd" * 32
-        file_id = ledger.begin_outbound_file(self.draft(origin="SYNA|1|2|D0010002"), ["e1"])
+        assert ledger.outbound_manifest_sha256((A, "e1")) is None
+        ledger.record_outbound_manifest((A, "e1"), "m1", "cd" * 32)
+        ledger.record_outbound_manifest((B, "e1"), "m2", "ef" * 32)  # another sender cannot replace ours
+        assert ledger.outbound_manifest_sha256((A, "e1")) == "cd" * 32
+        assert ledger.outbound_manifest_sha256((B, "e1")) == "ef" * 32
+        file_id = ledger.begin_outbound_file(self.draft(origin="SYNA|1|2|D0010002"), [(A, "e1")])
         ledger.record_manifest_check(file_id, "cd" * 32, False)
         record = ledger.outbound_file(file_id)
         assert record and record.manifest_match is False and record.origin == "SYNA|1|2|D0010002"
@@ -355,5 +370,32 @@ class TestOutboundFiles:
             " CREATE TABLE files (id INTEGER PRIMARY KEY); PRAGMA user_version = 1;")
         conn.close()
         with Ledger(path) as ledger:
-            assert ledger.schema_version == SCHEMA_VERSION and ledger.seen_event("old")
+            assert ledger.schema_version == SCHEMA_VERSION and ledger.seen_event(("", "old"))
             assert ledger.allocate_file_identifier("SYNA") == 1
+
+    def test_version_2_ledger_is_migrated_to_source_keys(self, tmp_path: Path) -> None:
+        """Written events and manifests of a version 2 ledger gain the source of their file's sender; a manifest
+        whose file was not written yet keeps no source and is still found by its first event's id."""
+        path = tmp_path / "v2.sqlite3"
+        conn = sqlite3.connect(path)
+        conn.executescript("".join(_MIGRATIONS[:2]) + "PRAGMA user_version = 2;")
+        file_id = conn.execute(
+            "INSERT INTO outbound_files (state, kind, path, tmp_path, sha256, size, flow, from_participant,"
+            " to_participant, file_identifier, test_flag, events, created_at) VALUES ('written', 'original',"
+            " '/out/F', '/out/.F.tmp', 'ab', 1, 'D0010002', 'SYNA', 'SYNB', '1', 'OPER', 2,"
+            " '2024-01-01T00:00:00+00:00')").lastrowid
+        conn.executemany("INSERT INTO written_events (event_id, file, written_at, outbound_file)"
+                         " VALUES (?, '/out/F', 'now', ?)", [("e1", file_id), ("e2", file_id)])
+        conn.executemany("INSERT INTO outbound_manifests VALUES (?, ?, ?, 'now')",
+                         [("e1", "m1", "cd" * 32), ("later", "m2", "ef" * 32)])
+        conn.commit()
+        conn.close()
+        with Ledger(path) as ledger:
+            assert ledger.schema_version == SCHEMA_VERSION
+            assert ledger.seen_events([(A, "e1"), (A, "e2"), (B, "e1")]) == {(A, "e1"), (A, "e2")}
+            assert ledger.find_outbound_by_event((A, "e1")) is not None
+            assert ledger.outbound_manifest_sha256((A, "e1")) == "cd" * 32
+            assert ledger.outbound_manifest_sha256((B, "e1")) is None
+            assert ledger.outbound_manifest_sha256((A, "later")) == "ef" * 32  # no source known: by id
+            ledger.record_outbound_manifest((A, "later"), "m3", "01" * 32)
+            assert ledger.outbound_manifest_sha256((A, "later")) == "01" * 32

@@ -96,6 +96,27 @@ class TestParseAndRender:
         assert "data.mpan_cores.mpan_core (NUM(13)): 'ABC' is not a number" in capsys.readouterr().err
         assert not output.exists() and list(tmp_path.iterdir()) == [events]
 
+    @pytest.mark.parametrize(("change", "named"), [
+        ({"dtcto": "MR\nZPT"}, "'dtcto'"), ({"dtcfileid": "a/b"}, "'dtcfileid'"),
+        ({"dtccreated": "20161302000000"}, "'dtccreated'"), ({"meter_id": "M1\u2028ZPT"}, "control character")])
+    def test_render_cannot_inject_lines(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        change: dict[str, str], named: str) -> None:
+        """A header attribute outside its DTC format, or a control character in a CHAR item, is one line on stderr
+        and no output: render cannot add or split a line of the file."""
+        events = tmp_path / "e.ndjson"
+        assert main(["parse", str(sample(KRAKEN)), "-o", str(events)]) == 0
+        parsed = [orjson.loads(line) for line in events.read_bytes().splitlines()]
+        for event in parsed:
+            if "meter_id" in change:
+                event["data"]["mpan_cores"]["meter_reading_types"][0]["meter_id"] = change["meter_id"]
+            else:
+                event.update(change)
+        events.write_bytes(b"\n".join(orjson.dumps(event) for event in parsed) + b"\n")
+        assert main(["render", str(events)]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+        assert named in captured.err
+
     def test_render_not_json(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """Input that is not NDJSON is named by line."""
         events = tmp_path / "e.ndjson"

@@ -80,3 +80,12 @@ class TestConversion:
         """A value that cannot be written in the format is refused."""
         with pytest.raises(ValueError):
             LogicalFormat.parse(fmt).from_json(value)
+
+    @pytest.mark.parametrize("value", ["a\nb", "a\rb", "\x00", "a\tb", "\x0b", "\x1c", "\x7f", "\x85", "\u2028",
+                                       "\u2029"])
+    def test_char_values_refuse_control_characters_on_render(self, value: str) -> None:
+        """Whatever splits the file's lines (ours, or a reader that also splits on VT, FS, NEL or U+2028), no CHAR
+        value rendered from an event holds it."""
+        with pytest.raises(ValueError, match="control character|delimiter"):
+            LogicalFormat.parse("CHAR(10)").from_json(value)
+        assert LogicalFormat.parse("CHAR(10)").from_json("a b~é") == "a b~é"

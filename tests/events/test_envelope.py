@@ -184,6 +184,16 @@ class TestRenderRefuses:
         with pytest.raises(EventError, match="dtcindex is 5, expected 4"):
             "".join(render_events(events, reader.definitions))
 
+    @pytest.mark.parametrize(("name", "value"), [
+        ("dtcfileid", "a/b"), ("dtcfileid", "x" * 11), ("dtcfileid", "a\x00"), ("dtcfromrole", "XY"),
+        ("dtctorole", "x"), ("dtcto", "MRC"), ("dtccreated", "2016030215315"), ("dtccompleted", "20160302156000"),
+        ("dtcchecksum", "12|3"), ("dtctestflag", "OPER\n"), ("dtcsendapp", "\x0c"), ("dtcbroadcast", "NO")])
+    def test_header_attribute_outside_its_dtc_format(self, reader: FlowFileReader, name: str, value: str) -> None:
+        """Every attribute that becomes part of the ZHV or ZPT line is held to its DTC format, and named."""
+        events = [event | {name: value} for event in self.kraken(reader)]
+        with pytest.raises(EventError, match=f"attribute '{name}'"):
+            "".join(render_events(events, reader.definitions))
+
     def test_wrong_source(self, reader: FlowFileReader) -> None:
         """The source must name the sending participant of the header."""
         events = self.kraken(reader)

@@ -97,6 +97,11 @@ def new_event(template: Event, number: int, *, to: str = "SYNB", test_flag: str 
     }
 
 
+def key(event: Event) -> tuple[str, str]:
+    """An event's identity in the ledger: (source, id)."""
+    return (event["source"], event["id"])
+
+
 def visible_files(folder: Path) -> list[Path]:
     """What the gateway would pick up: every non-hidden regular file."""
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))

@@ -22,7 +22,7 @@ HEADER = FileHeader("ZHV", "0000000001", "D0010002", "D", "SYNA", "X", "SYNB", "
 def event(event_id: str, key: BatchKey | None = KEY, origin: tuple[str, int, int] | None = None) -> VerifiedEvent:
     placed = Origin(*origin, header=HEADER, completed="20240701123005", dtn_checksum="", attributes=()) \
         if origin else None
-    return VerifiedEvent(event_id, "D0010002", ("026|1200023305967|V",), key, placed)
+    return VerifiedEvent(event_id, "urn:mpid:SYNA", "D0010002", ("026|1200023305967|V",), key, placed)
 
 
 def ids(ready: Any) -> list[str]:
@@ -107,4 +107,5 @@ class TestOriginals:
         batcher.add(event("x1", origin=("F", 1, 2)), delivery(1), 0)
         batcher.add(event("a"), delivery(2), 0)
         batcher.clear()
-        assert (batcher.held, batcher.open_originals, batcher.next_deadline(), batcher.find("a")) == (0, 0, None, None)
+        assert (batcher.held, batcher.open_originals, batcher.next_deadline()) == (0, 0, None)
+        assert batcher.find(("urn:mpid:SYNA", "a")) is None

@@ -34,6 +34,7 @@ from tests.outbound.outbound_helpers import (
     FakeClock,
     check_config,
     close_connections,
+    key,
     message,
     meter_ids,
     new_event,
@@ -128,7 +129,7 @@ class TestRejects:
         loop.batcher.batch_seconds = 0.5
         with running(loop):
             reasons = rejected(admin, topology, 6)
-            assert wait_until(lambda: ledger.seen_event(good["id"]))
+            assert wait_until(lambda: ledger.seen_event(key(good)))
         assert {key: code for key, (code, _) in reasons.items()} == {
             tampered["id"]: "bad_signature",
             unsigned["id"]: "missing_signature",
@@ -138,7 +139,7 @@ class TestRejects:
             not_json["id"]: "not_json",
         }
         assert "mpan_core" in reasons[bad_schema["id"]][1]
-        assert ledger.seen_events(m.message_id for m in messages) == {good["id"]}
+        assert ledger.seen_events((good["source"], m.message_id) for m in messages) == {key(good)}
         assert admin.message_count(topology.outbound_queue or "") == 0
 
     def test_without_trust_nothing_is_consumed(
@@ -249,7 +250,7 @@ class TestCheckWorkers:
             victim = checks._children[1].pid
             assert victim is not None
             os.kill(victim, signal.SIGKILL)
-            assert wait_until(lambda: len(ledger.seen_events(e["id"] for e in events)) == len(events), 60)
+            assert wait_until(lambda: len(ledger.seen_events(key(e) for e in events)) == len(events), 60)
             assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
         assert any(error is not None and "WorkerError" in error for error in interruptions), interruptions
         written = sorted(meter_id for path in visible_files(out_dir) for meter_id in meter_ids(path, reader))
@@ -273,7 +274,7 @@ class TestReload:
             publisher.publish_all([message(event, signer)])
             reasons = rejected(admin, topology, 1)
         assert {key: code for key, (code, _) in reasons.items()} == {event["id"]: "participant.denied"}
-        assert not ledger.seen_event(event["id"])
+        assert not ledger.seen_event(key(event))
 
 
 class TestBatching:

@@ -28,7 +28,9 @@ from bridge.outbound import (
 from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES
-from tests.outbound.outbound_helpers import FakeClock, new_event, numbered_events, source_file, visible_files
+from tests.outbound.outbound_helpers import FakeClock, key, new_event, numbered_events, source_file, visible_files
+
+SYNA = "urn:mpid:SYNA"
 
 
 @pytest.fixture
@@ -134,7 +136,7 @@ class TestWrite:
         assert second.path.read_text().splitlines()[0].split("|")[7] == "20241209193005"  # GMT
         assert check_file(first.path, reader).ok
         assert first.path.stat().st_mode & 0o777 == 0o640
-        assert ledger.seen_events(item.id for item in items) == {item.id for item in items}
+        assert ledger.seen_events(item.key for item in items) == {item.key for item in items}
 
     def test_name_pattern_and_mode_are_configurable(
         self, definitions: DefinitionSet, checker: MessageChecker, ledger: Ledger, out_dir: Path, signer: Signer,
@@ -163,7 +165,8 @@ class TestWrite:
         items = verified(checker, signer, numbered_events(template, 2))
         assert writer.write(ready("batch", items))
         assert writer.write(ready("batch", items)) is None
-        assert writer.written([items[0].id, "other"]) == {items[0].id}
+        others = [(items[0].source, "other"), ("urn:mpid:SYNB", items[0].id)]
+        assert writer.written([items[0].key, *others]) == {items[0].key}
 
     def test_manifest_before_and_after(self, writer: OutboundWriter, checker: MessageChecker, signer: Signer,
                                        reader: FlowFileReader, ledger: Ledger) -> None:
@@ -188,16 +191,16 @@ class TestRecovery:
                                   sha256=hashlib.sha256(data).hexdigest(), size=len(data), flow="D0010002",
                                   from_participant="SYNA", to_participant="SYNB", file_identifier="0000000001",
                                   test_flag="OPER")
-        return ledger.begin_outbound_file(draft, ["e1", "e2"])
+        return ledger.begin_outbound_file(draft, [(SYNA, "e1"), (SYNA, "e2")])
 
     def test_crash_before_the_link_rolls_back(self, writer: OutboundWriter, ledger: Ledger, out_dir: Path) -> None:
         """A half-written temp file and no final name: removed, and its events may be written again."""
         self.pending(writer, ledger, out_dir, b"complete content")
         (out_dir / ".F.usr.abc.tmp").write_bytes(b"compl")
-        assert ledger.seen_event("e1")
+        assert ledger.seen_event((SYNA, "e1"))
         recovery = writer.recover()
         assert (recovery.finished, recovery.rolled_back) == (0, 1)
-        assert not ledger.seen_event("e1") and not list(out_dir.iterdir())
+        assert not ledger.seen_event((SYNA, "e1")) and not list(out_dir.iterdir())
         assert ledger.pending_outbound_files() == []
 
     def test_crash_after_the_link_finishes(self, writer: OutboundWriter, ledger: Ledger, out_dir: Path) -> None:
@@ -207,7 +210,8 @@ class TestRecovery:
         os.link(out_dir / "F.usr", out_dir / ".F.usr.abc.tmp")
         recovery = writer.recover()
         assert (recovery.finished, recovery.rolled_back) == (1, 0)
-        assert ledger.seen_event("e1") and ledger.outbound_file(file_id).state == "written"  # type: ignore[union-attr]
+        assert ledger.seen_event((SYNA, "e1"))
+        assert ledger.outbound_file(file_id).state == "written"  # type: ignore[union-attr]
         assert visible_files(out_dir) == [out_dir / "F.usr"] and len(list(out_dir.iterdir())) == 1
 
     def test_someone_elses_file_under_the_name_is_not_ours(self, writer: OutboundWriter, ledger: Ledger,
@@ -215,7 +219,7 @@ class TestRecovery:
         self.pending(writer, ledger, out_dir, b"complete content")
         (out_dir / "F.usr").write_bytes(b"other")
         assert writer.recover().rolled_back == 1
-        assert (out_dir / "F.usr").read_bytes() == b"other" and not ledger.seen_event("e2")
+        assert (out_dir / "F.usr").read_bytes() == b"other" and not ledger.seen_event((SYNA, "e2"))
 
 
 def test_new_events_that_break_a_per_file_rule_are_refused(writer: OutboundWriter, checker: MessageChecker,
@@ -227,4 +231,4 @@ def test_new_events_that_break_a_per_file_rule_are_refused(writer: OutboundWrite
     with pytest.raises(EventRejected) as info:
         writer.write(ready("batch", verified(checker, signer, news)))
     assert info.value.code == "file_invalid" and "SUP" in str(info.value)
-    assert not list(out_dir.iterdir()) and not writer.written([news[0]["id"]])
+    assert not list(out_dir.iterdir()) and not writer.written([key(news[0])])
