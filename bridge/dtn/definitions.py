@@ -29,8 +29,9 @@ _REF = re.compile(r"^J[0-9]{4}$")
 _RANGE = re.compile(r"^\s*(?:(\d+)\s*-\s*(\d+|\*)|(\d+(?:\s*,\s*\d+)*))\s*$")
 _PRESENCE = ("mandatory", "optional", "unused")
 _TOP_KEYS = {"flow", "version", "name", "ownership", "description", "source", "routes", "groups"}
-_GROUP_KEYS = {"code", "key", "name", "parent", "range", "lenient_range", "lenient_reason", "items", "note"}
-_ITEM_KEYS = {"ref", "key", "name", "format", "presence", "values", "note"}
+_GROUP_KEYS = {"code", "key", "name", "parent", "range", "lenient_range", "lenient_reason", "items", "note",
+               "checks"}  # checks: named extra checks (their meaning is implemented elsewhere)
+_ITEM_KEYS = {"ref", "key", "name", "format", "presence", "values", "note", "checks"}
 _LINE_END = r"(?:\r\n|\n|\r)"  # as a text stream opened with newline='' splits lines
 
 
