@@ -51,6 +51,8 @@ def run_check_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     definitions = load_definitions(config.flows.definitions)
+    for reference in definitions:  # the daemon compiles each on first use; here every one is checked now
+        definitions[reference]
     print(f"{args.config}: valid")
     print(f"  participant  {config.participant.id} (role {config.participant.role})")
     print(f"  broker       {', '.join(config.broker.redacted_urls)}")
