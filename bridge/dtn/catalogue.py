@@ -403,8 +403,17 @@ def import_catalogue(flow_tables: Iterable[Table], item_tables: Iterable[Table],
         documents[flow.reference] = document
     for reference, overlay in overlays.items():
         if reference not in documents and reference not in skipped:
-            documents[reference] = overlay
+            documents[reference] = _with_mpan_checks(overlay)
     return ImportResult(dict(sorted(documents.items())), dict(sorted(skipped.items())), release)
+
+
+def _with_mpan_checks(overlay: Mapping[str, Any]) -> Document:
+    """A whole overlay (a flow the catalogue lacks) with the MPAN check on its J0003 items, as generated ones have."""
+    groups = [{**group, "items": [_ordered({**item, "checks": _join(["mpan_check_digit"], item.get("checks"))},
+                                           _ITEM_ORDER) if item.get("ref") == MPAN_CORE else item
+                                  for item in group.get("items") or []]}
+              for group in overlay.get("groups") or []]
+    return {**overlay, "groups": groups}
 
 
 # -- overlays ----------------------------------------------------------------------------------------------------

@@ -242,3 +242,16 @@ def test_real_catalogue_reproduces_curated_structure(tmp_path: Path, capsys: pyt
                 assert a.format.text == b.format.text or noted, (reference, known.key, b.key)
         compared += 1
     assert compared == 14
+
+
+def test_real_catalogue_gives_the_shipped_definitions(tmp_path: Path) -> None:
+    """Importing DTC 15.4 with the shipped overlays gives the shipped flow_definitions/, byte for byte: they are
+    generated, and nothing curated lives outside curated/."""
+    args = [str(_real("Data Flow Catalogue.docx")), str(_real("Data Item Catalogue.docx")),
+            "--domains", str(_real("Domains.docx"))]
+    shipped = REPO / "flow_definitions"
+    assert main(["definitions", "import", *args, "--overlays", str(shipped / "curated"), "--out", str(tmp_path)]) == 0
+    assert sorted(path.name for path in tmp_path.glob("*.yaml")) == sorted(path.name for path in
+                                                                          shipped.glob("*.yaml"))
+    for path in sorted(tmp_path.glob("*.yaml")):
+        assert path.read_bytes() == (shipped / path.name).read_bytes(), path.name
