@@ -19,6 +19,7 @@ _ISO = {
 def item_schema(item: DataItem) -> dict[str, Any]:
     """The schema of one data item's event value."""
     logical = item.format
+    schema: dict[str, Any]
     if logical.kind in _ISO:
         schema = dict(_ISO[logical.kind])
     elif logical.kind == "INT":
