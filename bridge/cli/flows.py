@@ -123,7 +123,7 @@ def run_flows(args: argparse.Namespace) -> int:
     """One line per known flow definition."""
     definitions = _definitions(args)
     for reference in definitions:  # outlines: compiling 200+ definitions to list them would take seconds
-        name, groups, levels = definitions.outline(reference)
+        name, groups, levels, _routes = definitions.outline(reference)
         event_type = f"uk.dtc.{reference[:5]}.v{reference[5:]}"
         print(f"{reference}  {event_type:<20} {groups:>3} groups, {levels} levels  {name}")
     return EXIT_OK

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 
@@ -284,19 +284,31 @@ class DefinitionSet(Mapping[str, FlowDefinition]):
         match = re.fullmatch(r"uk\.dtc\.([A-Z][A-Z0-9]{4})\.v([0-9]{3})", event_type)
         return self.get(match[1] + match[2]) if match else None
 
-    def outline(self, reference: str) -> tuple[str, int, int]:
-        """Name, number of groups and of levels, read without compiling (for listings)."""
+    def outline(self, reference: str) -> FlowOutline:
+        """Name, number of groups and levels, routes: what listings and routing need, read without compiling."""
         entry = self._definitions[reference]
         if isinstance(entry, FlowDefinition):
-            return entry.name, len(entry.groups), max(group.level for group in entry.groups)
+            return FlowOutline(entry.name, len(entry.groups), max(group.level for group in entry.groups),
+                               entry.routes)
         document = _read_yaml(entry)
         try:
             depth: dict[Any, int] = {None: 0}
             for group in document["groups"]:
                 depth[group["key"]] = depth[group["parent"]] + 1
-            return str(document["name"]), len(document["groups"]), max(depth.values())
-        except (KeyError, TypeError) as exc:
-            raise FlowDefinitionError(entry.name, "groups", "not a list of groups with keys and parents") from exc
+            routes = tuple((str(route["from"]), str(route["to"])) for route in document.get("routes") or ())
+            return FlowOutline(str(document["name"]), len(document["groups"]), max(depth.values()), routes)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise FlowDefinitionError(entry.name, "", "not a definition with a name, groups (keys, parents) and "
+                                      "routes (from, to)") from exc
+
+
+class FlowOutline(NamedTuple):
+    """A definition's summary, read without compiling it."""
+
+    name: str
+    groups: int
+    levels: int
+    routes: tuple[tuple[str, str], ...]
 
 
 def default_definitions_dir() -> Path:

@@ -47,3 +47,23 @@ def test_mpan_cores_checked(definitions: DefinitionSet) -> None:
             for item in group["items"]:
                 if item.get("ref") == "J0003":
                     assert item.get("checks") == ["mpan_check_digit"], (reference, group["key"], item["key"])
+
+
+def test_start_compiles_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading, listing (`dtn-bridge flows`) and the routing rules read outlines only: a definition is compiled
+    when a file of its flow needs it, so 200+ definitions cost nothing at start."""
+    from bridge.dtn import definitions as module
+    from bridge.rules import parse_rules
+
+    def refuse(self: object, document: object) -> None:
+        raise AssertionError("compiled at start")
+
+    known = CURATED["D0010002"]
+    expected = ("Meter Readings", len(known.groups), max(g.level for g in known.groups), known.routes)
+    monkeypatch.setattr(module._Compiler, "flow", refuse)
+    shipped = load_definitions()
+    assert shipped.outline("D0010002") == expected
+    rules = parse_rules(None, participant_id="MRCY", participant_role="X", definitions=shipped)
+    assert ("D", "X") in rules.routes["D0010002"]
+    with pytest.raises(AssertionError, match="compiled at start"):
+        shipped["D0010002"]
