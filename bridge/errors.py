@@ -7,6 +7,7 @@ edges (CLI, quarantine report, dead-letter header) render them once.
     BridgeError
     ├── ConfigError              a configuration file or value is wrong (carries the dotted key)
     ├── FlowDefinitionError      a flow_definitions/*.yaml file is wrong (carries file and key)
+    ├── CatalogueError           the DTC documents cannot be imported (`definitions import`)
     ├── FlowFileError            a DTN file cannot be read or rendered (carries the defects)
     ├── EventError               an event does not fit its flow definition or the envelope rules
     ├── SignatureError           signing or verification failed (carries a machine `reason`)
@@ -42,6 +43,10 @@ class FlowDefinitionError(BridgeError):
         self.key = key
         self.message = message
         super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
+
+
+class CatalogueError(BridgeError):
+    """The DTC catalogue documents cannot be read or turned into flow definitions."""
 
 
 class FlowFileError(BridgeError):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from bridge import __version__
-from bridge.errors import BridgeError, BrokerError, ConfigError, FlowDefinitionError, StorageError
+from bridge.errors import BridgeError, BrokerError, CatalogueError, ConfigError, FlowDefinitionError, StorageError
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> list[ModuleType]:
     modules: list[ModuleType] = []
-    for name in ("flows", "signing", "daemon", "rules", "operations"):
+    for name in ("flows", "definitions", "signing", "daemon", "rules", "operations"):
         try:
             modules.append(importlib.import_module(f"bridge.cli.{name}"))
         except ModuleNotFoundError as exc:
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.run
     try:
         return command(args)
-    except (ConfigError, FlowDefinitionError) as exc:
+    except (ConfigError, FlowDefinitionError, CatalogueError) as exc:
         print(f"dtn-bridge: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (BrokerError, StorageError) as exc:

@@ -53,6 +53,8 @@ def run_check_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     startup = load_startup(config, create_dev_key=False)
+    for reference in startup.definitions:  # the daemon compiles each on first use; here every one is checked now
+        startup.definitions[reference]
     signing_key = config.signing.key or "development key in the state folder (not for production)"
     print(f"{args.config}: valid")
     print(f"  participant  {config.participant.id} (role {config.participant.role})")

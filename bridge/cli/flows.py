@@ -149,10 +149,11 @@ def run_render(args: argparse.Namespace) -> int:
 
 def run_flows(args: argparse.Namespace) -> int:
     """One line per known flow definition."""
-    for reference, definition in _definitions(args).items():
-        levels = max(group.level for group in definition.groups)
-        print(f"{reference}  {definition.event_type:<20} {len(definition.groups):>3} groups, {levels} levels  "
-              f"{definition.name}")
+    definitions = _definitions(args)
+    for reference in definitions:  # outlines: compiling 200+ definitions to list them would take seconds
+        name, groups, levels, _routes = definitions.outline(reference)
+        event_type = f"uk.dtc.{reference[:5]}.v{reference[5:]}"
+        print(f"{reference}  {event_type:<20} {groups:>3} groups, {levels} levels  {name}")
     return EXIT_OK
 
 

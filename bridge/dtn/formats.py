@@ -23,6 +23,9 @@ _DATE = ("(?:(?:19[5-9][0-9]|2[01][0-9][0-9])"
          "(?:(?:0[13578]|1[02])(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)(?:0[1-9]|[12][0-9]|30)"
          "|02(?:0[1-9]|1[0-9]|2[0-8]))"
          "|(?:19(?:5[26]|[68][048]|[79][26])|20(?:[02468][048]|[13579][26])|21(?:0[48]|[2468][048]|[13579][26]))0229)")
+# An INT of more digits stays a string in events: JSON integers beyond 64 bits are not portable (orjson refuses
+# them). Only INT(20) items of DTC 15.4 (D0317-D0326) are that long.
+INT_DIGITS_AS_NUMBER = 18
 _HMS = r"(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]"
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _ISO_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})$")
@@ -157,7 +160,7 @@ class LogicalFormat:
             return f"{text[:2]}:{text[2:4]}:{text[4:6]}"
         if kind == "BOOLEAN":
             return text == "T"
-        if kind == "INT" and (text == "0" or not text.startswith("0")):
+        if kind == "INT" and (text == "0" or not text.startswith("0")) and len(text) <= INT_DIGITS_AS_NUMBER:
             return int(text)  # a zero-padded INT stays a string, so the file can be written back byte for byte
         return text
 

@@ -36,7 +36,7 @@ from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinitio
 from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import Defect, FileHeader, FileTrailer, FlowInstance, GroupInstance, Layout
 from bridge.dtn.second_pass import placed_by_code
-from bridge.errors import FlowFileError
+from bridge.errors import FlowDefinitionError, FlowFileError
 
 DEFAULT_MAX_DEFECTS: Final = 100
 _GROUP_COUNT_MODULUS: Final = 10**10  # J1067: only the 10 least significant digits are written
@@ -250,10 +250,17 @@ class FileParse(Iterator[FlowInstance]):
             header = FileHeader(layout, *fields[1:12], terminated=terminated)  # type: ignore[arg-type]
         self.header = header
         self._check_header(header, record)
-        definition = definitions.get(header.flow_reference)
+        where = {"line": 1, "group": record, "item": 2 if layout != "ZHD-POOL" else 1, "item_key": "flow_reference"}
+        try:
+            definition = definitions.get(header.flow_reference)
+        except FlowDefinitionError as exc:  # definitions compile on first use: a broken one fails its files only
+            self._defect("flow-definition-invalid", f"the definition of {header.flow_reference} is invalid: {exc}",
+                         **where)
+            return
         if definition is None:
-            self._defect("flow-unknown", f"flow {header.flow_reference!r} has no definition in flow_definitions/",
-                         line=1, group=record, item=2 if layout != "ZHD-POOL" else 1, item_key="flow_reference")
+            self._defect("flow-unknown", f"flow {header.flow_reference!r} has no definition in flow_definitions/ "
+                         "(no such flow version in the imported DTC catalogue; import a newer one with "
+                         "`dtn-bridge definitions import`)", **where)
             return
         self.definition = definition
         self._checksum.add(line)

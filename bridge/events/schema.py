@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.dtn.definitions import DataItem, FlowDefinition, GroupDefinition
-from bridge.dtn.formats import CONTROL_RANGE
+from bridge.dtn.formats import CONTROL_RANGE, INT_DIGITS_AS_NUMBER
 
 _ISO = {
     "DATE": {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
@@ -19,12 +19,17 @@ _ISO = {
 def item_schema(item: DataItem) -> dict[str, Any]:
     """The schema of one data item's event value."""
     logical = item.format
+    schema: dict[str, Any]
     if logical.kind in _ISO:
         schema = dict(_ISO[logical.kind])
     elif logical.kind == "INT":
-        schema = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 10**(logical.length or 1) - 1},
-                            {"type": "string", "pattern": f"^0[0-9]{{0,{(logical.length or 1) - 1}}}$",
+        length = logical.length or 1
+        schema = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 10**min(length, INT_DIGITS_AS_NUMBER) - 1},
+                            {"type": "string", "pattern": f"^0[0-9]{{0,{length - 1}}}$",
                              "description": "zero-padded as written in the file"}]}
+        if length > INT_DIGITS_AS_NUMBER:
+            schema["oneOf"].append({"type": "string", "pattern": f"^[1-9][0-9]{{{INT_DIGITS_AS_NUMBER},{length - 1}}}$",
+                                    "description": f"more than {INT_DIGITS_AS_NUMBER} digits: a string, as written"})
     elif logical.kind == "NUM":
         schema = {"type": "string", "pattern": f"^{logical.pattern}$",
                   "description": "a decimal as written in the file, keeping its scale"}

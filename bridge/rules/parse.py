@@ -80,7 +80,7 @@ def parse_rules(raw: Mapping[str, Any] | None, *, participant_id: str, participa
 
 
 def _routes(add: _Node, definitions: DefinitionSet) -> Mapping[str, frozenset[tuple[str, str]]]:
-    routes = {reference: set(definition.routes) for reference, definition in definitions.items()}
+    routes = {reference: set(definitions.outline(reference).routes) for reference in definitions}  # no compiling
     for selector in add.mapping_keys():
         references = _select(add, selector, definitions)
         entries = add.sequence(selector)

@@ -23,7 +23,7 @@ class TestCheckConfig:
         """The shipped example configuration validates and names what it resolved."""
         assert main(["check-config", "--config", str(REPO / "config" / "bridge.example.yaml")]) == 0
         out = capsys.readouterr().out
-        assert "valid" in out and "amqp://guest:***@127.0.0.1:5672/" in out and "17 definitions" in out
+        assert "valid" in out and "amqp://guest:***@127.0.0.1:5672/" in out and "207 definitions" in out
 
     def test_bad_key_is_named(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A misspelt key is reported with its dotted path, exit 2."""
@@ -119,6 +119,15 @@ class TestCheckConfigRunsTheStartChecks:
         (state / DEV_KEY_NAME).chmod(0o640)
         assert main(["check-config", "--config", str(config)]) == 2
         assert "signing.key:" in capsys.readouterr().err
+
+    def test_broken_definition_is_named(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """The daemon compiles a definition on first use; check-config compiles every one now: exit 2, named."""
+        definitions = tmp_path / "definitions"
+        definitions.mkdir()
+        (definitions / "D0010002.yaml").write_text("flow: D0010\nversion: '002'\nname: x\ngroups: []\n")
+        config = write_config(tmp_path, ".unused", flows={"definitions": str(definitions)})
+        assert main(["check-config", "--config", str(config)]) == 2
+        assert capsys.readouterr().err.strip() == "dtn-bridge: D0010002.yaml: groups: must be a non-empty list"
 
 
 class TestRunRefuses:

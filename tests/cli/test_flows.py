@@ -66,11 +66,17 @@ class TestValidate:
         assert "No such file" in capsys.readouterr().err
 
     def test_bad_definitions(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """A wrong flow definition names its file and key, exit 2."""
+        """A wrong flow definition (compiled on first use) makes the files of its flow invalid, naming its file and
+        key; a misnamed definition file is a usage error at once."""
         (tmp_path / "D0010002.yaml").write_text("flow: D0010\nversion: 2\nname: x\ngroups: []\n")
+        assert main(["validate", "--definitions", str(tmp_path), str(sample(KRAKEN))]) == 1
+        assert capsys.readouterr().err.strip() == (
+            f"{sample(KRAKEN)}: D0010002 line 1 group ZHV item 2 (flow_reference): the definition of D0010002 is "
+            "invalid: D0010002.yaml: version: must be a non-empty string, not 2")
+        (tmp_path / "D0010002.yaml").rename(tmp_path / "readings.yaml")
         assert main(["validate", "--definitions", str(tmp_path), str(sample(KRAKEN))]) == 2
         assert capsys.readouterr().err.strip() == (
-            "dtn-bridge: D0010002.yaml: version: must be a non-empty string, not 2")
+            "dtn-bridge: readings.yaml: the file must be named <flow><version>.yaml, e.g. D0010002.yaml")
 
 
 class TestParseAndRender:

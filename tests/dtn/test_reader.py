@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
-from bridge.dtn.definitions import DefinitionSet
+from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.flowfile import check_file
 from tests.conftest import sample
@@ -158,7 +159,18 @@ class TestDefects:
         """A flow without a definition is named."""
         parse = reader.read(["ZHV|1|D9999001|D|UDMS|X|MRCY|20160302153151||||OPER|"]).check()
         assert parse.describe_defects() == [
-            "D9999001 line 1 group ZHV item 2 (flow_reference): flow 'D9999001' has no definition in flow_definitions/"]
+            "D9999001 line 1 group ZHV item 2 (flow_reference): flow 'D9999001' has no definition in flow_definitions/ "
+            "(no such flow version in the imported DTC catalogue; import a newer one with "
+            "`dtn-bridge definitions import`)"]
+
+    def test_broken_definition_fails_its_files_only(self, tmp_path: Path) -> None:
+        """Definitions compile on first use: a broken one is a defect of the files of that flow, named."""
+        (tmp_path / "D9999001.yaml").write_text("flow: D9999\nversion: '001'\nname: x\ngroups: []\n")
+        reader = FlowFileReader(load_definitions(tmp_path))
+        parse = reader.read(["ZHV|1|D9999001|D|UDMS|X|MRCY|20160302153151||||OPER|"]).check()
+        assert parse.describe_defects() == [
+            "D9999001 line 1 group ZHV item 2 (flow_reference): the definition of D9999001 is invalid: "
+            "D9999001.yaml: groups: must be a non-empty list"]
 
     @pytest.mark.parametrize("content", ["", "garbage\n", "\x00\x01\x02", "ZPT|1|2||3|4|\n"])
     def test_not_a_flow_file(self, reader: FlowFileReader, content: str) -> None:

@@ -127,7 +127,7 @@ class TestSections:
     ({"participants": {"inbound": {"deny": ["badp"]}}}, "rules.participants.inbound.deny[0]", "is not an MPID"),
     ({"participants": {"outbound": {"allow": [1234]}}}, "rules.participants.outbound.allow[0]",
      "expected a string"),
-    ({"participants": {"inbound": {"flows": {"D0011": {}}}}}, "rules.participants.inbound.flows.D0011",
+    ({"participants": {"inbound": {"flows": {"D9011": {}}}}}, "rules.participants.inbound.flows.D9011",
      "did you mean"),
     ({"participants": {"inbound": {"flows": {"D0010": {"denied": []}}}}},
      "rules.participants.inbound.flows.D0010.denied", "unknown key"),
