@@ -125,7 +125,7 @@ class TestCheckConfigRunsTheStartChecks:
         definitions = tmp_path / "definitions"
         definitions.mkdir()
         (definitions / "D0010002.yaml").write_text("flow: D0010\nversion: '002'\nname: x\ngroups: []\n")
-        config = write_config(tmp_path, ".unused", flows={"definitions": str(definitions)})
+        config = installed(tmp_path, flows={"definitions": str(definitions)})
         assert main(["check-config", "--config", str(config)]) == 2
         assert capsys.readouterr().err.strip() == "dtn-bridge: D0010002.yaml: groups: must be a non-empty list"
 

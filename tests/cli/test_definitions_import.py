@@ -136,20 +136,23 @@ class TestImport:
         (tmp_path / "curated" / "D0901001.yaml").write_text(yaml.safe_dump({
             "flow": "D0901", "version": "001", "name": "Readings For Tests",
             "groups": [
-                {"code": "AAA", "key": "mpan_cores", "checks": [{"name": "settlement_periods", "date_item": "x",
-                                                                 "clock": "utc"}],
+                {"code": "AAA", "key": "mpan_cores",
                  "items": [{"ref": "J0084", "key": "supplier", "format": "CHAR(4)",
                             "note": "CHAR(4): a market participant id."}]},
                 {"code": "BBB"},
                 {"code": "CCC", "lenient_range": "0-*", "lenient_reason": "real files leave it out",
-                 "items": [{"ref": "J0171", "format": "CHAR(1)"}]},
-                {"code": "BBB", "key": "register_visit"}]}))
+                 "items": [{"ref": "J0171", "format": "CHAR(1)"},
+                           {"ref": "J0016", "key": "settlement_date", "format": "DATE", "note": "a date for the test"}]},
+                {"code": "BBB", "key": "register_visit",
+                 "checks": [{"name": "settlement_periods", "date_item": "settlement_date", "clock": "utc"}]}]}))
         for _ in range(2):
             assert main(["definitions", "import", *docs, "--out", str(tmp_path)]) == 0
             document = imported(tmp_path)
             groups = by_code(document)
             assert groups["AAA"][0]["key"] == "mpan_cores"
-            assert groups["AAA"][0]["checks"][0]["name"] == "settlement_periods"
+            assert groups["BBB"][1]["checks"] == [{"name": "settlement_periods", "date_item": "settlement_date",
+                                                   "clock": "utc"}]
+            assert items_of(groups["CCC"][0])["J0016"]["key"] == "settlement_date"
             assert items_of(groups["AAA"][0])["J0084"] == {
                 "ref": "J0084", "key": "supplier", "name": "Supplier Id", "format": "CHAR(4)", "presence": "optional",
                 "note": "CHAR(4): a market participant id."}
