@@ -113,6 +113,8 @@ class InboundPipeline:
     def check_ahead(self, claim: Claim) -> None:
         """Start the first pass of the file to process next, on a thread of its own, while this one publishes: the
         check is the daemon's largest cost per event, and done ahead, the build workers need not wait for it."""
+        if self.spool.unsafe(claim) is not None:
+            return  # never opened: `process` sets it aside
         if self._checker is None:
             self._checker = ThreadPoolExecutor(1, thread_name_prefix="check-ahead")
         self._ahead = (claim.path, self._checker.submit(_first_pass, claim.path, self.reader))
@@ -137,10 +139,14 @@ class InboundPipeline:
 
     def process(self, claim: Claim) -> FileOutcome:
         """Take the file to its end. Broker errors propagate (the file stays claimed and is retried)."""
+        record = self.ledger.get_by_claim_path(str(claim.path))
+        if record is None:  # a claim the ledger knows was found safe before (now it may hold our own archive link)
+            unsafe = self.spool.unsafe(claim)
+            if unsafe is not None:
+                return self._set_aside(claim, unsafe)
         size = claim.path.stat().st_size
         sha256 = sha256_of(claim.path)
         checked_ahead = self._checked_ahead(claim, sha256)
-        record = self.ledger.get_by_claim_path(str(claim.path))
         ledger_id = record.id if record else self.ledger.record_claimed(sha256, claim.original_name,
                                                                          str(claim.path), size)
         structlog.contextvars.bind_contextvars(file=claim.original_name, ledger_id=ledger_id)
@@ -170,7 +176,7 @@ class InboundPipeline:
                 reason = checked.describe_defects()[0]
                 report = defect_report(claim, sha256, size, checked, reason, when=self.clock())
                 return self._quarantine(claim, ledger_id, report, reason,
-                                        checked.defects[0].locate(checked.flow_reference))
+                                        stored=checked.defects[0].locate(checked.flow_reference))
             refusal = self._govern(claim, checked, size, sha256)
             if refusal is not None:
                 reason = f"governance rule {refusal.rule}: {refusal.reason}"
@@ -193,9 +199,22 @@ class InboundPipeline:
             log.error("file_internal_error", error=reason, traceback=traceback.format_exc())
             return self._quarantine(claim, ledger_id, defect_report(claim, sha256, size, None, reason,
                                                                     [Defect("internal-error", reason)],
-                                                                    self.clock()), reason)
+                                                                    self.clock()), reason,
+                                    stored=f"internal error while processing: {type(exc).__name__}")
         finally:
             structlog.contextvars.unbind_contextvars("file", "ledger_id")
+
+    def _set_aside(self, claim: Claim, reason: str) -> FileOutcome:
+        """Quarantine a claimed entry that must not be opened (see Spool.unsafe), with a report and a ledger row; its
+        content is never read, so it has no SHA-256 (recorded as empty)."""
+        size = claim.path.lstat().st_size
+        ledger_id = self.ledger.record_claimed("", claim.original_name, str(claim.path), size)
+        report = defect_report(claim, "", size, None, reason, [Defect("unsafe-file", reason)], self.clock())
+        final = self.spool.set_aside(claim, report)
+        self.ledger.record_quarantined(ledger_id, str(final), reason)
+        log.warning("file_settled", outcome="quarantined", first_defect=f"unsafe-file: {reason}", path=str(final),
+                    file=claim.original_name)
+        return FileOutcome("quarantined", ledger_id, final, reason=reason, rule="unsafe-file")
 
     def _govern(self, claim: Claim, checked: FileParse, size: int, sha256: str) -> Decision | None:
         """The governance rules on the whole file (and, when an event size limit is set, on every event, before
@@ -215,10 +234,12 @@ class InboundPipeline:
         return None
 
     def _quarantine(self, claim: Claim, ledger_id: int, report: dict[str, Any], reason: str,
-                    first: str | None = None) -> FileOutcome:
+                    stored: str | None = None) -> FileOutcome:
+        """`stored`: what the ledger and the log keep of the reason when `reason` may quote the file (a defect's
+        location and rule); the report, encrypted at rest with a cipher, keeps every word."""
         final = self.spool.quarantine(claim, report)
-        self.ledger.record_quarantined(ledger_id, str(final), reason)
-        log.warning("file_settled", outcome="quarantined", first_defect=first or reason,
+        self.ledger.record_quarantined(ledger_id, str(final), stored or reason)
+        log.warning("file_settled", outcome="quarantined", first_defect=stored or reason,
                     defects=len(report["defects"]), path=str(final))
         rule = report["defects"][0]["rule"] if report["defects"] else None
         return FileOutcome("quarantined", ledger_id, final, reason=reason, rule=rule)

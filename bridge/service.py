@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from bridge.adapters.encryption import spool_cipher
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.metrics import Metrics, MetricsServer, make_readiness
 from bridge.adapters.rabbitmq import Backoff, PublishResult, RabbitConsumer, RabbitPublisher
-from bridge.adapters.spool import Claim, Spool, write_atomic
+from bridge.adapters.spool import Claim, Spool, stored_name, write_atomic
 from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
 from bridge.adapters.tls import broker_connection_options
 from bridge.adapters.topology import Topology
@@ -325,17 +326,25 @@ class InboundService:
         """Claim a dropped file; in shadow mode, claim a copy and leave the gateway's file where it is."""
         if not self.config.inbound.shadow:
             return self.spool.claim(path)
-        try:
-            details = path.stat()
+        try:  # never through a link, never blocking on a pipe swapped in after the watcher's check
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
-        signature = (details.st_size, details.st_mtime_ns)
-        if self._shadow_seen.get(path) == signature:
-            return None  # seen already: the rescan finds files that stay in the folder
-        target = Path(self.config.spool.processing) / f"{time.time_ns():020d}-{os.getpid()}-{path.name}"
-        with open(path, "rb") as source:
+        except OSError as exc:
+            log.warning("file_skipped", file=stored_name(path.name), reason=f"cannot be opened: {exc.strerror}")
+            return None
+        with open(fd, "rb") as source:
+            details = os.fstat(fd)
+            signature = (details.st_size, details.st_mtime_ns)
+            if self._shadow_seen.get(path) == signature:
+                return None  # seen already: the rescan finds files that stay in the folder
+            self._shadow_seen[path] = signature
+            if not stat.S_ISREG(details.st_mode) or details.st_nlink != 1:
+                log.warning("file_skipped", file=stored_name(path.name), reason="not a regular file of one link")
+                return None
+            target = (Path(self.config.spool.processing)
+                      / f"{time.time_ns():020d}-{os.getpid()}-{stored_name(path.name)}")
             write_atomic(target, iter(lambda: source.read(1 << 20), b""), mode=self.config.spool.file_mode)
-        self._shadow_seen[path] = signature
         return Claim.from_path(target)
 
     def settle(self, claim: Claim, stop: threading.Event) -> FileOutcome | None:
