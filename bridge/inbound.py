@@ -30,7 +30,7 @@ from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader, ValidFile
 from bridge.errors import FlowFileError
 from bridge.events.manifest import build_manifest, manifest_routing_key
-from bridge.flowfile import check_file, file_events
+from bridge.flowfile import DEFAULT_MAX_LINE_BYTES, check_file, file_events
 from bridge.rules import Decision, FileFacts, RuleSet, decide_inbound_file, route_event
 from bridge.signing import canonicalize
 
@@ -59,9 +59,9 @@ class FileOutcome:
     rule: str | None = None  # why a file was quarantined: the first defect's rule, or the governance rule
 
 
-def _first_pass(path: Path, reader: FlowFileReader) -> tuple[str, FileParse]:
+def _first_pass(path: Path, reader: FlowFileReader, max_line_bytes: int) -> tuple[str, FileParse]:
     """The file's SHA-256, then its first pass (in this order, as `InboundPipeline.process` takes them)."""
-    return sha256_of(path), check_file(path, reader)
+    return sha256_of(path), check_file(path, reader, max_line_bytes)
 
 
 def defect_report(claim: Claim, sha256: str, size: int, checked: FileParse | None, reason: str,
@@ -86,7 +86,7 @@ class InboundPipeline:
 
     def __init__(self, *, reader: FlowFileReader, build: BuildStage, sign: Callable[[bytes], bytes],
                  publisher: Publisher, ledger: Ledger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
-                 max_file_bytes: int = 1 << 30, shadow: bool = False,
+                 max_file_bytes: int = 1 << 30, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, shadow: bool = False,
                  on_decision: Callable[[Decision, int], None] = lambda _decision, _count: None,
                  on_published: Callable[[PublishResult], None] = lambda _result: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -102,6 +102,7 @@ class InboundPipeline:
         self.spool = spool
         self.duplicates = duplicates
         self.max_file_bytes = max_file_bytes
+        self.max_line_bytes = max_line_bytes
         self.shadow = shadow
         self.rules = rules
         self.on_decision = on_decision
@@ -117,7 +118,8 @@ class InboundPipeline:
             return  # never opened: `process` sets it aside
         if self._checker is None:
             self._checker = ThreadPoolExecutor(1, thread_name_prefix="check-ahead")
-        self._ahead = (claim.path, self._checker.submit(_first_pass, claim.path, self.reader))
+        self._ahead = (claim.path, self._checker.submit(_first_pass, claim.path, self.reader,
+                                                          self.max_line_bytes))
 
     def close(self) -> None:
         """End the check-ahead thread (a check in progress is finished and dropped)."""
@@ -171,7 +173,8 @@ class InboundPipeline:
                 self.ledger.record_archived(ledger_id, str(final))
                 log.info("file_settled", outcome="duplicate", duplicate_of=previous.id, path=str(final))
                 return FileOutcome("duplicate", ledger_id, final, reason=f"same content as ledger #{previous.id}")
-            checked = checked_ahead if checked_ahead is not None else check_file(claim.path, self.reader)
+            checked = (checked_ahead if checked_ahead is not None
+                       else check_file(claim.path, self.reader, self.max_line_bytes))
             if not checked.ok:
                 reason = checked.describe_defects()[0]
                 report = defect_report(claim, sha256, size, checked, reason, when=self.clock())

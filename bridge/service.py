@@ -196,7 +196,8 @@ class InboundService:
                                    ledger=self.ledger, spool=self.spool, rules=rules, on_decision=self.count_decision,
                                    on_published=self.count_published,
                                    duplicates=config.inbound.duplicates,
-                                   max_file_bytes=config.inbound.max_file_bytes, shadow=config.inbound.shadow,
+                                   max_file_bytes=config.inbound.max_file_bytes,
+                                   max_line_bytes=config.inbound.max_line_bytes, shadow=config.inbound.shadow,
                                    clock=self.clock)
         watch = config.watch
         watcher = DropWatcher(watch.inbound, mode=watch.mode, stable_seconds=watch.stable_seconds,
