@@ -28,7 +28,7 @@ from bridge.adapters.spool import Claim, Spool, sha256_of
 from bridge.build import BuiltMessage
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader, ValidFile
-from bridge.errors import FlowFileError
+from bridge.errors import FlowFileError, StorageError
 from bridge.events.manifest import build_manifest, manifest_routing_key
 from bridge.flowfile import DEFAULT_MAX_LINE_BYTES, check_file, file_events
 from bridge.rules import Decision, FileFacts, RuleSet, decide_inbound_file, route_event
@@ -114,8 +114,11 @@ class InboundPipeline:
     def check_ahead(self, claim: Claim) -> None:
         """Start the first pass of the file to process next, on a thread of its own, while this one publishes: the
         check is the daemon's largest cost per event, and done ahead, the build workers need not wait for it."""
-        if self.spool.unsafe(claim) is not None:
-            return  # never opened: `process` sets it aside
+        try:
+            if self.spool.unsafe(claim) is not None:
+                return  # never opened: `process` sets it aside
+        except StorageError:
+            return  # gone or not statable: `process` says so, where errors count
         if self._checker is None:
             self._checker = ThreadPoolExecutor(1, thread_name_prefix="check-ahead")
         self._ahead = (claim.path, self._checker.submit(_first_pass, claim.path, self.reader,

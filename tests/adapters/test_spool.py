@@ -358,3 +358,33 @@ class TestCrossFilesystem:
         assert [p.read_bytes() for p in paths] == [b"one", b"two"]
         assert sorted(os.listdir(paths[0].parent)) == ["a.1.usr", "a.usr"]  # no temp copies left
         assert os.listdir(spool.processing) == []
+
+
+class TestSetAside:
+    """Issue 14: an entry that must not be opened is moved by rename, beside its report, never over a name."""
+
+    @pytest.mark.parametrize("encrypted", [False, True])
+    def test_a_symbolic_link_is_moved_as_it_is(self, tmp_path: Path, spool: Spool, inbound: Path,
+                                               encrypted: bool) -> None:
+        if encrypted:
+            from bridge.adapters.encryption import FileCipher
+            spool = Spool(spool.processing, spool.archive_dir, spool.quarantine_dir, cipher=FileCipher(bytes(32)))
+        target = tmp_path / "target"
+        target.write_bytes(b"outside")
+        (inbound / "link.usr").symlink_to(target)
+        (spool.quarantine_dir / "link.usr.error.json").write_text("an original named like a report")
+        claim = spool.claim(inbound / "link.usr")
+        assert claim is not None and spool.unsafe(claim) is not None
+        path = spool.set_aside(claim, {"why": "a link"})
+        # the plaintext report's name is taken by an original: the next pair; the encrypted one's is free
+        name = "link.usr" if encrypted else "link.1.usr"
+        report = spool.quarantine_dir / (name + ".error.json" + (".enc" if encrypted else ""))
+        assert path == spool.quarantine_dir / name and os.readlink(path) == str(target)
+        saved = b"".join(spool.cipher.decrypt_stream(report)) if spool.cipher else report.read_bytes()
+        assert json.loads(saved) == {"why": "a link"}
+        assert (spool.quarantine_dir / "link.usr.error.json").read_text() == "an original named like a report"
+        assert not os.listdir(spool.processing)
+
+    def test_a_regular_file_of_one_link_is_safe(self, spool: Spool, inbound: Path) -> None:
+        claim = spool.claim(drop(inbound, "a.usr"))
+        assert claim is not None and spool.unsafe(claim) is None
