@@ -140,17 +140,19 @@ def test_file_changed_between_the_passes_is_quarantined(tmp_path: Path, definiti
     assert not list(installation.folders["archive"].rglob("*.txt"))
 
 
+@pytest.fixture
+def installation(tmp_path: Path, definitions: DefinitionSet) -> Iterator[Installation]:
+    """An installation that builds in this process."""
+    rules = parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
+    build = functools.partial(built_messages, reader=FlowFileReader(definitions), rules=rules,
+                              sign=SIGNER.signed_json)
+    installed = Installation(tmp_path, definitions, build, TakingPublisher())
+    yield installed
+    installed.pipeline.close()
+
+
 class TestCheckAhead:
     """The next file's first pass, done on a thread while the one before it publishes."""
-
-    @pytest.fixture
-    def installation(self, tmp_path: Path, definitions: DefinitionSet) -> Iterator[Installation]:
-        rules = parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
-        build = functools.partial(built_messages, reader=FlowFileReader(definitions), rules=rules,
-                                  sign=SIGNER.signed_json)
-        installed = Installation(tmp_path, definitions, build, TakingPublisher())
-        yield installed
-        installed.pipeline.close()
 
     def test_the_check_done_ahead_is_used(self, installation: Installation) -> None:
         claim = installation.claim(EXAMPLES / "D0275001.txt")
@@ -181,15 +183,6 @@ class TestCheckAhead:
 class TestHostileEntries:
     """Issue 14: whatever a dropped entry's name, links or permissions, it is archived, or quarantined with a report
     and a ledger row, and nothing outside the bridge's folders is read through a link or changed."""
-
-    @pytest.fixture
-    def installation(self, tmp_path: Path, definitions: DefinitionSet) -> Iterator[Installation]:
-        rules = parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
-        build = functools.partial(built_messages, reader=FlowFileReader(definitions), rules=rules,
-                                  sign=SIGNER.signed_json)
-        installed = Installation(tmp_path, definitions, build, TakingPublisher())
-        yield installed
-        installed.pipeline.close()
 
     def test_a_name_of_240_bytes_is_claimed_and_published(self, installation: Installation) -> None:
         """The claim rename used to fail with ENAMETOOLONG (the daemon exited 3, at every start)."""
