@@ -111,7 +111,9 @@ class LogicalFormat:
             assert self.length is not None
             if "|" in text:
                 return f"{quoted(text)} contains the delimiter '|'"
-            return None if len(text) <= self.length else f"{quoted(text)} is {len(text)} characters, longer than {self.length}"
+            if len(text) <= self.length:
+                return None
+            return f"{quoted(text)} is {len(text)} characters, longer than {self.length}"
         if self.kind in ("INT", "NUM"):
             return self._check_number(text)
         if self.kind == "BOOLEAN":
@@ -193,7 +195,8 @@ class LogicalFormat:
         elif isinstance(value, str):
             text = value
         else:
-            raise ValueError(f"{quoted(value)} is not a {'string' if kind != 'INT' else 'whole number'} for {self.text}")
+            expected = "string" if kind != "INT" else "whole number"
+            raise ValueError(f"{quoted(value)} is not a {expected} for {self.text}")
         problem = self.check(text) if text else "empty"
         if problem:
             raise ValueError(problem)

@@ -256,8 +256,9 @@ class FileParse(Iterator[FlowInstance]):
         self._check_header(header, record)
         definition = definitions.get(header.flow_reference)
         if definition is None:
-            self._defect("flow-unknown",
-                         f"flow {quoted(header.flow_reference)} has no definition in flow_definitions/", line=1, group=record, item=2 if layout != "ZHD-POOL" else 1, item_key="flow_reference")
+            self._defect("flow-unknown", f"flow {quoted(header.flow_reference)} has no definition in "
+                         "flow_definitions/", line=1, group=record, item=2 if layout != "ZHD-POOL" else 1,
+                         item_key="flow_reference")
             return
         self.definition = definition
         self._checksum.add(line)
