@@ -145,10 +145,12 @@ class InboundPipeline:
     def process(self, claim: Claim) -> FileOutcome:
         """Take the file to its end. Broker errors propagate (the file stays claimed and is retried)."""
         record = self.ledger.get_by_claim_path(str(claim.path))
-        if record is None:  # a claim the ledger knows was found safe before (now it may hold our own archive link)
+        # A claim the ledger knows with its SHA-256 was found safe before (now it may hold our own archive link); one
+        # without (sha256 empty) was being set aside when the daemon stopped.
+        if record is None or not record.sha256:
             unsafe = self.spool.unsafe(claim)
             if unsafe is not None:
-                return self._set_aside(claim, unsafe)
+                return self._set_aside(claim, unsafe, record.id if record else None)
         size = claim.path.stat().st_size
         sha256 = sha256_of(claim.path)
         checked_ahead = self._checked_ahead(claim, sha256)
@@ -210,11 +212,12 @@ class InboundPipeline:
         finally:
             structlog.contextvars.unbind_contextvars("file", "ledger_id")
 
-    def _set_aside(self, claim: Claim, reason: str) -> FileOutcome:
+    def _set_aside(self, claim: Claim, reason: str, ledger_id: int | None) -> FileOutcome:
         """Quarantine a claimed entry that must not be opened (see Spool.unsafe), with a report and a ledger row; its
         content is never read, so it has no SHA-256 (recorded as empty)."""
         size = claim.path.lstat().st_size
-        ledger_id = self.ledger.record_claimed("", claim.original_name, str(claim.path), size)
+        if ledger_id is None:
+            ledger_id = self.ledger.record_claimed("", claim.original_name, str(claim.path), size)
         report = defect_report(claim, "", size, None, reason, [Defect("unsafe-file", reason)], self.clock())
         final = self.spool.set_aside(claim, report)
         self.ledger.record_quarantined(ledger_id, str(final), reason)

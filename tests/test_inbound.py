@@ -319,3 +319,19 @@ class TestHostileEntries:
         assert "SECRET42x" not in record.reason and record.reason.endswith(": item-format")
         assert "line" in record.reason and "item" in record.reason
         assert not [p for p in tmp_path.glob("ledger.db*") if b"SECRET42x" in p.read_bytes()]
+
+    def test_a_link_being_set_aside_when_the_daemon_stopped_is_set_aside_at_the_restart(
+            self, tmp_path: Path, installation: Installation) -> None:
+        """The ledger row of an entry being set aside has no SHA-256: at the restart it is checked again, never read
+        through (a claim the ledger knows is otherwise taken as checked)."""
+        target = tmp_path / "target.txt"
+        target.write_bytes((EXAMPLES / "D0275001.txt").read_bytes())
+        (installation.folders["inbound"] / "link.txt").symlink_to(target)
+        claim = installation.spool.claim(installation.folders["inbound"] / "link.txt")
+        assert claim is not None
+        ledger = installation.pipeline.ledger
+        first = ledger.record_claimed("", claim.original_name, str(claim.path), 0)  # then the daemon was killed
+        [pending] = installation.spool.pending_claims()
+        outcome = installation.pipeline.process(pending)
+        assert outcome.outcome == "quarantined" and outcome.rule == "unsafe-file" and outcome.ledger_id == first
+        assert not installation.pipeline.publisher.taken  # type: ignore[attr-defined]
