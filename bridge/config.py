@@ -27,6 +27,7 @@ from bridge.adapters.spool import make_folders
 from bridge.dtn.checks import DEFAULT_SEVERITIES, SEVERITIES, Severity
 from bridge.dtn.formats import CONTROL
 from bridge.errors import ConfigError, StorageError
+from bridge.flowfile import DEFAULT_MAX_LINE_BYTES
 from bridge.logs import redact_url
 
 __all__ = [
@@ -178,10 +179,11 @@ class ChecksConfig:
 
 @dataclass(frozen=True, slots=True)
 class InboundConfig:
-    """Inbound policy: what to do with a file whose content was already published, and a size limit."""
+    """Inbound policy: what to do with a file whose content was already published, and size limits."""
 
     duplicates: str = "skip"
     max_file_bytes: int = 1073741824
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES  # a longer line is a defect, and is never held in memory whole
     shadow: bool = False  # parse, validate and report, but publish nothing (running beside a current DTN setup)
     worker_process: bool = True  # build events in worker processes (other cores); false: all in one process
     build_workers: int = 2  # how many, when worker_process: each builds and signs every n-th run of instances
@@ -464,10 +466,11 @@ def _checks(s: _Section) -> ChecksConfig:
 
 
 def _inbound(s: _Section) -> InboundConfig:
-    s.check_keys({"duplicates", "max_file_bytes", "shadow", "worker_process", "build_workers"})
+    s.check_keys({"duplicates", "max_file_bytes", "max_line_bytes", "shadow", "worker_process", "build_workers"})
     return InboundConfig(
         duplicates=s.choice("duplicates", "skip", ("skip", "republish")),
         max_file_bytes=s.integer("max_file_bytes", 1073741824, minimum=1),
+        max_line_bytes=s.integer("max_line_bytes", DEFAULT_MAX_LINE_BYTES, minimum=1024),
         shadow=s.boolean("shadow", False),
         worker_process=s.boolean("worker_process", True),
         build_workers=s.integer("build_workers", 2, minimum=1, maximum=16),

@@ -8,6 +8,7 @@ file's SHA-256 from before the first pass, it proves instead that it read the ve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections.abc import Iterator
@@ -15,21 +16,82 @@ from pathlib import Path
 from typing import TextIO
 
 from bridge.dtn.model import Defect
-from bridge.dtn.reader import FileParse, FlowFileReader, ValidFile
+from bridge.dtn.reader import FileParse, FlowFileReader, LineTooLong, ValidFile
 from bridge.dtn.second_pass import data_by_blocks
 from bridge.errors import FlowFileError
 from bridge.events.envelope import Event, EventBuilder
 
-
-def open_flow_file(path: Path) -> TextIO:
-    """Open a DTN file as text. Line endings are kept so that the reader accepts LF, CRLF and CR alike."""
-    return open(path, encoding="utf-8", newline="")
+DEFAULT_MAX_LINE_BYTES = 65536  # far above any real DTN line (a few hundred bytes); `inbound.max_line_bytes`
 
 
-def check_file(path: Path, reader: FlowFileReader) -> FileParse:
-    """The first pass: read the whole file and collect every defect."""
-    with open_flow_file(path) as stream:
+def open_flow_file(path: Path, max_line_bytes: int | None = None) -> TextIO:
+    """Open a DTN file as text. Line endings are kept so that the reader accepts LF, CRLF and CR alike. A byte that
+    is not UTF-8 is decoded as a lone surrogate, which the reader reports on its own line (a strict decoder fails on
+    the whole block it decodes ahead, several lines early). With `max_line_bytes`, a longer line raises LineTooLong
+    when it is reached, before it is held in memory (a Python layer under the text stream: twice the cost per line,
+    so `check_file` takes it only for a file that has such a line)."""
+    if max_line_bytes is None:
+        return open(path, encoding="utf-8", errors="surrogateescape", newline="")
+    raw = open(path, "rb", buffering=0)  # noqa: SIM115  # closed with the text stream
+    return io.TextIOWrapper(io.BufferedReader(_LineCapped(raw, max_line_bytes), 1 << 16), encoding="utf-8",
+                            errors="surrogateescape", newline="")
+
+
+def check_file(path: Path, reader: FlowFileReader, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> FileParse:
+    """The first pass: read the whole file and collect every defect. A line longer than `max_line_bytes` ends the
+    pass with a line-too-long defect on that line, and is never held in memory whole."""
+    with open_flow_file(path, max_line_bytes if _has_long_line(path, max_line_bytes) else None) as stream:
         return reader.read(stream).check()
+
+
+def _has_long_line(path: Path, limit: int) -> bool:
+    """Whether more than `limit` bytes follow a line end (or the start) anywhere in the file: a quick pass of a few
+    C calls per `limit` bytes."""
+    gaps = _LineGaps(limit)
+    with open(path, "rb", buffering=0) as raw:
+        return any(gaps.too_long(chunk) for chunk in iter(functools.partial(raw.read, limit), b""))
+
+
+class _LineGaps:
+    """Follows the bytes since the last line end across pieces of at most `limit` bytes (within one piece no gap
+    between two line ends can pass the limit unseen)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.since = 0
+
+    def too_long(self, piece: bytes) -> bool:
+        ends = [found for found in (piece.find(b"\n"), piece.find(b"\r")) if found >= 0]
+        if not ends:
+            self.since += len(piece)
+            return self.since > self.limit
+        if self.since + min(ends) > self.limit:
+            return True
+        self.since = len(piece) - 1 - max(piece.rfind(b"\n"), piece.rfind(b"\r"))
+        return False
+
+
+class _LineCapped(io.RawIOBase):
+    """A raw file that raises LineTooLong as soon as more than `limit` bytes follow a line end: the layers above
+    never hold more than about that much of one line."""
+
+    def __init__(self, raw: io.RawIOBase, limit: int) -> None:
+        self._raw = raw
+        self._gaps = _LineGaps(limit)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer)[:self._gaps.limit]
+        count = self._raw.readinto(view) or 0
+        if self._gaps.too_long(view[:count].tobytes()):
+            raise LineTooLong(self._gaps.limit)
+        return count
 
 
 SHARE_INSTANCES = 64  # flow instances per share when several processes build one file's events (`file_events`)

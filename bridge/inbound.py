@@ -28,9 +28,9 @@ from bridge.adapters.spool import Claim, Spool, sha256_of
 from bridge.build import BuiltMessage
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader, ValidFile
-from bridge.errors import FlowFileError
+from bridge.errors import FlowFileError, StorageError
 from bridge.events.manifest import build_manifest, manifest_routing_key
-from bridge.flowfile import check_file, file_events
+from bridge.flowfile import DEFAULT_MAX_LINE_BYTES, check_file, file_events
 from bridge.rules import Decision, FileFacts, RuleSet, decide_inbound_file, route_event
 from bridge.signing import canonicalize
 
@@ -59,9 +59,9 @@ class FileOutcome:
     rule: str | None = None  # why a file was quarantined: the first defect's rule, or the governance rule
 
 
-def _first_pass(path: Path, reader: FlowFileReader) -> tuple[str, FileParse]:
+def _first_pass(path: Path, reader: FlowFileReader, max_line_bytes: int) -> tuple[str, FileParse]:
     """The file's SHA-256, then its first pass (in this order, as `InboundPipeline.process` takes them)."""
-    return sha256_of(path), check_file(path, reader)
+    return sha256_of(path), check_file(path, reader, max_line_bytes)
 
 
 def defect_report(claim: Claim, sha256: str, size: int, checked: FileParse | None, reason: str,
@@ -91,7 +91,7 @@ class InboundPipeline:
 
     def __init__(self, *, reader: FlowFileReader, build: BuildStage, sign: Callable[[bytes], bytes],
                  publisher: Publisher, ledger: Ledger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
-                 max_file_bytes: int = 1 << 30, shadow: bool = False,
+                 max_file_bytes: int = 1 << 30, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, shadow: bool = False,
                  on_decision: Callable[[Decision, int], None] = lambda _decision, _count: None,
                  on_published: Callable[[PublishResult], None] = lambda _result: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -107,6 +107,7 @@ class InboundPipeline:
         self.spool = spool
         self.duplicates = duplicates
         self.max_file_bytes = max_file_bytes
+        self.max_line_bytes = max_line_bytes
         self.shadow = shadow
         self.rules = rules
         self.on_decision = on_decision
@@ -118,9 +119,15 @@ class InboundPipeline:
     def check_ahead(self, claim: Claim) -> None:
         """Start the first pass of the file to process next, on a thread of its own, while this one publishes: the
         check is the daemon's largest cost per event, and done ahead, the build workers need not wait for it."""
+        try:
+            if self.spool.unsafe(claim) is not None:
+                return  # never opened: `process` sets it aside
+        except StorageError:
+            return  # gone or not statable: `process` says so, where errors count
         if self._checker is None:
             self._checker = ThreadPoolExecutor(1, thread_name_prefix="check-ahead")
-        self._ahead = (claim.path, self._checker.submit(_first_pass, claim.path, self.reader))
+        self._ahead = (claim.path, self._checker.submit(_first_pass, claim.path, self.reader,
+                                                          self.max_line_bytes))
 
     def close(self) -> None:
         """End the check-ahead thread (a check in progress is finished and dropped)."""
@@ -142,10 +149,16 @@ class InboundPipeline:
 
     def process(self, claim: Claim) -> FileOutcome:
         """Take the file to its end. Broker errors propagate (the file stays claimed and is retried)."""
+        record = self.ledger.get_by_claim_path(str(claim.path))
+        # A claim the ledger knows with its SHA-256 was found safe before (now it may hold our own archive link); one
+        # without (sha256 empty) was being set aside when the daemon stopped.
+        if record is None or not record.sha256:
+            unsafe = self.spool.unsafe(claim)
+            if unsafe is not None:
+                return self._set_aside(claim, unsafe, record.id if record else None)
         size = claim.path.stat().st_size
         sha256 = sha256_of(claim.path)
         checked_ahead = self._checked_ahead(claim, sha256)
-        record = self.ledger.get_by_claim_path(str(claim.path))
         ledger_id = record.id if record else self.ledger.record_claimed(sha256, claim.original_name,
                                                                          str(claim.path), size)
         structlog.contextvars.bind_contextvars(file=claim.original_name, ledger_id=ledger_id)
@@ -170,12 +183,13 @@ class InboundPipeline:
                 self.ledger.record_archived(ledger_id, str(final))
                 log.info("file_settled", outcome="duplicate", duplicate_of=previous.id, path=str(final))
                 return FileOutcome("duplicate", ledger_id, final, reason=f"same content as ledger #{previous.id}")
-            checked = checked_ahead if checked_ahead is not None else check_file(claim.path, self.reader)
+            checked = (checked_ahead if checked_ahead is not None
+                       else check_file(claim.path, self.reader, self.max_line_bytes))
             if not checked.ok:
                 reason = checked.describe_defects()[0]
                 report = defect_report(claim, sha256, size, checked, reason, when=self.clock())
                 return self._quarantine(claim, ledger_id, report, reason,
-                                        checked.defects[0].locate(checked.flow_reference))
+                                        stored=checked.defects[0].locate(checked.flow_reference))
             if checked.warnings:  # checks set to `warn`: the file goes on, the defects are in its manifest
                 log.warning("file_check_warnings", warnings=[warning.locate(checked.flow_reference)
                                                              for warning in checked.warnings],
@@ -202,9 +216,23 @@ class InboundPipeline:
             log.error("file_internal_error", error=reason, traceback=traceback.format_exc())
             return self._quarantine(claim, ledger_id, defect_report(claim, sha256, size, None, reason,
                                                                     [Defect("internal-error", reason)],
-                                                                    self.clock()), reason)
+                                                                    self.clock()), reason,
+                                    stored=f"internal error while processing: {type(exc).__name__}")
         finally:
             structlog.contextvars.unbind_contextvars("file", "ledger_id")
+
+    def _set_aside(self, claim: Claim, reason: str, ledger_id: int | None) -> FileOutcome:
+        """Quarantine a claimed entry that must not be opened (see Spool.unsafe), with a report and a ledger row; its
+        content is never read, so it has no SHA-256 (recorded as empty)."""
+        size = claim.path.lstat().st_size
+        if ledger_id is None:
+            ledger_id = self.ledger.record_claimed("", claim.original_name, str(claim.path), size)
+        report = defect_report(claim, "", size, None, reason, [Defect("unsafe-file", reason)], self.clock())
+        final = self.spool.set_aside(claim, report)
+        self.ledger.record_quarantined(ledger_id, str(final), reason)
+        log.warning("file_settled", outcome="quarantined", first_defect=f"unsafe-file: {reason}", path=str(final),
+                    file=claim.original_name)
+        return FileOutcome("quarantined", ledger_id, final, reason=reason, rule="unsafe-file")
 
     def _govern(self, claim: Claim, checked: FileParse, size: int, sha256: str) -> Decision | None:
         """The governance rules on the whole file (and, when an event size limit is set, on every event, before
@@ -224,10 +252,12 @@ class InboundPipeline:
         return None
 
     def _quarantine(self, claim: Claim, ledger_id: int, report: dict[str, Any], reason: str,
-                    first: str | None = None) -> FileOutcome:
+                    stored: str | None = None) -> FileOutcome:
+        """`stored`: what the ledger and the log keep of the reason when `reason` may quote the file (a defect's
+        location and rule); the report, encrypted at rest with a cipher, keeps every word."""
         final = self.spool.quarantine(claim, report)
-        self.ledger.record_quarantined(ledger_id, str(final), reason)
-        log.warning("file_settled", outcome="quarantined", first_defect=first or reason,
+        self.ledger.record_quarantined(ledger_id, str(final), stored or reason)
+        log.warning("file_settled", outcome="quarantined", first_defect=stored or reason,
                     defects=len(report["defects"]), path=str(final))
         rule = report["defects"][0]["rule"] if report["defects"] else None
         return FileOutcome("quarantined", ledger_id, final, reason=reason, rule=rule)

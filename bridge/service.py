@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from bridge.adapters.rabbitmq import (
     RabbitPublisher,
     broker_endpoint_labels,
 )
-from bridge.adapters.spool import Claim, Spool, make_folders, write_atomic
+from bridge.adapters.spool import Claim, Spool, make_folders, stored_name, write_atomic
 from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
 from bridge.adapters.tls import BrokerTlsOptions, broker_connection_options
 from bridge.adapters.topology import Topology
@@ -268,7 +269,8 @@ class InboundService:
                                    ledger=self.ledger, spool=self.spool, rules=rules, on_decision=self.count_decision,
                                    on_published=self.count_published,
                                    duplicates=config.inbound.duplicates,
-                                   max_file_bytes=config.inbound.max_file_bytes, shadow=config.inbound.shadow,
+                                   max_file_bytes=config.inbound.max_file_bytes,
+                                   max_line_bytes=config.inbound.max_line_bytes, shadow=config.inbound.shadow,
                                    clock=self.clock)
         watch = config.watch
         watcher = DropWatcher(watch.inbound, mode=watch.mode, stable_seconds=watch.stable_seconds,
@@ -401,17 +403,25 @@ class InboundService:
         """Claim a dropped file; in shadow mode, claim a copy and leave the gateway's file where it is."""
         if not self.config.inbound.shadow:
             return self.spool.claim(path)
-        try:
-            details = path.stat()
+        try:  # never through a link, never blocking on a pipe swapped in after the watcher's check
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
-        signature = (details.st_size, details.st_mtime_ns)
-        if self._shadow_seen.get(path) == signature:
-            return None  # seen already: the rescan finds files that stay in the folder
-        target = Path(self.config.spool.processing) / f"{time.time_ns():020d}-{os.getpid()}-{path.name}"
-        with open(path, "rb") as source:
+        except OSError as exc:
+            log.warning("file_skipped", file=stored_name(path.name), reason=f"cannot be opened: {exc.strerror}")
+            return None
+        with open(fd, "rb") as source:
+            details = os.fstat(fd)
+            signature = (details.st_size, details.st_mtime_ns)
+            if self._shadow_seen.get(path) == signature:
+                return None  # seen already: the rescan finds files that stay in the folder
+            self._shadow_seen[path] = signature
+            if not stat.S_ISREG(details.st_mode) or details.st_nlink != 1:
+                log.warning("file_skipped", file=stored_name(path.name), reason="not a regular file of one link")
+                return None
+            target = (Path(self.config.spool.processing)
+                      / f"{time.time_ns():020d}-{os.getpid()}-{stored_name(path.name)}")
             write_atomic(target, iter(lambda: source.read(1 << 20), b""), mode=self.config.spool.file_mode)
-        self._shadow_seen[path] = signature
         return Claim.from_path(target)
 
     def settle(self, claim: Claim, stop: threading.Event) -> FileOutcome | None:

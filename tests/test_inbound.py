@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
+import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +17,10 @@ from unittest import mock
 import pytest
 import structlog
 
+from bridge.adapters.encryption import FileCipher
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
-from bridge.adapters.spool import Spool
+from bridge.adapters.spool import MAX_NAME_BYTES, Spool
 from bridge.adapters.worker import BuildWorker
 from bridge.build import built_messages
 from bridge.config import BridgeConfig, load_config
@@ -160,17 +165,19 @@ def test_warnings_are_logged_by_location_and_listed_in_the_manifest(tmp_path: Pa
         (101, "mpan-check-digit")]
 
 
+@pytest.fixture
+def installation(tmp_path: Path, definitions: DefinitionSet) -> Iterator[Installation]:
+    """An installation that builds in this process."""
+    rules = parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
+    build = functools.partial(built_messages, reader=FlowFileReader(definitions), rules=rules,
+                              sign=SIGNER.signed_json)
+    installed = Installation(tmp_path, definitions, build, TakingPublisher())
+    yield installed
+    installed.pipeline.close()
+
+
 class TestCheckAhead:
     """The next file's first pass, done on a thread while the one before it publishes."""
-
-    @pytest.fixture
-    def installation(self, tmp_path: Path, definitions: DefinitionSet) -> Iterator[Installation]:
-        rules = parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
-        build = functools.partial(built_messages, reader=FlowFileReader(definitions), rules=rules,
-                                  sign=SIGNER.signed_json)
-        installed = Installation(tmp_path, definitions, build, TakingPublisher())
-        yield installed
-        installed.pipeline.close()
 
     def test_the_check_done_ahead_is_used(self, installation: Installation) -> None:
         claim = installation.claim(EXAMPLES / "D0275001.txt")
@@ -196,3 +203,160 @@ class TestCheckAhead:
         installation.pipeline.check_ahead(second)
         assert installation.pipeline.process(first).events == 2
         assert installation.pipeline.process(second).outcome == "archived"  # checked here: its check ahead was dropped
+
+
+class TestHostileEntries:
+    """Issue 14: whatever a dropped entry's name, links or permissions, it is archived, or quarantined with a report
+    and a ledger row, and nothing outside the bridge's folders is read through a link or changed."""
+
+    def test_a_name_of_240_bytes_is_claimed_and_published(self, installation: Installation) -> None:
+        """The claim rename used to fail with ENAMETOOLONG (the daemon exited 3, at every start)."""
+        dropped = installation.folders["inbound"] / ("D" * 240)
+        dropped.write_bytes((EXAMPLES / "D0275001.txt").read_bytes())
+        claim = installation.spool.claim(dropped)
+        assert claim is not None and len(claim.original_name.encode()) <= MAX_NAME_BYTES
+        assert claim.original_name.startswith("D" * 100) and "~" in claim.original_name
+        outcome = installation.pipeline.process(claim)
+        assert outcome.outcome == "archived" and outcome.events == 2
+
+    def test_a_name_that_is_not_utf8_is_claimed_and_published(self, installation: Installation) -> None:
+        """The ledger lookup used to raise UnicodeEncodeError (traceback, exit 1, at every start)."""
+        dropped = Path(os.fsdecode(os.fsencode(installation.folders["inbound"]) + b"/D0275\xff\x01.txt"))
+        dropped.write_bytes((EXAMPLES / "D0275001.txt").read_bytes())
+        claim = installation.spool.claim(dropped)
+        assert claim is not None
+        outcome = installation.pipeline.process(claim)
+        assert outcome.outcome == "archived" and outcome.events == 2
+        record = installation.pipeline.ledger.get(outcome.ledger_id)
+        assert record is not None and record.original_name.startswith("D0275__.txt~")
+        assert installation.pipeline.ledger.get_by_claim_path(claim.path) is not None
+
+    def test_a_foreign_undecodable_name_left_in_processing_is_settled(self, installation: Installation) -> None:
+        """A pending claim of a name the bridge did not make (undecodable) reaches the ledger too."""
+        foreign = Path(os.fsdecode(os.fsencode(installation.folders["processing"]) + b"/bad\xfe"))
+        foreign.write_bytes(b"not a flow file\n")
+        [claim] = installation.spool.pending_claims()
+        outcome = installation.pipeline.process(claim)
+        assert outcome.outcome == "quarantined" and outcome.final_path.name.startswith("bad_~")
+
+    def test_a_hard_link_is_set_aside_and_the_outside_file_keeps_its_mode(self, tmp_path: Path,
+                                                                          installation: Installation) -> None:
+        """A hard link used to be claimed and chmodded: the outside file went from 0600 to 0640."""
+        outside = tmp_path / "secret.txt"
+        outside.write_bytes((EXAMPLES / "D0275001.txt").read_bytes())
+        outside.chmod(0o600)
+        before = outside.stat()
+        os.link(outside, installation.folders["inbound"] / "D0275001.txt")
+        claim = installation.spool.claim(installation.folders["inbound"] / "D0275001.txt")
+        assert claim is not None
+        installation.pipeline.check_ahead(claim)  # not even read ahead
+        outcome = installation.pipeline.process(claim)
+        assert outcome.outcome == "quarantined" and outcome.rule == "unsafe-file"
+        assert "hard link" in (outcome.reason or "")
+        after = outside.stat()
+        assert (after.st_mode, after.st_nlink, after.st_mtime_ns) == (before.st_mode, 2, before.st_mtime_ns)
+        assert not installation.pipeline.publisher.taken  # type: ignore[attr-defined]
+        assert installation.pipeline.ledger.get(outcome.ledger_id).state == "quarantined"  # type: ignore[union-attr]
+
+    def test_a_symlink_swapped_in_after_the_watchers_check_is_set_aside(self, tmp_path: Path,
+                                                                         installation: Installation) -> None:
+        """The watcher saw a regular file; a symbolic link replaced it before the claim: the claimed entry is
+        checked again, and the link is moved, never followed (its target keeps its mode and its bytes)."""
+        target = tmp_path / "target.txt"
+        target.write_bytes(b"outside\n")
+        target.chmod(0o600)
+        dropped = installation.folders["inbound"] / "swap.txt"
+        dropped.write_bytes(b"regular\n")
+        dropped.unlink()
+        dropped.symlink_to(target)
+        claim = installation.spool.claim(dropped)
+        assert claim is not None
+        outcome = installation.pipeline.process(claim)
+        assert outcome.outcome == "quarantined" and "not a regular file" in (outcome.reason or "")
+        assert outcome.final_path.is_symlink() and os.readlink(outcome.final_path) == str(target)
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_bytes() == b"outside\n"
+        report = json.loads(outcome.final_path.with_name("swap.txt.error.json").read_text())
+        assert report["defects"][0]["rule"] == "unsafe-file"
+
+    def test_an_unreadable_file_is_set_aside(self, request: pytest.FixtureRequest,
+                                             definitions: DefinitionSet) -> None:
+        """An unreadable file (another owner, 0600) used to raise PermissionError out of process(). Tests run as
+        root, which reads everything, so the claim and the processing run in a forked child that dropped to uid/gid
+        65534 (nobody), against a file root owns with mode 0600: a real EACCES (the child checks it gets one)."""
+        if os.geteuid() != 0:
+            pytest.skip("needs root to drop privileges in a child")
+        root = Path(tempfile.mkdtemp(prefix="issue14-", dir="/tmp"))  # pytest's tmp_path is under a 0700 folder
+        request.addfinalizer(lambda: shutil.rmtree(root))
+        os.chmod(root, 0o755)
+        folders = {name: root / name for name in ("inbound", "processing", "archive", "quarantine")}
+        for folder in folders.values():
+            folder.mkdir()
+            os.chown(folder, 65534, 65534)
+        dropped = folders["inbound"] / "D0275001.txt"
+        dropped.write_bytes((EXAMPLES / "D0275001.txt").read_bytes())
+        dropped.chmod(0o600)
+        spool = Spool(folders["processing"], folders["archive"], folders["quarantine"])
+        pipeline = InboundPipeline(reader=FlowFileReader(definitions), build=None, sign=None,  # type: ignore[arg-type]
+                                   publisher=None, ledger=None, spool=spool,  # type: ignore[arg-type]
+                                   rules=parse_rules(None, participant_id="SYNB", participant_role="X",
+                                                     definitions=definitions))
+        read_end, write_end = os.pipe()
+        child = os.fork()  # not exec: the venv's interpreter may be out of nobody's reach
+        if child == 0:  # pragma: no cover - the child's result travels through the pipe
+            answer: object
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                assert os.listdir(folders["inbound"]) == ["D0275001.txt"]  # the folder is open to the child ...
+                try:
+                    dropped.open("rb")  # ... and the file is not
+                except PermissionError:
+                    pipeline.ledger = Ledger(folders["processing"] / "ledger.db")
+                    done = pipeline.process(spool.claim(dropped))  # type: ignore[arg-type]
+                    answer = [done.outcome, done.rule, done.reason, str(done.final_path)]
+                else:
+                    answer = "the child can read the file: no EACCES to test"
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                answer = f"{type(exc).__name__}: {exc}"
+            os.write(write_end, json.dumps(answer).encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as result:
+            answer = json.loads(result.read())
+        os.waitpid(child, 0)
+        assert isinstance(answer, list), answer
+        outcome, rule, reason, final = answer
+        assert (outcome, rule) == ("quarantined", "unsafe-file") and "Permission denied" in reason
+        assert Path(final) == folders["quarantine"] / "D0275001.txt"
+        assert stat.S_IMODE(Path(final).stat().st_mode) == 0o600 and Path(final).stat().st_uid == 0
+
+    def test_the_ledger_keeps_the_defects_location_and_rule_not_the_quoted_value(
+            self, tmp_path: Path, installation: Installation) -> None:
+        """The ledger stored the first defect's quoted value in plain text even with encryption at rest on, and
+        `dtn-bridge status` printed it: it keeps the location and the rule; the (encrypted) report keeps the words."""
+        installation.spool.cipher = FileCipher(bytes(range(32)))
+        bad = tmp_path / "D0010002.txt"
+        bad.write_bytes((EXAMPLES / "D0010002.txt").read_bytes().replace(b"|3897788.8|", b"|SECRET42x|", 1))
+        outcome = installation.pipeline.process(installation.claim(bad))
+        assert outcome.outcome == "quarantined" and outcome.rule == "item-format"
+        record = installation.pipeline.ledger.get(outcome.ledger_id)
+        assert record is not None and record.reason is not None
+        assert "SECRET42x" not in record.reason and record.reason.endswith(": item-format")
+        assert "line" in record.reason and "item" in record.reason
+        assert not [p for p in tmp_path.glob("ledger.db*") if b"SECRET42x" in p.read_bytes()]
+
+    def test_a_link_being_set_aside_when_the_daemon_stopped_is_set_aside_at_the_restart(
+            self, tmp_path: Path, installation: Installation) -> None:
+        """The ledger row of an entry being set aside has no SHA-256: at the restart it is checked again, never read
+        through (a claim the ledger knows is otherwise taken as checked)."""
+        target = tmp_path / "target.txt"
+        target.write_bytes((EXAMPLES / "D0275001.txt").read_bytes())
+        (installation.folders["inbound"] / "link.txt").symlink_to(target)
+        claim = installation.spool.claim(installation.folders["inbound"] / "link.txt")
+        assert claim is not None
+        ledger = installation.pipeline.ledger
+        first = ledger.record_claimed("", claim.original_name, str(claim.path), 0)  # then the daemon was killed
+        [pending] = installation.spool.pending_claims()
+        outcome = installation.pipeline.process(pending)
+        assert outcome.outcome == "quarantined" and outcome.rule == "unsafe-file" and outcome.ledger_id == first
+        assert not installation.pipeline.publisher.taken  # type: ignore[attr-defined]

@@ -17,7 +17,9 @@ Schema changes are migrations keyed by `PRAGMA user_version`; a ledger written b
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -267,6 +269,7 @@ class Ledger:
         self.path = Path(path)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
+        _private(self.path)
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
@@ -280,6 +283,8 @@ class Ledger:
                 raise StorageError(f"ledger {self.path}: cannot use WAL journal mode (got {mode})")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._migrate()
+            for companion in ("-wal", "-shm"):  # SQLite gives them the database's mode; older ledgers' may be wider
+                _private(self.path.with_name(self.path.name + companion), create=False)
         except sqlite3.Error as exc:
             self._conn.close()
             raise StorageError(f"cannot open ledger {self.path}: {exc}") from exc
@@ -353,7 +358,7 @@ class Ledger:
             cursor = conn.execute(
                 "INSERT INTO files (sha256, original_name, claim_path, size, state, claimed_at, updated_at)"
                 " VALUES (?, ?, ?, ?, 'claimed', ?, ?)",
-                (sha256, original_name, str(claim_path), size, now, now),
+                (sha256, _storable(original_name), _storable(str(claim_path)), size, now, now),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid
@@ -426,7 +431,7 @@ class Ledger:
         rows = self._read(
             "get_by_claim_path",
             "SELECT * FROM files WHERE claim_path = ? ORDER BY id DESC LIMIT 1",
-            (str(path),),
+            (_storable(str(path)),),
         )
         return _record(rows[0]) if rows else None
 
@@ -646,6 +651,26 @@ class Ledger:
         if now.tzinfo is None:
             raise StorageError("ledger clock must return an aware datetime")
         return now.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _private(path: Path, *, create: bool = True) -> None:
+    """Make the ledger file (or a companion) readable by its owner only (0600), creating it empty if asked: it names
+    every file the bridge handled. SQLite creates the -wal and -shm files with the database file's mode."""
+    try:
+        if create:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        if stat.S_IMODE(os.stat(path).st_mode) & 0o077:
+            os.chmod(path, 0o600)
+    except FileNotFoundError:
+        return  # no folder (sqlite3.connect then says so), or no companion file
+    except OSError as exc:
+        raise StorageError(f"cannot open ledger {path}: {exc.strerror or exc}") from exc
+
+
+def _storable(text: str) -> str:
+    """A path or name as SQLite can store it: undecodable bytes (surrogate escapes) as `\\xNN`, the same each time,
+    so a lookup finds what was stored."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _split_sql(script: str) -> list[str]:

@@ -11,8 +11,16 @@ The rules that make this safe:
   file gets a numbered suffix. If a crash falls between link and unlink, the retry recognises its own link (same
   inode) and only removes the processing name. An archive on another filesystem gets a fsynced copy instead (a crash
   after the copy can then leave a second, suffixed copy — never a lost file).
-* Quarantine writes `<name>.error.json` *before* moving the file, so a quarantined file always has its report. A crash
-  in between leaves the claim in processing; the restart quarantines it again and rewrites the report.
+* Quarantine writes `<name>.error.json` *before* moving the file, so a quarantined file always has its report. The
+  file's name and its report's are chosen together: a candidate is taken only when both are free, so a report never
+  replaces a quarantined original (a bad file may itself be named `X.error.json`). A crash in between leaves the
+  claim in processing and an orphan report; the restart quarantines the file again under the next free name.
+* Dropped names are kept when they are safe (UTF-8, no control characters, at most MAX_NAME_BYTES bytes); any other
+  name is kept as a cleaned, shortened form ending in `~<8 hex digits of its SHA-256>` (`stored_name`), so that every
+  name built from it (claim, archive, report, staging) fits the filesystem and the ledger.
+* A claimed entry that is not a regular file with one link we can read (a symbolic link swapped in after the
+  watcher's check, a hard link to a file elsewhere, an unreadable file) is never opened, changed or linked:
+  `set_aside` renames it into quarantine beside its report.
 * Every move and write fsyncs the folder(s) it changed, so a power cut cannot resurrect or lose a name.
 * With a `cipher` (encryption at rest, see bridge.adapters.encryption) archive and quarantine store `<name>.enc`
   and `<name>.error.json.enc` instead: the encrypted copy is written under a hidden staging name, fsynced, linked
@@ -45,9 +53,13 @@ from bridge.errors import StorageError
 if TYPE_CHECKING:
     from bridge.adapters.encryption import FileCipher
 
-__all__ = ["REPORT_SUFFIX", "Claim", "Spool", "write_atomic"]
+__all__ = ["MAX_NAME_BYTES", "REPORT_SUFFIX", "Claim", "Spool", "stored_name", "write_atomic"]
 
 REPORT_SUFFIX = ".error.json"
+# A dropped name longer than this is shortened: the longest name built from it (the hidden temp file of an encrypted
+# report, `.<name>.<n>.error.json.enc.<12 hex>.tmp`) must stay within the 255 bytes of a file name.
+MAX_NAME_BYTES = 180
+_UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # controls; undecodable bytes (surrogateescape)
 _CLAIM_NAME = re.compile(r"(?P<ns>\d{20})-(?P<pid>\d+)-(?P<name>.+)", re.DOTALL)
 _clock_lock = threading.Lock()
 _last_ns = 0
@@ -60,6 +72,18 @@ def _next_claim_ns() -> int:
         now = max(time.time_ns(), _last_ns + 1)
         _last_ns = now
         return now
+
+
+def stored_name(name: str) -> str:
+    """The name a dropped file is kept under: `name` itself when it is safe to store and to build names from;
+    otherwise its controls and undecodable bytes as `_`, cut to fit, and `~` and 8 hex digits of the raw name's SHA-256
+    (two hostile names stay apart, and the log names the same file every time)."""
+    clean = _UNSAFE_CHARACTERS.sub("_", name)
+    encoded = clean.encode()
+    if clean == name and len(encoded) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    return f"{encoded[:MAX_NAME_BYTES - 9].decode(errors='ignore')}~{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +102,10 @@ class Claim:
             ns = int(match["ns"])
             return cls(path, match["name"], _utc_from_ns(ns))
         try:
-            ns = path.stat().st_mtime_ns
+            ns = path.lstat().st_mtime_ns
         except OSError:
             ns = 0
-        return cls(path, path.name, _utc_from_ns(ns))
+        return cls(path, stored_name(path.name), _utc_from_ns(ns))
 
 
 class Spool:
@@ -110,14 +134,17 @@ class Spool:
         """Take `path` into processing/ by an atomic rename; None if it vanished (another instance took it)."""
         path = Path(path)
         try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
-                raise StorageError(f"cannot claim {path}: not a regular file")
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                return None  # a folder is not a dropped file (the watcher ignores folders)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StorageError(f"cannot claim {path}: {exc.strerror or exc}") from exc
+        # Anything else is taken, even if it is no longer the regular file the watcher saw: `unsafe` says so after the
+        # rename, when it can no longer be swapped, and `set_aside` moves it on without opening it.
+        name = stored_name(path.name)
         ns = _next_claim_ns()
-        target = self.processing / f"{ns:020d}-{os.getpid()}-{path.name}"
+        target = self.processing / f"{ns:020d}-{os.getpid()}-{name}"
         try:
             os.rename(path, target)
         except FileNotFoundError:
@@ -130,7 +157,27 @@ class Spool:
             raise StorageError(f"cannot claim {path} into {self.processing}: {exc.strerror or exc}") from exc
         fsync_folder(self.processing)
         fsync_folder(path.parent, missing_ok=True)
-        return Claim(target, path.name, _utc_from_ns(ns))
+        return Claim(target, name, _utc_from_ns(ns))
+
+    def unsafe(self, claim: Claim) -> str | None:
+        """Why the claimed entry must not be opened, changed or linked, or None for a regular file of one link that
+        can be read. Checked after the claim: in processing/ nobody else can swap it any more."""
+        try:
+            details = os.lstat(claim.path)
+        except FileNotFoundError as exc:
+            raise StorageError(f"claimed file {claim.path} is missing from processing") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot stat {claim.path}: {exc.strerror or exc}") from exc
+        if not stat.S_ISREG(details.st_mode):
+            return "not a regular file (a symbolic link, a device or a pipe): it is not opened"
+        if details.st_nlink != 1:
+            return (f"a hard link ({details.st_nlink} names share the file): a file linked from elsewhere is not "
+                    "read or changed")
+        try:
+            os.close(os.open(claim.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC))
+        except OSError as exc:
+            return f"the file cannot be read ({exc.strerror or exc})"
+        return None
 
     def pending_claims(self) -> list[Claim]:
         """Files a previous run claimed but did not finish, in claim order (dot-prefixed temp files skipped)."""
@@ -140,7 +187,7 @@ class Spool:
             return []
         except OSError as exc:
             raise StorageError(f"cannot list {self.processing}: {exc.strerror or exc}") from exc
-        claims = [Claim.from_path(Path(e.path)) for e in entries if e.is_file(follow_symlinks=False)]
+        claims = [Claim.from_path(Path(e.path)) for e in entries if not e.is_dir(follow_symlinks=False)]
         claims.sort(key=_claim_order)
         return claims
 
@@ -161,8 +208,7 @@ class Spool:
         With a cipher: `<name>.error.json.enc` and `<name>.enc` (defect texts quote the file's values).
         """
         self._make_dirs(self.quarantine_dir)
-        payload = json.dumps(dict(report), indent=2, sort_keys=True, default=str, ensure_ascii=False).encode()
-        payload += b"\n"
+        payload = _report_bytes(report)
         self._set_mode(claim.path)
         if self.cipher is not None:
             return self._quarantine_encrypted(claim, payload, self.cipher)
@@ -175,13 +221,35 @@ class Spool:
                     _unlink_source(claim.path)
                     return target
                 continue
-            # A report without its file is our own crashed attempt (or a race); rewriting it is right.
+            if _exists(report_path):  # an original of that name, or a crashed attempt's report: never replaced
+                continue
             write_atomic(report_path, payload, mode=self.file_mode)
             if link_no_overwrite(claim.path, target):
                 fsync_folder(self.quarantine_dir)
                 if _read_bytes(report_path) != payload:  # another instance raced for the same name
                     write_atomic(report_path, payload, mode=self.file_mode)
                 _unlink_source(claim.path)
+                return target
+        raise AssertionError("unreachable")  # pragma: no cover - candidate_names is infinite
+
+    def set_aside(self, claim: Claim, report: Mapping[str, object]) -> Path:
+        """Quarantine an entry `unsafe` refused, by rename only: never opened, linked or chmodded (a file that a
+        hard link shares, or a symbolic link's target, stays as it was); its report beside it, encrypted with a
+        cipher (the entry is not: its bytes are never read)."""
+        self._make_dirs(self.quarantine_dir)
+        payload = _report_bytes(report)
+        if self.cipher is not None:
+            payload = self.cipher.encrypt_bytes(payload)
+        report_suffix = REPORT_SUFFIX + (ENCRYPTED_SUFFIX if self.cipher is not None else "")
+        for name in candidate_names(claim.original_name):
+            target = self.quarantine_dir / name
+            report_path = self.quarantine_dir / (name + report_suffix)
+            if _exists(target) or _exists(report_path):
+                continue
+            write_atomic(report_path, payload, mode=self.file_mode)
+            if _rename_no_overwrite(claim.path, target):
+                fsync_folder(self.quarantine_dir)
+                fsync_folder(claim.path.parent)
                 return target
         raise AssertionError("unreachable")  # pragma: no cover - candidate_names is infinite
 
@@ -219,6 +287,8 @@ class Spool:
                     _unlink_source(claim.path)
                     return target
                 continue
+            if _exists(report_path):  # an original of that name, or a crashed attempt's report: never replaced
+                continue
             write_atomic(report_path, cipher.encrypt_bytes(payload), mode=self.file_mode)
             staged = self._stage_encrypted(claim.path, self.quarantine_dir, name)
             try:
@@ -255,15 +325,25 @@ class Spool:
         make_folders(folder, self.dir_mode)
 
     def _set_mode(self, path: Path) -> None:
-        """Best effort: the gateway may have dropped the file world-readable, or owned by another user."""
+        """Best effort: the gateway may have dropped the file world-readable, or owned by another user. Through a
+        descriptor opened without following links, and only on a regular file of one link: a mode change must never
+        reach a file outside the spool."""
         try:
-            os.chmod(path, self.file_mode)
-        except PermissionError:
-            pass
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise StorageError(f"claimed file {path} is missing from processing") from exc
+        except OSError:
+            return  # unreadable, or a symbolic link (ELOOP): left as it is
+        try:
+            details = os.fstat(fd)
+            if stat.S_ISREG(details.st_mode) and details.st_nlink == 1:
+                os.fchmod(fd, self.file_mode)
+        except PermissionError:
+            pass
         except OSError as exc:
             raise StorageError(f"cannot chmod {path}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
 
 
 def make_folders(folder: Path, mode: int) -> None:
@@ -332,6 +412,10 @@ def write_atomic(path: Path, chunks: bytes | Iterable[bytes], mode: int = 0o640)
 
 
 # ----------------------------------------------------------------------------------------------------- internals
+
+
+def _report_bytes(report: Mapping[str, object]) -> bytes:
+    return json.dumps(dict(report), indent=2, sort_keys=True, default=str, ensure_ascii=False).encode() + b"\n"
 
 
 def _utc_from_ns(ns: int) -> datetime:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self
 
+import structlog
 from watchdog.events import (
     FileClosedEvent,
     FileSystemEvent,
@@ -48,8 +49,11 @@ except ImportError:  # not Linux: the platform's observer, where a move from els
     InotifyObserver = None  # type: ignore[assignment,misc]
     InotifyMoveEventGrouper = None  # type: ignore[assignment,misc]
 
+from bridge.adapters.spool import stored_name
 from bridge.config import DEFAULT_IGNORE
 from bridge.errors import StorageError
+
+log = structlog.get_logger("dtn_bridge.watcher")
 
 __all__ = ["DEFAULT_IGNORE", "DropWatcher", "FileSignature", "ObserverLike", "StabilityTracker"]
 
@@ -222,6 +226,7 @@ class DropWatcher:
         self._closed: set[Path] = set()
         self._renamed: set[Path] = set()
         self._next_rescan = 0.0
+        self._skipped: set[Path] = set()  # entries that are not regular files, already logged
 
     # ------------------------------------------------------------------------------------------------ lifecycle
 
@@ -340,6 +345,7 @@ class DropWatcher:
         except OSError as exc:
             raise StorageError(f"cannot list inbound folder {self.folder}: {exc.strerror or exc}") from exc
         present = {self.folder / name for name in names if not self.ignored(name)}
+        self._skipped &= present
         for path in self._tracker.tracked() - present:
             self._tracker.forget(path)
         for path in sorted(present - self._tracker.tracked()):
@@ -355,6 +361,10 @@ class DropWatcher:
         except OSError as exc:
             raise StorageError(f"cannot stat {path}: {exc.strerror or exc}") from exc
         signature = FileSignature.of(st) if stat.S_ISREG(st.st_mode) else None
+        if signature is None and not stat.S_ISDIR(st.st_mode) and path not in self._skipped:
+            self._skipped.add(path)  # said once while it stays (the rescan finds it again and again)
+            log.warning("file_skipped", file=stored_name(path.name),
+                        reason="not a regular file (a symbolic link, a device or a pipe): left where it is")
         self._tracker.observe(path, signature, now, seen_at=seen_at)
 
     def ignored(self, name: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple
 import yaml
 
 from bridge.dtn.checks import CLOCKS, GROUP_CHECKS, ITEM_CHECKS, MPAN_CHECK_DIGIT, SETTLEMENT_PERIODS, Clock
-from bridge.dtn.formats import FormatSyntaxError, JsonValue, LogicalFormat
+from bridge.dtn.formats import FormatSyntaxError, JsonValue, LogicalFormat, quoted
 from bridge.errors import FlowDefinitionError
 
 Presence = Literal["mandatory", "optional", "unused"]
@@ -110,11 +110,11 @@ class DataItem:
         if not text:
             return "is mandatory but empty" if self.presence == "mandatory" else None
         if self.presence == "unused":
-            return f"{text!r} given, but the item is not used in this flow (DTC 'N')"
+            return f"{quoted(text)} given, but the item is not used in this flow (DTC 'N')"
         problem = self.format.check(text)
         if problem is None and self.values is not None and text not in self.values:
             shown = ", ".join(self.values[:12]) + (", ..." if len(self.values) > 12 else "")
-            problem = f"{text!r} is not a valid value ({shown})"
+            problem = f"{quoted(text)} is not a valid value ({shown})"
         return problem
 
     def pattern(self) -> str:

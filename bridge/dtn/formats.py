@@ -40,6 +40,18 @@ class FormatSyntaxError(ValueError):
     """A format text in a flow definition is not one of the DTC logical formats."""
 
 
+QUOTE_CHARS = 40  # a defect quotes at most this much of a value
+
+
+def quoted(value: object) -> str:
+    """A value as a defect text quotes it: its repr, cut after QUOTE_CHARS characters, so that one huge item cannot
+    make a huge report, ledger row or dead-letter reason."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= QUOTE_CHARS else f"{value[:QUOTE_CHARS]!r}... ({len(value)} characters)"
+    shown = repr(value)
+    return shown if len(shown) <= QUOTE_CHARS else f"{shown[:QUOTE_CHARS]}..."
+
+
 @dataclass(frozen=True, slots=True)
 class LogicalFormat:
     """One DTC logical format, e.g. CHAR(10), NUM(9,1), ±NUM(7,1), INT(12), DATE, DATETIME, TIME, BOOLEAN."""
@@ -106,16 +118,18 @@ class LogicalFormat:
         if self.kind == "CHAR":
             assert self.length is not None
             if "|" in text:
-                return f"{text!r} contains the delimiter '|'"
+                return f"{quoted(text)} contains the delimiter '|'"
             if CONTROL.search(text):
-                return f"{text!r} contains a control character"
-            return None if len(text) <= self.length else f"{text!r} is {len(text)} characters, longer than {self.length}"
+                return f"{quoted(text)} contains a control character"
+            if len(text) <= self.length:
+                return None
+            return f"{quoted(text)} is {len(text)} characters, longer than {self.length}"
         if self.kind in ("INT", "NUM"):
             return self._check_number(text)
         if self.kind == "BOOLEAN":
-            return None if text in ("T", "F") else f"{text!r} is not a boolean (T or F)"
+            return None if text in ("T", "F") else f"{quoted(text)} is not a boolean (T or F)"
         if self.kind == "TIME":
-            return None if re.fullmatch(_HMS, text) else f"{text!r} is not a time (hhmmss)"
+            return None if re.fullmatch(_HMS, text) else f"{quoted(text)} is not a time (hhmmss)"
         return self._check_date(text)
 
     def _check_number(self, text: str) -> str | None:
@@ -123,27 +137,27 @@ class LogicalFormat:
         body = text[1:] if self.signed and text.startswith("-") else text
         integer, dot, fraction = body.partition(".")
         if not integer.isdigit() or not integer.isascii() or (dot and not (fraction.isdigit() and fraction.isascii())):
-            return f"{text!r} is not a number"
+            return f"{quoted(text)} is not a number"
         if dot and self.scale == 0:
-            return f"{text!r} has decimals, but {self.text} is a whole number"
+            return f"{quoted(text)} has decimals, but {self.text} is a whole number"
         if len(fraction) > self.scale:
-            return f"{text!r} has {len(fraction)} decimals, more than {self.scale}"
+            return f"{quoted(text)} has {len(fraction)} decimals, more than {self.scale}"
         if len(integer) > self.length - self.scale:
-            return f"{text!r} has more than {self.length - self.scale} digits before the decimal point"
+            return f"{quoted(text)} has more than {self.length - self.scale} digits before the decimal point"
         return None
 
     def _check_date(self, text: str) -> str | None:
         size = 8 if self.kind == "DATE" else 14
         shape = "ccyymmdd" if self.kind == "DATE" else "ccyymmddhhmmss"
         if len(text) != size or not text.isdigit() or not text.isascii():
-            return f"{text!r} is not a {self.kind.lower()} ({shape})"
+            return f"{quoted(text)} is not a {self.kind.lower()} ({shape})"
         year, month, day = int(text[:4]), int(text[4:6]), int(text[6:8])
         if not 1950 <= year <= 2199:
-            return f"{text!r}: year {year} is outside 1950-2199"
+            return f"{quoted(text)}: year {year} is outside 1950-2199"
         if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
-            return f"{text!r} is not a calendar date"
+            return f"{quoted(text)} is not a calendar date"
         if size == 14 and not re.fullmatch(_HMS, text[8:]):
-            return f"{text!r} has no valid time of day"
+            return f"{quoted(text)} has no valid time of day"
         return None
 
     # -- conversion ---------------------------------------------------------------------------------------------
@@ -175,14 +189,14 @@ class LogicalFormat:
         if kind == "BOOLEAN":
             if isinstance(value, bool):
                 return "T" if value else "F"
-            raise ValueError(f"{value!r} is not a boolean")
+            raise ValueError(f"{quoted(value)} is not a boolean")
         if isinstance(value, bool):
-            raise ValueError(f"{value!r} is a boolean, not {self.text}")
+            raise ValueError(f"{quoted(value)} is a boolean, not {self.text}")
         if kind in ("DATE", "DATETIME", "TIME"):
             pattern = {"DATE": _ISO_DATE, "DATETIME": _ISO_DATETIME, "TIME": _ISO_TIME}[kind]
             if not isinstance(value, str) or not (match := pattern.match(value)):
                 example = {"DATE": "2016-02-22", "DATETIME": "2016-02-22T00:00:00", "TIME": "15:31:51"}[kind]
-                raise ValueError(f"{value!r} is not an ISO 8601 {kind.lower()} like {example}")
+                raise ValueError(f"{quoted(value)} is not an ISO 8601 {kind.lower()} like {example}")
             text = "".join(match.groups())
         elif kind == "INT" and isinstance(value, int):
             text = str(value)
@@ -191,7 +205,8 @@ class LogicalFormat:
         elif isinstance(value, str):
             text = value
         else:
-            raise ValueError(f"{value!r} is not a {'string' if kind != 'INT' else 'whole number'} for {self.text}")
+            expected = "string" if kind != "INT" else "whole number"
+            raise ValueError(f"{quoted(value)} is not a {expected} for {self.text}")
         problem = self.check(text) if text else "empty"
         if problem:
             raise ValueError(problem)

@@ -33,7 +33,7 @@ from bridge.dtn.checks import (
 from bridge.dtn.checks import severities as resolve_severities
 from bridge.dtn.checksum import PoolChecksum
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
-from bridge.dtn.formats import LogicalFormat
+from bridge.dtn.formats import LogicalFormat, quoted
 from bridge.dtn.model import Defect, FileHeader, FileTrailer, FlowInstance, GroupInstance, Layout
 from bridge.dtn.second_pass import placed_by_code
 from bridge.errors import FlowDefinitionError, FlowFileError
@@ -44,8 +44,44 @@ _COUNT_DIGITS: Final = 18  # no count in a trailer is longer
 _DATETIME = LogicalFormat.parse("DATETIME")
 BLOCK_LINES: Final = 8192  # lines read from the stream at a time by the validation pass
 SPAN_CAP: Final = 8 << 20  # characters held waiting for the end of one flow instance before reading it line by line
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, as errors='surrogateescape' decodes it
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)")  # a line as a text stream opened with newline='' yields it
 _RECORD = re.compile(r"([^\r\n]*)(?:\r\n|\n|\r)")  # the same line without its end, as the pool checksum takes it
+
+
+class UnreadableLine(Exception):
+    """A line the reader will not take; raised by the line source, it ends the pass like a decoding error, with a
+    defect of its own rule on that line. Adapters raise `LineTooLong`; the reader finds undecodable bytes itself
+    (a stream opened with errors='surrogateescape' hands them over as lone surrogates)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+class LineTooLong(UnreadableLine):
+    """A line longer than the limit its source reads (see bridge.flowfile.open_flow_file)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("line-too-long", f"a line longer than {limit} bytes: the rest of the file is not read "
+                         "(inbound.max_line_bytes)")
+
+
+def _undecodable(text: str) -> UnreadableLine | None:
+    """The first byte that was not UTF-8 in `text` (one line), or None."""
+    if text.isascii() or (bad := _UNDECODABLE.search(text)) is None:  # str.isascii is a flag test
+        return None
+    return UnreadableLine("encoding", f"bytes that are not UTF-8 text (byte 0x{ord(bad[0]) - 0xDC00:02x} at "
+                          f"character {bad.start() + 1} of the line)")
+
+
+def _decoded(lines: Iterable[str]) -> Iterator[str]:
+    """`lines`, raising UnreadableLine at the first that holds undecodable bytes."""
+    for line in lines:
+        if not line.isascii() and (problem := _undecodable(line)) is not None:
+            raise problem
+        yield line
 
 
 class _Frame:
@@ -105,7 +141,8 @@ class FileParse(Iterator[FlowInstance]):
         self.group_count = 0
         self.flow_count = 0
         self.finished = False
-        self._lines = iter(lines)
+        self._stream = lines if self._blocks else None  # read by blocks directly, checked a block at a time
+        self._lines = _decoded(lines)
         self._line_number = 0
         self._checksum = PoolChecksum()
         self._generator: Iterator[FlowInstance] = iter(())
@@ -120,7 +157,8 @@ class FileParse(Iterator[FlowInstance]):
         self._body_started = False
         first = self._next_line()
         if first is None:
-            self._defect("file-empty", "the file is empty: no ZHV header", line=1)
+            if not self._undecodable:
+                self._defect("file-empty", "the file is empty: no ZHV header", line=1)
             self.finished = True
             return
         self._read_header(first, reader.definitions)
@@ -185,11 +223,19 @@ class FileParse(Iterator[FlowInstance]):
             raw = next(self._lines)
         except StopIteration:
             return None
-        except UnicodeDecodeError as exc:
-            self._defect("encoding", f"bytes that are not UTF-8 text ({exc.reason})", line=self._line_number + 1)
+        except (UnicodeDecodeError, UnreadableLine) as exc:
+            self._unreadable(exc, self._line_number + 1)
             return None
         self._line_number += 1
         return raw.rstrip("\r\n")
+
+    def _unreadable(self, error: UnicodeDecodeError | UnreadableLine, line: int) -> None:
+        """The line that ends the pass early: nothing after it is read or judged."""
+        self._undecodable = True
+        if isinstance(error, UnreadableLine):
+            self._defect(error.rule, error.message, line=line)
+        else:
+            self._defect("encoding", f"bytes that are not UTF-8 text ({error.reason})", line=line)
 
     def _defect(self, rule: str, message: str, **where: object) -> None:
         if len(self.defects) >= self.max_defects:
@@ -258,7 +304,7 @@ class FileParse(Iterator[FlowInstance]):
                          **where)
             return
         if definition is None:
-            self._defect("flow-unknown", f"flow {header.flow_reference!r} has no definition in flow_definitions/ "
+            self._defect("flow-unknown", f"flow {quoted(header.flow_reference)} has no definition in flow_definitions/ "
                          "(no such flow version in the imported DTC catalogue; import a newer one with "
                          "`dtn-bridge definitions import`)", **where)
             return
@@ -283,11 +329,11 @@ class FileParse(Iterator[FlowInstance]):
                 continue
             if not low <= len(value) <= high:
                 size = f"{low}" if low == high else f"{low} to {high}"
-                self._defect("header-field", f"{value!r} must be {size} characters", line=1, group=record,
+                self._defect("header-field", f"{quoted(value)} must be {size} characters", line=1, group=record,
                              item=position - (1 if pool else 0), item_key=key)
         reference_position = 1 if pool else 2
         if not (len(header.flow_reference) == 8 and header.flow_reference[5:].isdigit()):
-            self._defect("header-field", f"{header.flow_reference!r} is not a flow reference and version "
+            self._defect("header-field", f"{quoted(header.flow_reference)} is not a flow reference and version "
                          "like D0010002", line=1, group=record, item=reference_position, item_key="flow_reference")
         problem = _DATETIME.check(header.created)
         if problem:
@@ -385,9 +431,8 @@ class FileParse(Iterator[FlowInstance]):
                     stack.append(_Frame(group, instance))
                 if self.defects_truncated:
                     break
-        except UnicodeDecodeError as exc:
-            self._defect("encoding", f"bytes that are not UTF-8 text ({exc.reason})", line=line_number + 1)
-            self._undecodable = True
+        except (UnicodeDecodeError, UnreadableLine) as exc:
+            self._unreadable(exc, line_number + 1)
         finally:
             self._current = current
             self._flows = flow_count
@@ -428,6 +473,8 @@ class FileParse(Iterator[FlowInstance]):
         definition = self.definition
         assert definition is not None and definition.boundary is not None and self.header is not None
         stream = self._lines
+        assert self._stream is not None
+        source = self._stream  # the stream `stream` reads, without a Python call per line: checked by the block
         strict = self.strict
         limits = self._limits
         style = (self.header.terminated, strict)
@@ -442,23 +489,28 @@ class FileParse(Iterator[FlowInstance]):
         block_lines = self._block_lines
         span_checks = _span_checks(definition, self._severities, strict)
         carry = ""  # whole lines from an instance boundary on, waiting for the next block
-        failure: UnicodeDecodeError | None = None
+        failure: UnicodeDecodeError | UnreadableLine | None = None
         while True:
             lines: list[str] = []
             try:
-                lines.extend(islice(stream, block_lines))  # keeps the lines read before a decoding error
-            except UnicodeDecodeError as exc:
+                lines.extend(islice(source, block_lines))  # keeps the lines read before a decoding error
+            except (UnicodeDecodeError, UnreadableLine) as exc:
                 failure = exc
+            block = "".join(lines)
+            if not block.isascii() and _UNDECODABLE.search(block):  # rare: find the line, keep those before it
+                index, failure = next((n, problem) for n, line in enumerate(lines)
+                                      if (problem := _undecodable(line)) is not None)
+                del lines[index:]
+                block = "".join(lines)
             final = failure is not None or len(lines) < block_lines
             rest: Iterator[str] = _failing(failure) if failure is not None else stream
-            block = "".join(lines)
             if not _one_line_each(block, lines, final) or (carry[-1:] == "\r" and block[:1] == "\n"):
                 walking = chain(_LINE.findall(carry), lines)  # not split as expected: read this block line by line
                 carry = ""
                 self._walk_all(walking)
                 if self._trailer_line is not None:
                     self._lines = chain(walking, rest)
-                if self._trailer_line is not None or self.defects_truncated or final:
+                if self._trailer_line is not None or self.defects_truncated or self._undecodable or final:
                     break
                 continue
             text = carry + block
@@ -536,7 +588,7 @@ class FileParse(Iterator[FlowInstance]):
                 if self.defects_truncated:
                     break
                 pos = end
-            if self._trailer_line is not None or self.defects_truncated or final:
+            if self._trailer_line is not None or self.defects_truncated or self._undecodable or final:
                 break
             carry = text[pos:]
             if len(carry) > self._span_cap:
@@ -544,8 +596,10 @@ class FileParse(Iterator[FlowInstance]):
                 carry = ""
                 if self.defects_truncated:
                     break
-        if failure is not None and self._trailer_line is None and not self.defects_truncated:
-            self._defect("encoding", f"bytes that are not UTF-8 text ({failure.reason})", line=self._line_number + 1)
+        if self._undecodable:
+            pass  # the walk met a line it would not take, and said so
+        elif failure is not None and self._trailer_line is None and not self.defects_truncated:
+            self._unreadable(failure, self._line_number + 1)
         else:
             for _ in self._end():
                 pass
@@ -662,8 +716,8 @@ class FileParse(Iterator[FlowInstance]):
             _, file_identifier, group_count, checksum, flow_count, completed = fields
             self.trailer = FileTrailer(file_identifier, _int(group_count), checksum, _int(flow_count), completed)
             if file_identifier != self.header.file_identifier:
-                self._defect("trailer-file-identifier", f"file identifier {file_identifier!r} differs from the "
-                             f"header's {self.header.file_identifier!r}", line=line_number, group="ZPT", item=1)
+                self._defect("trailer-file-identifier", f"file identifier {quoted(file_identifier)} differs from the "
+                             f"header's {quoted(self.header.file_identifier)}", line=line_number, group="ZPT", item=1)
             self._expect(group_count, self.group_count % _GROUP_COUNT_MODULUS, "trailer-group-count",
                          "Total Group Count", 2)
             self._expect(flow_count, self.flow_count, "trailer-flow-count", "Flow Count", 4)
@@ -789,7 +843,7 @@ def _takes(candidates: Iterable[GroupDefinition], last: GroupDefinition, count: 
                for candidate in candidates)
 
 
-def _failing(error: UnicodeDecodeError) -> Iterator[str]:
+def _failing(error: UnicodeDecodeError | UnreadableLine) -> Iterator[str]:
     """The lines past a decoding error: raise it again when they are read, as the stream did."""
     raise error
     yield ""  # a generator

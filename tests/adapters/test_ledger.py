@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -399,3 +401,32 @@ class TestOutboundFiles:
             assert ledger.outbound_manifest_sha256((A, "later")) == "ef" * 32  # no source known: by id
             ledger.record_outbound_manifest((A, "later"), "m3", "01" * 32)
             assert ledger.outbound_manifest_sha256((A, "later")) == "01" * 32
+
+class TestPrivacy:
+    """Issue 14: the ledger names every file the bridge handled; it was created 0644."""
+
+    def test_created_owner_only_with_its_wal_and_shm(self, tmp_path: Path) -> None:
+        old = os.umask(0o022)
+        try:
+            ledger = Ledger(tmp_path / "ledger.sqlite3")
+            ledger.record_claimed("ab" * 32, "a.usr", tmp_path / "p" / "a.usr", 1)
+        finally:
+            os.umask(old)
+        names = ["ledger.sqlite3", "ledger.sqlite3-wal", "ledger.sqlite3-shm"]
+        assert {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in names} == dict.fromkeys(names, 0o600)
+        ledger.close()
+
+    def test_an_older_ledger_is_made_owner_only(self, tmp_path: Path) -> None:
+        Ledger(tmp_path / "ledger.sqlite3").close()
+        os.chmod(tmp_path / "ledger.sqlite3", 0o644)
+        Ledger(tmp_path / "ledger.sqlite3").close()
+        assert stat.S_IMODE((tmp_path / "ledger.sqlite3").stat().st_mode) == 0o600
+
+    def test_undecodable_names_are_stored_and_found(self, tmp_path: Path) -> None:
+        """A claim path with bytes that are not UTF-8 (surrogate escapes) used to raise UnicodeEncodeError."""
+        ledger = Ledger(tmp_path / "ledger.sqlite3")
+        path = os.fsdecode(b"/spool/processing/1-2-bad\xff")
+        file_id = ledger.record_claimed("ab" * 32, os.fsdecode(b"bad\xff"), path, 1)
+        found = ledger.get_by_claim_path(path)
+        assert found is not None and found.id == file_id and found.original_name == "bad\\xff"
+        ledger.close()

@@ -66,10 +66,10 @@ class TestClaim:
         assert first.path.read_bytes() == b"1" and second.path.read_bytes() == b"2"
 
     def test_directory_is_not_claimed(self, spool: Spool, inbound: Path) -> None:
-        """A folder in inbound is refused, not moved."""
+        """A folder in inbound (one swapped in after the watcher's check) is left where it is, and the daemon goes
+        on: no error."""
         (inbound / "sub").mkdir()
-        with pytest.raises(StorageError):
-            spool.claim(inbound / "sub")
+        assert spool.claim(inbound / "sub") is None
         assert (inbound / "sub").is_dir()
 
     def test_missing_processing_folder_is_storage_error(self, tmp_path: Path, inbound: Path) -> None:
@@ -218,14 +218,35 @@ class TestQuarantine:
         assert json.loads((spool.quarantine_dir / "bad.1.usr.error.json").read_text()) == {"n": 2}
 
     def test_crash_after_report_is_redone(self, spool: Spool, inbound: Path) -> None:
-        """An orphan report from a crash before the move is rewritten by the retry, under the same name."""
+        """A report without its file (a crash before the move) is never replaced: the retry takes the next free
+        pair of names (it cannot tell its own report from an original named like one)."""
         claim = spool.claim(drop(inbound, "bad.usr"))
         assert claim
         (spool.quarantine_dir / "bad.usr.error.json").write_text('{"old": true}')
         [pending] = spool.pending_claims()
         path = spool.quarantine(pending, {"new": True})
-        assert path.name == "bad.usr"
-        assert json.loads((spool.quarantine_dir / "bad.usr.error.json").read_text()) == {"new": True}
+        assert path.name == "bad.1.usr"
+        assert json.loads((spool.quarantine_dir / "bad.usr.error.json").read_text()) == {"old": True}
+        assert json.loads((spool.quarantine_dir / "bad.1.usr.error.json").read_text()) == {"new": True}
+
+    @pytest.mark.parametrize("encrypted", [False, True])
+    def test_report_never_replaces_an_original(self, tmp_path: Path, spool: Spool, inbound: Path,
+                                               encrypted: bool) -> None:
+        """Issue 14: a bad file named `X.error.json`, then a bad file named `X`: X's report used to replace the first
+        original. Both names are now chosen together."""
+        if encrypted:
+            from bridge.adapters.encryption import FileCipher
+            spool = Spool(spool.processing, spool.archive_dir, spool.quarantine_dir, cipher=FileCipher(bytes(32)))
+        suffix = ".enc" if encrypted else ""
+        first = spool.claim(drop(inbound, "X.error.json", b"first original"))
+        assert first
+        spool.quarantine(first, {"n": 1})
+        second = spool.claim(drop(inbound, "X", b"second original"))
+        assert second
+        path = spool.quarantine(second, {"n": 2})
+        assert path.name == f"X.1{suffix}"
+        kept = spool.quarantine_dir / f"X.error.json{suffix}"
+        assert (b"".join(spool.cipher.decrypt_stream(kept)) if spool.cipher else kept.read_bytes()) == b"first original"
 
     def test_crash_after_link_is_finished(self, spool: Spool, inbound: Path) -> None:
         """If the file was already linked into quarantine, the retry only removes it from processing."""
@@ -337,3 +358,33 @@ class TestCrossFilesystem:
         assert [p.read_bytes() for p in paths] == [b"one", b"two"]
         assert sorted(os.listdir(paths[0].parent)) == ["a.1.usr", "a.usr"]  # no temp copies left
         assert os.listdir(spool.processing) == []
+
+
+class TestSetAside:
+    """Issue 14: an entry that must not be opened is moved by rename, beside its report, never over a name."""
+
+    @pytest.mark.parametrize("encrypted", [False, True])
+    def test_a_symbolic_link_is_moved_as_it_is(self, tmp_path: Path, spool: Spool, inbound: Path,
+                                               encrypted: bool) -> None:
+        if encrypted:
+            from bridge.adapters.encryption import FileCipher
+            spool = Spool(spool.processing, spool.archive_dir, spool.quarantine_dir, cipher=FileCipher(bytes(32)))
+        target = tmp_path / "target"
+        target.write_bytes(b"outside")
+        (inbound / "link.usr").symlink_to(target)
+        (spool.quarantine_dir / "link.usr.error.json").write_text("an original named like a report")
+        claim = spool.claim(inbound / "link.usr")
+        assert claim is not None and spool.unsafe(claim) is not None
+        path = spool.set_aside(claim, {"why": "a link"})
+        # the plaintext report's name is taken by an original: the next pair; the encrypted one's is free
+        name = "link.usr" if encrypted else "link.1.usr"
+        report = spool.quarantine_dir / (name + ".error.json" + (".enc" if encrypted else ""))
+        assert path == spool.quarantine_dir / name and os.readlink(path) == str(target)
+        saved = b"".join(spool.cipher.decrypt_stream(report)) if spool.cipher else report.read_bytes()
+        assert json.loads(saved) == {"why": "a link"}
+        assert (spool.quarantine_dir / "link.usr.error.json").read_text() == "an original named like a report"
+        assert not os.listdir(spool.processing)
+
+    def test_a_regular_file_of_one_link_is_safe(self, spool: Spool, inbound: Path) -> None:
+        claim = spool.claim(drop(inbound, "a.usr"))
+        assert claim is not None and spool.unsafe(claim) is None

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from bridge.adapters.watcher import DropWatcher, FileSignature, StabilityTracker
 from bridge.errors import StorageError
@@ -221,6 +222,20 @@ class TestDropWatcher:
         (inbound / "sub").mkdir()
         (inbound / "sub" / "deep.usr").write_bytes(b"x")
         assert watcher.ready_files(timeout=STABLE * 3) == []
+
+    def test_a_symbolic_link_is_skipped_with_a_reason_once(self, watcher: DropWatcher, inbound: Path,
+                                                           tmp_path: Path) -> None:
+        """Issue 14: a link (or a pipe) is never returned; the log says why, once while it stays."""
+        (tmp_path / "outside.usr").write_bytes(b"outside")
+        with structlog.testing.capture_logs() as logs:
+            (inbound / "link.usr").symlink_to(tmp_path / "outside.usr")
+            os.mkfifo(inbound / "pipe.usr")
+            (inbound / "real.usr").write_bytes(b"x")
+            assert collect(watcher, 1) == [inbound / "real.usr"]
+            watcher._rescan(time.monotonic())  # a rescan finds them again: said once all the same
+            assert watcher.ready_files(timeout=STABLE * 2) == []
+        skipped = sorted(entry["file"] for entry in logs if entry["event"] == "file_skipped")
+        assert skipped == ["link.usr", "pipe.usr"]
 
     def test_rename_into_place_is_seen(self, watcher: DropWatcher, inbound: Path) -> None:
         """The gateway's write-temp-then-rename pattern delivers the final name only."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ class TestDefects:
     def test_a_count_of_thousands_of_digits_is_a_defect(self, reader: FlowFileReader) -> None:
         """Found by the fuzzer: a 70,000-digit count made int() raise (Python's 4300-digit limit). It is a defect
         now, and its message shows the start of the text only."""
-        parse = read(reader, MPAN, METER, READING, trailer=f"ZPT|0000475656|{'7' * 70_000}||1|20160302154650|")
+        parse = read(reader, MPAN, METER, READING, trailer=f"ZPT|0000475656|{'7' * 60_000}||1|20160302154650|")
         assert rules(parse) == ["trailer-group-count"]
         assert parse.trailer is not None and parse.trailer.group_count is None
         assert len(parse.defects[0].message) < 120
@@ -258,3 +259,73 @@ class TestNamedChecks:
     def test_a_count_outside_the_range_is_one_defect(self, reader: FlowFileReader) -> None:
         """47 periods break the DTC range: that defect alone, not the check as well."""
         assert rules(d0036(reader, ("20260329", 47))) == ["group-range"]
+
+
+def on_disk(tmp_path: Path, *lines: bytes) -> Path:
+    path = tmp_path / "D0010002.txt"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+D0010_BODY = [HEADER.encode(), MPAN.encode(), METER.encode(), READING.encode(),
+              b"ZPT|0000475656|3||1|20160302154650|"]
+
+
+class TestUnreadableLines:
+    """Issue 14: lines the reader will not take end the pass with one defect on the right line."""
+
+    @pytest.mark.parametrize("fast", [True, False])
+    def test_a_byte_that_is_not_utf8_on_line_3_is_reported_on_line_3(self, tmp_path: Path,
+                                                                      definitions: DefinitionSet, fast: bool) -> None:
+        """It was reported as line 1 with a false "the file is empty" defect (the strict decoder fails on the whole
+        block it decodes ahead)."""
+        lines = list(D0010_BODY)
+        lines[2] = b"028|F75A \xff0802|D|"
+        parse = check_file(on_disk(tmp_path, *lines), FlowFileReader(definitions, fast=fast))
+        assert [(d.rule, d.line) for d in parse.defects] == [("encoding", 3)]
+        assert "0xff" in parse.defects[0].message and parse.finished and not parse.ok
+
+    @pytest.mark.parametrize("line", [1, 5, 6])
+    def test_a_byte_that_is_not_utf8_in_the_header_trailer_or_after_it(self, tmp_path: Path,
+                                                                       definitions: DefinitionSet, line: int) -> None:
+        lines = [*D0010_BODY, b"x"]
+        lines[line - 1] = lines[line - 1][:-1] + b"\xc3|"
+        parse = check_file(on_disk(tmp_path, *lines[:line] if line == 6 else lines[:5]), FlowFileReader(definitions))
+        assert [(d.rule, d.line) for d in parse.defects][:1] == [("encoding", line)]
+        assert "file-empty" not in rules(parse)
+
+    @pytest.mark.parametrize("fast", [True, False])
+    def test_an_endless_line_is_a_defect_read_in_bounded_memory(self, tmp_path: Path, definitions: DefinitionSet,
+                                                                fast: bool) -> None:
+        """One 64 MiB line took 430 MB of memory and became a 67-million-character defect message. Now the file is
+        read no further than the limit past a line end (here 32 MiB of line against the default 64 KiB)."""
+        lines = list(D0010_BODY)
+        lines[3] = b"030|S|20160222000000|" + b"9" * (32 << 20) + b"|||T|N|"
+        path = on_disk(tmp_path, *lines)
+        tracemalloc.start()
+        try:
+            parse = check_file(path, FlowFileReader(definitions, fast=fast))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert [(d.rule, d.line) for d in parse.defects] == [("line-too-long", 4)]
+        assert len(parse.defects[0].message) < 200 and peak < 2 << 20
+
+    @pytest.mark.parametrize("fast", [True, False])
+    def test_the_limit_is_configurable(self, tmp_path: Path, definitions: DefinitionSet, fast: bool) -> None:
+        path = on_disk(tmp_path, *D0010_BODY)
+        reader = FlowFileReader(definitions, fast=fast)
+        assert check_file(path, reader).ok
+        assert check_file(path, reader, max_line_bytes=len(D0010_BODY[0])).ok  # a line of exactly the limit
+        parse = check_file(path, reader, max_line_bytes=40)
+        assert [(d.rule, d.line) for d in parse.defects] == [("line-too-long", 1)]
+        lines = list(D0010_BODY)
+        lines[3] = b"030|S|20160222000000|" + b"9" * 100 + b"|||T|N|"
+        parse = check_file(on_disk(tmp_path, *lines), reader, max_line_bytes=100)
+        assert [(d.rule, d.line) for d in parse.defects] == [("line-too-long", 4)]
+
+    def test_a_huge_value_is_quoted_short(self, reader: FlowFileReader) -> None:
+        """Every defect text quotes at most 40 characters of a value."""
+        parse = read(reader, MPAN, METER, f"030|S|20160222000000|{'x' * 50_000}|||T|N|")
+        assert rules(parse) == ["item-format"]
+        assert len(parse.defects[0].message) < 120 and "50000 characters" in parse.defects[0].message

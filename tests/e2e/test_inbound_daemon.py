@@ -7,7 +7,9 @@ import json
 import os
 import random
 import signal
+import stat
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,7 +25,7 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.flowfile import check_file, file_events
-from tests.conftest import AMQP_URL, EXAMPLES, sample
+from tests.conftest import AMQP_URL, EXAMPLES, REPO, sample
 from tests.e2e.conftest import Bridge
 
 VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "OVOE1359", "OVOE1429"]
@@ -143,7 +145,9 @@ class TestBadInput:
             report = json.loads(path.with_name(path.name + ".error.json").read_text())
             assert report["defects"] and report["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
             rules[path.name] = report["defects"][0]["rule"]
-        assert rules == {"garbage.usr": "header-missing", "empty.usr": "file-empty", "binary.usr": "encoding",
+        # binary.usr's first line (bytes 0-9) is UTF-8: its first defect is the missing header on line 1 (the
+        # strict decoder, failing on the block it decoded ahead, used to report an encoding defect there)
+        assert rules == {"garbage.usr": "header-missing", "empty.usr": "file-empty", "binary.usr": "header-missing",
                          "truncated.usr": "line-terminator", "oversize.usr": "max-file-bytes",
                          "excerpt.usr": "trailer-group-count"}
         assert bridge.captured() == []
@@ -422,3 +426,82 @@ class TestGovernance:
         assert bridge.admin.message_count(production) == 0
         keys = {method.routing_key for method, _p, _b in bridge.admin.read_all(test)}
         assert keys == {"test.inbound.D0010002.UDMS.MRCY", "test.file.received.D0010002.UDMS.MRCY"}
+
+
+class TestHostileEntries:
+    def test_hostile_entries_set_aside_and_honest_files_after_them_published(
+            self, make_bridge: Any, definitions: DefinitionSet, reader: FlowFileReader, tmp_path: Path) -> None:
+        """Issue 14, through the real daemon process and broker: a 240-byte name and a name that is not UTF-8 (both
+        used to stop the daemon at every start), a hard link to a 0600 file elsewhere (it was chmodded to 0640), a
+        symbolic link, a bad `X.error.json` then a bad `X` (X's report replaced the first original), an endless line,
+        an undecodable byte on line 3 and a defect quoting a value: the daemon keeps running, sets each aside or
+        skips it with a reason, changes nothing outside its folders, keeps no quoted value in its ledger, and
+        publishes the honest files dropped after them."""
+        bridge: Bridge = make_bridge(log={"level": "info"})
+        outside = tmp_path / "outside"
+        honest = corpus(tmp_path / "honest", definitions, 4, instances=3)
+        outside.mkdir()
+        secret = outside / "secret.usr"
+        secret.write_bytes(honest[0].read_bytes())
+        secret.chmod(0o600)
+        kraken = sample("DTC5259515123502080915D0010").read_bytes()
+        d0010 = (EXAMPLES / "D0010002.txt").read_bytes()
+        hostile: dict[bytes, bytes] = {
+            b"L" * 240: honest[0].read_bytes(),  # an honest file under a hostile name: published
+            b"D0275\xff\x01.usr": honest[1].read_bytes(),
+            b"X.error.json": b"first bad original\n",
+            b"X": b"second bad original\n",
+            b"endless.usr": kraken[:200] + b"9" * (2 << 20),
+            b"latin1.usr": b"\n".join(line + b"\xff" if number == 2 else line
+                                      for number, line in enumerate(d0010.split(b"\n"))),
+            b"quoted.usr": d0010.replace(b"|3897788.8|", b"|SECRET42x|", 1),
+        }
+        process = bridge.start_process()
+        bridge.wait_running(process)
+        inbound = os.fsencode(bridge.inbound)
+        staging = os.fsencode(tmp_path)
+        for name, content in hostile.items():  # written beside, then renamed in, as a gateway does
+            with open(staging + b"/staged", "wb") as out:
+                out.write(content)
+            os.rename(staging + b"/staged", inbound + b"/" + name)
+        os.link(secret, bridge.inbound / "linked.usr")
+        os.symlink(secret, bridge.inbound / "symlinked.usr")
+        for path in honest[2:]:
+            bridge.drop(path)
+        quarantine = bridge.folder("quarantine")
+        originals = {"X.error.json", "X.1", "endless.usr", "latin1.usr", "quoted.usr", "linked.usr"}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                len(bridge.archived()) == 4 and originals <= set(os.listdir(quarantine))):
+            assert process.poll() is None, f"the daemon exited with {process.returncode}"
+            time.sleep(0.1)
+        assert len(bridge.archived()) == 4 and originals <= set(os.listdir(quarantine))
+        assert process.poll() is None
+        # the honest files, the two under hostile names included, published: every event and a manifest each
+        ids = expected_ids(honest, reader)
+        events, manifests = split(bridge.captured(expected=len(ids) + 4))
+        assert sorted(event["id"] for event in events) == sorted(ids) and len(manifests) == 4
+        # set aside, each beside its report, none replacing another
+        reports = {name: json.loads((quarantine / f"{name}.error.json").read_text()) for name in originals}
+        assert (quarantine / "X.error.json").read_bytes() == b"first bad original\n"
+        assert (quarantine / "X.1").read_bytes() == b"second bad original\n"
+        assert {name: report["defects"][0]["rule"] for name, report in reports.items()} == {
+            "X.error.json": "header-missing", "X.1": "header-missing", "endless.usr": "line-too-long",
+            "latin1.usr": "encoding", "quoted.usr": "item-format", "linked.usr": "unsafe-file"}
+        assert reports["latin1.usr"]["defects"][0]["line"] == 3
+        assert all(len(json.dumps(report)) < 10_000 for report in reports.values())
+        # nothing outside changed: the hard link's file keeps its mode; the symbolic link is left where it is
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and secret.read_bytes() == honest[0].read_bytes()
+        assert (bridge.inbound / "symlinked.usr").is_symlink() and os.listdir(outside) == ["secret.usr"]
+        # the ledger is the owner's only, and keeps locations and rules, not the quoted value
+        ledger = bridge.config.state.ledger_path
+        assert stat.S_IMODE(ledger.stat().st_mode) == 0o600
+        status = subprocess.run([sys.executable, "-m", "bridge", "status", "--config", str(bridge.config_path)],
+                                capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+        assert status.returncode == 0 and "quoted.usr" in status.stdout and "item-format" in status.stdout
+        assert "SECRET42x" not in status.stdout
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert not [path for path in ledger.parent.glob(ledger.name + "*") if b"SECRET42x" in path.read_bytes()]
+        log = (bridge.root / "daemon.log").read_text()
+        assert '"file_skipped"' in log and "symlinked.usr" in log and "SECRET42x" not in log
