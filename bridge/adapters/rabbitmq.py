@@ -25,14 +25,13 @@ import functools
 import itertools
 import logging
 import queue as queue_module
-import random
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn, Self
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -46,23 +45,17 @@ from pika.channel import Channel
 
 from bridge.adapters.topology import Topology
 from bridge.errors import BrokerError, BrokerUnavailable, ConfigError, PublishRejected
+from bridge.ports import Backoff, Delivery, MessagesRejected, OutgoingMessage, PublishResult, Rejection
 
 __all__ = [
-    "Backoff",
-    "Delivery",
-    "MessagesRejected",
-    "OutgoingMessage",
-    "PublishResult",
     "RabbitConsumer",
     "RabbitPublisher",
-    "Rejection",
     "Topology",
     "broker_endpoint_labels",
 ]
 
 log = logging.getLogger(__name__)
 
-CLOUDEVENTS_JSON = "application/cloudevents+json"
 REJECT_REASON_HEADER = "x-dtn-reject-reason"
 REJECT_CODE_HEADER = "x-dtn-reject-code"
 ORIGINAL_ROUTING_KEY_HEADER = "x-dtn-original-routing-key"
@@ -73,83 +66,6 @@ _BATCH = 200
 _RPC_TIMEOUT = 30.0
 _CLOSE_TIMEOUT = 5.0
 _MAX_KEPT_REJECTIONS = 100
-
-
-# ----------------------------------------------------------------------------------------------------
-# Public value types
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """One message to publish; `message_id` is the deterministic CloudEvent id: re-publishing is harmless."""
-
-    routing_key: str
-    body: bytes
-    message_id: str
-    headers: Mapping[str, str | int] | None = None
-    content_type: str = CLOUDEVENTS_JSON
-
-
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    """Counts of one `publish_all`: handed to the broker and positively confirmed."""
-
-    published: int
-    confirmed: int
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why the broker did not take one message: `kind` is "returned" (unroutable) or "nacked"."""
-
-    message_id: str
-    kind: str
-    reason: str
-
-
-class MessagesRejected(PublishRejected):
-    """PublishRejected with the details: the first rejected message id and up to 100 rejections."""
-
-    def __init__(self, rejections: Sequence[Rejection], total: int) -> None:
-        self.rejections = tuple(rejections)
-        self.total = total
-        first = self.rejections[0]
-        self.message_id = first.message_id
-        self.reason = first.reason
-        more = f" (and {total - 1} more)" if total > 1 else ""
-        super().__init__(f"message {first.message_id!r} was {first.kind}: {first.reason}{more}")
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One message received from a queue; settle it with `RabbitConsumer.ack` or `RabbitConsumer.reject`.
-
-    `generation` identifies the connection it came on: delivery tags are only valid on that connection.
-    """
-
-    body: bytes
-    headers: Mapping[str, Any]
-    message_id: str | None
-    routing_key: str
-    redelivered: bool
-    delivery_tag: int
-    content_type: str | None = None
-    generation: int = field(default=0, compare=False)
-    timestamp: int | None = None  # the AMQP timestamp property (seconds since the epoch), when the publisher set it
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Jittered exponential backoff: attempt n waits between half and all of min(max, initial*2^n)."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-
-    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        """Seconds to wait before attempt number `attempt` (1-based) is retried."""
-        cap = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
-        return cap / 2 + rng() * cap / 2
 
 
 # ----------------------------------------------------------------------------------------------------

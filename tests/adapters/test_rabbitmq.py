@@ -15,18 +15,10 @@ from typing import Any
 
 import pytest
 
-from bridge.adapters.rabbitmq import (
-    REJECT_CODE_HEADER,
-    REJECT_REASON_HEADER,
-    Backoff,
-    MessagesRejected,
-    OutgoingMessage,
-    PublishResult,
-    RabbitConsumer,
-    RabbitPublisher,
-)
+from bridge.adapters.rabbitmq import REJECT_CODE_HEADER, REJECT_REASON_HEADER, RabbitConsumer, RabbitPublisher
 from bridge.adapters.topology import Topology
 from bridge.errors import BrokerError, BrokerUnavailable, ConfigError, PublishRejected
+from bridge.ports import Backoff, MessagesRejected, OutgoingMessage, PublishResult
 
 Admin = Any  # the `admin` fixture's class lives in conftest.py (tests/adapters is not a package)
 
@@ -309,13 +301,6 @@ class TestConnecting:
         pub.ensure_connected()
         assert pub.connected
         pub.close()
-
-    def test_backoff_is_jittered_and_capped(self) -> None:
-        """Delays grow exponentially, stay within [cap/2, cap] and never exceed the maximum."""
-        b = Backoff(initial=1.0, maximum=30.0)
-        assert b.delay(1, rng=lambda: 0.0) == 0.5 and b.delay(1, rng=lambda: 1.0) == 1.0
-        assert b.delay(3, rng=lambda: 1.0) == 4.0
-        assert b.delay(50, rng=lambda: 1.0) == 30.0
 
     def test_bad_settings_are_config_errors(self) -> None:
         """Empty URL lists, a bare string, bad URLs and a zero window are refused up front."""

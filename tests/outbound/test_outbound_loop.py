@@ -12,13 +12,7 @@ import orjson
 import pytest
 
 from bridge.adapters.ledger import Ledger
-from bridge.adapters.rabbitmq import (
-    REJECT_CODE_HEADER,
-    REJECT_REASON_HEADER,
-    Backoff,
-    RabbitConsumer,
-    RabbitPublisher,
-)
+from bridge.adapters.rabbitmq import REJECT_CODE_HEADER, REJECT_REASON_HEADER, RabbitConsumer, RabbitPublisher
 from bridge.adapters.topology import Topology
 from bridge.adapters.worker import CheckWorkers
 from bridge.config import OutboundConfig
@@ -26,6 +20,7 @@ from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.flowfile import check_file
 from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
+from bridge.ports import Backoff
 from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin, sample
