@@ -25,7 +25,7 @@ import pika
 
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
-from bridge.adapters.topology import Topology
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.worker import CheckWorkers
 from bridge.config import BridgeConfig, OutboundConfig, load_config
 from bridge.dtn.definitions import load_definitions

@@ -49,7 +49,7 @@ import orjson  # noqa: E402
 import pika  # noqa: E402
 
 from bridge.adapters.rabbitmq import RabbitPublisher  # noqa: E402
-from bridge.adapters.topology import Topology  # noqa: E402
+from bridge.adapters.rabbitmq.topology import Topology  # noqa: E402
 from bridge.config import ensure_folders, load_config  # noqa: E402
 from bridge.dtn.definitions import DefinitionSet, load_definitions  # noqa: E402
 from bridge.dtn.reader import FlowFileReader  # noqa: E402

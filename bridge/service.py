@@ -28,10 +28,10 @@ from bridge.adapters.encryption import FileCipher, spool_cipher
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.metrics import Metrics, MetricsServer, make_readiness
 from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher, broker_endpoint_labels
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.spool import Claim, Spool, make_folders, write_atomic
 from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
 from bridge.adapters.tls import BrokerTlsOptions, broker_connection_options
-from bridge.adapters.topology import Topology
 from bridge.adapters.watcher import DropWatcher
 from bridge.adapters.worker import BuildWorker, CheckWorkers
 from bridge.build import built_messages

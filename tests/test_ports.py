@@ -18,7 +18,8 @@ def test_chain_modules_load_no_pika(module: str) -> None:
     probe = (f"import sys, {module}\n"
              "loaded = sorted(m for m in sys.modules if m == 'pika' or m.startswith(('pika.', 'bridge.adapters.rabbitmq')))\n"
              "assert not loaded, loaded\n")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          check=False)
     assert done.returncode == 0, done.stderr
 
 

@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.tls import BrokerContext, broker_connection_options, ssl_context_for
-from bridge.adapters.topology import Topology
 from bridge.config import BrokerConfig, TlsConfig
 from bridge.errors import BrokerUnavailable, ConfigError
 from bridge.ports import OutgoingMessage

@@ -13,7 +13,7 @@ import pytest
 
 from bridge.adapters.ledger import Ledger, OutboundFileDraft
 from bridge.adapters.rabbitmq import RabbitPublisher
-from bridge.adapters.topology import Topology
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader

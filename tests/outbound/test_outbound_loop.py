@@ -13,7 +13,7 @@ import pytest
 
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import REJECT_CODE_HEADER, REJECT_REASON_HEADER, RabbitConsumer, RabbitPublisher
-from bridge.adapters.topology import Topology
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.worker import CheckWorkers
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
