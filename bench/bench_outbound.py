@@ -24,14 +24,15 @@ import orjson
 import pika
 
 from bridge.adapters.ledger import Ledger
-from bridge.adapters.rabbitmq import OutgoingMessage, RabbitConsumer, RabbitPublisher
-from bridge.adapters.topology import Topology
+from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.worker import CheckWorkers
 from bridge.config import BridgeConfig, OutboundConfig, load_config
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
 from bridge.flowfile import check_file, file_events
 from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
+from bridge.ports import OutgoingMessage
 from bridge.signing import Signer, TrustStore, canonicalize
 from bridge.signing.jws import b64url_decode, signing_input
 

@@ -18,12 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import structlog
 
 from bridge.adapters.ledger import Ledger
-from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
 from bridge.adapters.spool import Claim, Spool, sha256_of
 from bridge.build import BuiltMessage
 from bridge.dtn.model import Defect
@@ -31,6 +30,7 @@ from bridge.dtn.reader import FileParse, FlowFileReader, ValidFile
 from bridge.errors import FlowFileError, StorageError
 from bridge.events.manifest import build_manifest, manifest_routing_key
 from bridge.flowfile import DEFAULT_MAX_LINE_BYTES, check_file, file_events
+from bridge.ports import OutgoingMessage, Publisher, PublishResult
 from bridge.rules import Decision, FileFacts, RuleSet, decide_inbound_file, route_event
 from bridge.signing import canonicalize
 
@@ -39,12 +39,6 @@ log = structlog.get_logger("dtn_bridge.inbound")
 
 
 BuildStage = Callable[[Path, ValidFile, str], Iterator[BuiltMessage]]  # (file, first pass, SHA-256) -> messages
-
-
-class Publisher(Protocol):
-    """What the inbound chain needs of a broker (bridge.adapters.rabbitmq.RabbitPublisher, or a fake)."""
-
-    def publish_all(self, messages: Any, timeout: float = 60.0) -> PublishResult: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,13 +24,13 @@ from typing import Any
 import orjson
 import structlog
 
-from bridge.adapters.rabbitmq import Delivery, OutgoingMessage, RabbitConsumer, RabbitPublisher
 from bridge.adapters.spool import write_atomic
 from bridge.config import plain_name_problem
 from bridge.dtn.definitions import DefinitionSet
 from bridge.errors import EventError, SignatureError
 from bridge.events.envelope import Event, render_events
 from bridge.events.manifest import MANIFEST_TYPE
+from bridge.ports import Consumer, Delivery, OutgoingMessage, Publisher
 from bridge.signing import TrustStore
 
 log = structlog.get_logger("dtn_bridge.replay")
@@ -111,7 +111,7 @@ class FileAssembler:
                 for key, events in self.pending.items()]
 
 
-def read_store(consumer: RabbitConsumer, *, since: datetime, idle_seconds: float,
+def read_store(consumer: Consumer, *, since: datetime, idle_seconds: float,
                until: datetime | None) -> Iterator[tuple[Delivery, Event | None]]:
     """The stream's deliveries from `since`, each with its decoded event (None when the body is not JSON).
 
@@ -131,8 +131,8 @@ def read_store(consumer: RabbitConsumer, *, since: datetime, idle_seconds: float
         yield delivery, event
 
 
-def replay(consumer: RabbitConsumer, *, since: datetime, selection: ReplayFilter, idle_seconds: float = 3.0,
-           assembler: FileAssembler | None = None, publisher: RabbitPublisher | None = None,
+def replay(consumer: Consumer, *, since: datetime, selection: ReplayFilter, idle_seconds: float = 3.0,
+           assembler: FileAssembler | None = None, publisher: Publisher | None = None,
            republish_prefix: str | None = None, progress: Callable[[ReplaySummary], None] | None = None,
            trust: TrustStore | None = None) -> ReplaySummary:
     """Read the store and rebuild files (`assembler`) and/or republish (`publisher` + `republish_prefix`); with

@@ -28,17 +28,11 @@ import structlog
 from bridge.adapters.encryption import FileCipher, spool_cipher
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.metrics import Metrics, MetricsServer, make_readiness
-from bridge.adapters.rabbitmq import (
-    Backoff,
-    PublishResult,
-    RabbitConsumer,
-    RabbitPublisher,
-    broker_endpoint_labels,
-)
+from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher, broker_endpoint_labels
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.spool import Claim, Spool, make_folders, stored_name, write_atomic
 from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
 from bridge.adapters.tls import BrokerTlsOptions, broker_connection_options
-from bridge.adapters.topology import Topology
 from bridge.adapters.watcher import DropWatcher
 from bridge.adapters.worker import BuildWorker, CheckWorkers
 from bridge.build import built_messages
@@ -56,6 +50,7 @@ from bridge.errors import (
 )
 from bridge.inbound import BuildStage, FileOutcome, InboundPipeline
 from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
+from bridge.ports import Backoff, PublishResult
 from bridge.rules import Decision, RuleSet, parse_rules
 from bridge.signing import Signer, TrustStore, check_private_key_permissions
 from bridge.signing.keys import write_private_key

@@ -24,7 +24,7 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-from bridge.adapters.topology import Topology
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
 

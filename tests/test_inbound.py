@@ -19,7 +19,6 @@ import structlog
 
 from bridge.adapters.encryption import FileCipher
 from bridge.adapters.ledger import Ledger
-from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
 from bridge.adapters.spool import MAX_NAME_BYTES, Spool
 from bridge.adapters.worker import BuildWorker
 from bridge.build import built_messages
@@ -29,6 +28,7 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.flowfile import check_file, file_events
 from bridge.inbound import BuildStage, InboundPipeline
+from bridge.ports import OutgoingMessage, PublishResult
 from bridge.rules.parse import parse_rules
 from bridge.signing import Signer
 from tests.conftest import EXAMPLES, REPO

@@ -11,7 +11,7 @@ Why it looks like this:
 * `server_hostname` covers the broker reached by an address its certificate does not name (an IP, a tunnel, a load
   balancer): the context pins the name to verify and send as SNI, whatever host the URL has. pika passes the URL's
   host to `wrap_socket`; the context substitutes its pinned name there, so no other module needs to know.
-* Only bridge/adapters/rabbitmq.py imports pika; this module hands it a plain `ssl.SSLContext` and a flag.
+* Only bridge/adapters/rabbitmq/ imports pika; this module hands it a plain `ssl.SSLContext` and a flag.
 
     options = broker_connection_options(config.broker)     # {} for plain AMQP
     publisher = RabbitPublisher(config.broker.urls, **options, ...)

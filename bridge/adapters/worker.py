@@ -47,13 +47,13 @@ from cryptography.hazmat.primitives.serialization import (
     load_der_private_key,
 )
 
-from bridge.adapters.rabbitmq import Delivery
 from bridge.build import BuiltMessage
 from bridge.config import BridgeConfig
 from bridge.dtn.reader import ValidFile
 from bridge.errors import FlowFileError, WorkerError
 from bridge.flowfile import SHARE_INSTANCES
 from bridge.outbound.verify import Checked
+from bridge.ports import Delivery
 from bridge.rules import EventDecision
 from bridge.signing import Signer
 

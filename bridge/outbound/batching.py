@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bridge.adapters.ledger import EventKey
-from bridge.adapters.rabbitmq import Delivery
 from bridge.outbound.verify import BatchKey, VerifiedEvent
+from bridge.ports import Delivery
 
 Kind = Literal["original", "batch", "incomplete"]
 

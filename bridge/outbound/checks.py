@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bridge.adapters.rabbitmq import Delivery
 from bridge.outbound.verify import Checked, MessageChecker
+from bridge.ports import Delivery
 
 
 class CheckStage(Protocol):

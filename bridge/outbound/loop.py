@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from bridge.adapters.ledger import EventKey
-from bridge.adapters.rabbitmq import Backoff, Delivery, RabbitConsumer
 from bridge.errors import BrokerError, BrokerUnavailable, EventError, StorageError, WorkerError
 from bridge.outbound.batching import Batcher, ReadyFile
 from bridge.outbound.checks import CheckStage
 from bridge.outbound.verify import Checked, EventRejected, ManifestNotice, Rejection, VerifiedEvent
 from bridge.outbound.writer import OutboundWriter
+from bridge.ports import Backoff, Consumer, Delivery
 from bridge.rules import Decision
 
 log = structlog.get_logger("dtn_bridge.outbound")
@@ -40,7 +40,7 @@ class OutboundLoop:
     unacked deliveries, and closes batches early when the window is full).
     """
 
-    def __init__(self, consumer: RabbitConsumer, writer: OutboundWriter, checks: CheckStage | None, *,
+    def __init__(self, consumer: Consumer, writer: OutboundWriter, checks: CheckStage | None, *,
                  poll_seconds: float = 1.0, backoff: Backoff = Backoff(),
                  monotonic: Callable[[], float] = time.monotonic,
                  on_written: Callable[[int], None] = lambda _count: None,

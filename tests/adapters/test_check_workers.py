@@ -11,12 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bridge.adapters.rabbitmq import Delivery
 from bridge.adapters.worker import CheckWorkers
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import WorkerError
 from bridge.outbound import InlineChecks, MessageChecker
+from bridge.ports import Delivery
 from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES

@@ -29,11 +29,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bridge.adapters.rabbitmq import OutgoingMessage, RabbitConsumer, RabbitPublisher
+from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.tls import BrokerContext, broker_connection_options, ssl_context_for
-from bridge.adapters.topology import Topology
 from bridge.config import BrokerConfig, TlsConfig
 from bridge.errors import BrokerUnavailable, ConfigError
+from bridge.ports import OutgoingMessage
 from tests.rabbit_nodes import LocalNode
 
 NODE = "dtntls@localhost"

@@ -148,7 +148,7 @@ def test_the_worker_ends_with_the_daemon(tmp_path: Path, role: str) -> None:
         f"worker = {started}\n"
         "worker.start()\n"
         "if isinstance(worker, CheckWorkers):  # serving: it answers\n"
-        "    from bridge.adapters.rabbitmq import Delivery\n"
+        "    from bridge.ports import Delivery\n"
         "    worker.submit(Delivery(b'not json', {}, None, 'k', False, 1))\n"
         "    assert worker.take(drain=True)[0][1].outcome.code == 'not_json'\n"
         "print(worker.pid if hasattr(worker, 'pid') else worker._children[0].pid, flush=True)\n"

@@ -19,8 +19,8 @@ import orjson
 import pika
 import pytest
 
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.spool import sha256_of
-from bridge.adapters.topology import Topology
 from bridge.config import BridgeConfig, ensure_folders, load_config
 from bridge.service import InboundService
 from bridge.signing import Signer, TrustStore

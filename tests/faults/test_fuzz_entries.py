@@ -26,7 +26,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.adapters.ledger import Ledger
-from bridge.adapters.rabbitmq import OutgoingMessage, PublishResult
 from bridge.adapters.spool import REPORT_SUFFIX, Spool
 from bridge.build import built_messages
 from bridge.dtn.definitions import load_definitions
@@ -34,6 +33,7 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.inbound import InboundPipeline
+from bridge.ports import OutgoingMessage, PublishResult
 from bridge.rules.parse import parse_rules
 from bridge.signing import Signer
 from tests.conftest import REPO

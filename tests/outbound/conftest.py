@@ -10,7 +10,7 @@ import pytest
 
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import RabbitPublisher
-from bridge.adapters.topology import Topology
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.config import OutboundConfig
 from bridge.signing import Signer, TrustStore
 from tests.conftest import Admin

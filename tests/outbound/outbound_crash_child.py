@@ -17,7 +17,7 @@ import orjson
 
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import RabbitConsumer
-from bridge.adapters.topology import Topology
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import load_definitions
 from bridge.outbound import InlineChecks, MessageChecker, OutboundLoop, OutboundWriter

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.adapters.rabbitmq import Delivery
 from bridge.dtn.model import FileHeader
 from bridge.outbound import Batcher, BatchKey, Origin, VerifiedEvent
+from bridge.ports import Delivery
 
 KEY = BatchKey("D0010002", "SYNA", "D", "SYNB", "X", "OPER")
 

@@ -17,7 +17,7 @@ import pytest
 
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import RabbitPublisher
-from bridge.adapters.topology import Topology
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.dtn.reader import FlowFileReader
 from bridge.signing import Signer
 from tests.conftest import EXAMPLES, REPO, Admin

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from bridge.adapters.ledger import Ledger, OutboundFileDraft
-from bridge.adapters.rabbitmq import RabbitPublisher
-from bridge.adapters.topology import Topology
+from bridge.adapters.rabbitmq import REJECT_CODE_HEADER, REJECT_REASON_HEADER, RabbitPublisher
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
@@ -31,8 +31,15 @@ from tests.outbound.outbound_helpers import (
     visible_files,
     wait_until,
 )
-from tests.outbound.test_outbound_loop import d0010_template, rejected
+from tests.outbound.test_outbound_loop import d0010_template
 from tests.outbound.test_outbound_writer import ready, verified
+
+
+def rejected(admin: Admin, topology: Topology, count: int) -> dict[str, tuple[str, str]]:
+    """message id -> (code, reason) of `count` dead-lettered messages."""
+    got = admin.read(topology.outbound_rejected_queue or "", count, timeout=10)
+    return {props.message_id: (props.headers[REJECT_CODE_HEADER], props.headers[REJECT_REASON_HEADER])
+            for _, props, _ in got}
 
 
 SYNA = "urn:mpid:SYNA"

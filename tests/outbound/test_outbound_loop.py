@@ -1,10 +1,13 @@
-"""The outbound loop against a real RabbitMQ: round trip, rejects, redelivery, batching by size and by time."""
+"""The outbound loop. Its own logic (rejects, de-duplication, the prefetch window, reload, batching by size and by
+time) runs on the in-memory broker ports of tests/fakes.py with a hand-driven clock; what proves the real paths runs on
+the real RabbitMQ: the round trip of every example and sample, a connection dropped mid-batch, a check worker killed
+mid-stream (and tests/outbound/test_outbound_hostile.py, the dead-lettering of hostile events)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +15,19 @@ import orjson
 import pytest
 
 from bridge.adapters.ledger import Ledger
-from bridge.adapters.rabbitmq import (
-    REJECT_CODE_HEADER,
-    REJECT_REASON_HEADER,
-    Backoff,
-    RabbitConsumer,
-    RabbitPublisher,
-)
-from bridge.adapters.topology import Topology
+from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
+from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.worker import CheckWorkers
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.flowfile import check_file
 from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
+from bridge.ports import Backoff
 from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin, sample
+from tests.fakes import FakeConsumer, FakePublisher
 from tests.outbound.outbound_helpers import (
     VALID_SAMPLES,
     FakeClock,
@@ -65,6 +64,53 @@ def loop(amqp_url: str, topology: Topology, client_name: str, definitions: Defin
     return make_loop(amqp_url, topology, client_name, definitions, trust, ledger, config, clock)
 
 
+class Ticker:
+    """The loop's monotonic clock, moved by hand: batch_seconds pass when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeRig:
+    """A loop on the fake broker ports: what is published to `publisher` is queued for the loop's `consumer`."""
+
+    loop: OutboundLoop
+    consumer: FakeConsumer
+    publisher: FakePublisher
+    ticker: Ticker
+
+    def settled(self) -> bool:
+        """Nothing waits in the queue and nothing delivered is unsettled."""
+        return self.consumer.ready == 0 and self.consumer.unacked == 0
+
+    def rejected(self, count: int) -> dict[str | None, tuple[str, str]]:
+        """message id -> (code, reason) of the first `count` dead-lettered messages, once there are as many."""
+        assert wait_until(lambda: len(self.consumer.dead_letters) >= count, 10), self.consumer.dead_letters
+        return {letter.message_id: (letter.code, letter.reason) for letter in self.consumer.dead_letters[:count]}
+
+
+def fake_rig(definitions: DefinitionSet, trust: TrustStore | None, ledger: Ledger, config: OutboundConfig,
+             clock: FakeClock, checks: CheckStage | None = None, **options: Any) -> FakeRig:
+    """A loop checking in its own thread with `trust` (none without), unless `checks` says otherwise."""
+    consumer = FakeConsumer(prefetch=config.prefetch)
+    ticker = Ticker()
+    if checks is None and trust is not None:
+        checks = InlineChecks(MessageChecker(definitions, trust))
+    loop = OutboundLoop(consumer, OutboundWriter(definitions, ledger, config, clock=clock), checks, poll_seconds=0.05,
+                        monotonic=ticker, **options)
+    return FakeRig(loop, consumer, FakePublisher(route=consumer.offer), ticker)
+
+
+@pytest.fixture
+def rig(definitions: DefinitionSet, trust: TrustStore, ledger: Ledger, config: OutboundConfig,
+        clock: FakeClock) -> FakeRig:
+    return fake_rig(definitions, trust, ledger, config, clock)
+
+
 class TestRoundTrip:
     def test_every_example_and_sample_comes_back_byte_for_byte(
         self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
@@ -95,20 +141,12 @@ def d0010_template(reader: FlowFileReader) -> dict[str, Any]:
     return source_file(EXAMPLES / "D0010002.txt", reader).events[0]
 
 
-def rejected(admin: Admin, topology: Topology, count: int) -> dict[str, tuple[str, str]]:
-    """message id -> (code, reason) of `count` dead-lettered messages."""
-    got = admin.read(topology.outbound_rejected_queue or "", count, timeout=10)
-    return {props.message_id: (props.headers[REJECT_CODE_HEADER], props.headers[REJECT_REASON_HEADER])
-            for _, props, _ in got}
-
-
 class TestRejects:
     def test_bad_events_are_dead_lettered_with_reason_and_never_written(
-        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
-        admin: Admin, topology: Topology, ledger: Ledger, out_dir: Path
+        self, rig: FakeRig, reader: FlowFileReader, signer: Signer, ledger: Ledger
     ) -> None:
-        """Tampered, unsigned, unknown-key, schema-invalid, unknown-flow and non-JSON messages go to
-        dtn.outbound.rejected with their code; the good event behind them is still written."""
+        """Tampered, unsigned, unknown-key, schema-invalid, unknown-flow and non-JSON messages are dead-lettered with
+        their code; the good event behind them is still written."""
         template = d0010_template(reader)
         good, tampered, unsigned, stranger, bad_schema, bad_flow, not_json = (
             new_event(template, n) for n in range(7))
@@ -125,11 +163,13 @@ class TestRejects:
             message(not_json, body=b"{not json"),
             message(good, signer),
         ]
-        publisher.publish_all(messages)
-        loop.batcher.batch_seconds = 0.5
-        with running(loop):
-            reasons = rejected(admin, topology, 6)
+        rig.publisher.publish_all(messages)
+        with running(rig.loop):
+            reasons = rig.rejected(6)
+            assert wait_until(lambda: rig.loop.batcher.held == 1)
+            rig.ticker.now += 30.0  # batch_seconds: the good event's batch is due
             assert wait_until(lambda: ledger.seen_event(key(good)))
+            assert wait_until(rig.settled)
         assert {key: code for key, (code, _) in reasons.items()} == {
             tampered["id"]: "bad_signature",
             unsigned["id"]: "missing_signature",
@@ -140,40 +180,36 @@ class TestRejects:
         }
         assert "mpan_core" in reasons[bad_schema["id"]][1]
         assert ledger.seen_events((good["source"], m.message_id) for m in messages) == {key(good)}
-        assert admin.message_count(topology.outbound_queue or "") == 0
 
     def test_without_trust_nothing_is_consumed(
-        self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, ledger: Ledger,
-        config: OutboundConfig, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader,
-        signer: Signer, admin: Admin, out_dir: Path
+        self, definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig, clock: FakeClock,
+        reader: FlowFileReader, signer: Signer, out_dir: Path
     ) -> None:
         """No signing.trust: nothing can be verified, so the events wait in the queue (nothing lost)."""
-        loop = make_loop(amqp_url, topology, client_name, definitions, None, ledger, config, clock)
-        publisher.publish_all([message(new_event(d0010_template(reader), 1), signer)])
-        with running(loop):
-            time.sleep(0.5)
-        assert admin.message_count(topology.outbound_queue or "") == 1 and not visible_files(out_dir)
+        rig = fake_rig(definitions, None, ledger, config, clock)
+        rig.publisher.publish_all([message(new_event(d0010_template(reader), 1), signer)])
+        with running(rig.loop):
+            pass
+        assert (rig.consumer.connections, rig.consumer.ready) == (0, 1) and not visible_files(out_dir)
 
 
 class TestExactlyOnce:
     def test_republished_events_are_acked_not_rewritten(
-        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
-        admin: Admin, topology: Topology, out_dir: Path
+        self, rig: FakeRig, reader: FlowFileReader, signer: Signer, out_dir: Path
     ) -> None:
         """The same events again (a redelivery after a crash, or a publisher retry): no second copy."""
         source = source_file(EXAMPLES / "D0030001.txt", reader)
-        publisher.publish_all([message(e, signer) for e in source.events])
-        with running(loop):
+        rig.publisher.publish_all([message(e, signer) for e in source.events])
+        with running(rig.loop):
             assert wait_until(lambda: len(visible_files(out_dir)) == 1)
-            publisher.publish_all([message(e, signer) for e in source.events] * 2)
-            assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
-            time.sleep(0.3)
+            rig.publisher.publish_all([message(e, signer) for e in source.events] * 2)
+            assert wait_until(lambda: len(rig.consumer.acked) == 3 * len(source.events))
+        assert rig.settled() and rig.loop.batcher.held == 0
         assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
 
     def test_duplicates_take_no_place_in_the_prefetch_window(
-        self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, trust: TrustStore,
-        ledger: Ledger, out_dir: Path, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader,
-        signer: Signer, admin: Admin
+        self, definitions: DefinitionSet, trust: TrustStore, ledger: Ledger, out_dir: Path, clock: FakeClock,
+        reader: FlowFileReader, signer: Signer
     ) -> None:
         """Every event of a source file twice in a row (a publisher's file retry): the file still fits a window
         just its size, so it is reproduced whole rather than given up to a batch when the window fills."""
@@ -181,17 +217,16 @@ class TestExactlyOnce:
         count = len(source.events)
         assert count == 8
         config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=30.0, prefetch=count + 1)
-        loop = make_loop(amqp_url, topology, client_name, definitions, trust, ledger, config, clock)
-        publisher.publish_all([message(e, signer) for e in source.events for _copy in (1, 2)])
-        with running(loop):
+        rig = fake_rig(definitions, trust, ledger, config, clock)
+        rig.publisher.publish_all([message(e, signer) for e in source.events for _copy in (1, 2)])
+        with running(rig.loop):
             assert wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
-            assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
+            assert wait_until(rig.settled)
         assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
 
     def test_copies_checked_with_the_set_they_repeat_are_acked(
-        self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, ledger: Ledger,
-        out_dir: Path, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
-        admin: Admin, tmp_path: Path
+        self, definitions: DefinitionSet, ledger: Ledger, out_dir: Path, clock: FakeClock, reader: FlowFileReader,
+        signer: Signer, tmp_path: Path
     ) -> None:
         """A source file's events, then copies of its first three (a file retry cut short): a check worker answers
         them all at once, and the copies come after the answer that completed the file. They are duplicates of a
@@ -201,13 +236,13 @@ class TestExactlyOnce:
         config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=60.0, prefetch=100)
         checks = CheckWorkers(check_config(tmp_path, signer), 1)
         checks.start()
-        loop = make_loop(amqp_url, topology, client_name, definitions, None, ledger, config, clock, checks)
+        rig = fake_rig(definitions, None, ledger, config, clock, checks)
         bodies = [message(e, signer) for e in source.events]
-        publisher.publish_all(bodies + bodies[:3])
-        with running(loop):
+        rig.publisher.publish_all(bodies + bodies[:3])
+        with running(rig.loop):
             assert wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
-            assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
-            assert wait_until(lambda: loop.batcher.held == 0, 10), f"{loop.batcher.held} copies held"
+            assert wait_until(rig.settled)
+            assert wait_until(lambda: rig.loop.batcher.held == 0, 10), f"{rig.loop.batcher.held} copies held"
         assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
 
     def test_reconnect_mid_batch_gives_no_duplicate(
@@ -259,39 +294,38 @@ class TestCheckWorkers:
 
 class TestReload:
     def test_a_delivery_taken_after_a_reload_is_judged_by_its_rules(
-        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
-        definitions: DefinitionSet, trust: TrustStore, admin: Admin, topology: Topology, ledger: Ledger
+        self, rig: FakeRig, reader: FlowFileReader, signer: Signer, definitions: DefinitionSet, trust: TrustStore,
+        ledger: Ledger
     ) -> None:
         """New checks handed over while the loop waits for a delivery (a SIGHUP on an idle queue): the delivery
         that ends the wait came after the reload, so the new rules judge it, not the stage they replace."""
         event = new_event(d0010_template(reader), 1)
         deny = parse_rules({"participants": {"outbound": {"deny": [event["dtcto"]]}}}, participant_id="DTNB",
                            participant_role="X", definitions=definitions)
-        loop.poll_seconds = 3.0  # long enough to be waiting in `get` when the new checks come
-        with running(loop):
-            time.sleep(0.5)
-            loop.replace_checks(InlineChecks(MessageChecker(definitions, trust, deny)))
-            publisher.publish_all([message(event, signer)])
-            reasons = rejected(admin, topology, 1)
+        rig.loop.poll_seconds = 3.0  # long enough to be waiting in `get` when the new checks come
+        with running(rig.loop):
+            assert wait_until(lambda: rig.consumer.connections == 1)  # in `get`, on an empty queue
+            rig.loop.replace_checks(InlineChecks(MessageChecker(definitions, trust, deny)))
+            rig.publisher.publish_all([message(event, signer)])
+            reasons = rig.rejected(1)
         assert {key: code for key, (code, _) in reasons.items()} == {event["id"]: "participant.denied"}
         assert not ledger.seen_event(key(event))
 
 
 class TestBatching:
     def test_by_size_then_by_time(
-        self, amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet, trust: TrustStore,
-        ledger: Ledger, out_dir: Path, clock: FakeClock, publisher: RabbitPublisher, reader: FlowFileReader,
-        signer: Signer, admin: Admin
+        self, definitions: DefinitionSet, trust: TrustStore, ledger: Ledger, out_dir: Path, clock: FakeClock,
+        reader: FlowFileReader, signer: Signer
     ) -> None:
-        """12 events, batch_size 5: two full files at once, the last 2 after batch_seconds; numbered 1, 2, 3."""
+        """12 events, batch_size 5: two full files at once, the last 2 once batch_seconds pass; numbered 1, 2, 3."""
         config = OutboundConfig(folder=out_dir, batch_size=5, batch_seconds=1.5, prefetch=100)
-        loop = make_loop(amqp_url, topology, client_name, definitions, trust, ledger, config, clock)
+        rig = fake_rig(definitions, trust, ledger, config, clock)
         events = numbered_events(d0010_template(reader), 12)
-        publisher.publish_all([message(e, signer) for e in events])
-        started = time.monotonic()
-        with running(loop):
-            assert wait_until(lambda: len(visible_files(out_dir)) == 2, 10)
-            assert time.monotonic() - started < 1.5 and len(visible_files(out_dir)) == 2
+        rig.publisher.publish_all([message(e, signer) for e in events])
+        with running(rig.loop):
+            assert wait_until(lambda: len(visible_files(out_dir)) == 2 and rig.loop.batcher.held == 2, 10)
+            assert len(visible_files(out_dir)) == 2 and rig.consumer.unacked == 2  # the rest waits for its time
+            rig.ticker.now += 1.5
             assert wait_until(lambda: len(visible_files(out_dir)) == 3, 10)
         names = [p.name for p in visible_files(out_dir)]
         assert names == [f"D0010002_SYNA_{n:010d}.usr" for n in (1, 2, 3)]
@@ -303,29 +337,29 @@ class TestBatching:
         assert lines[-1].startswith("ZPT|0000000001|") and lines[-1].endswith("|5|20240701123005|")
 
     def test_one_file_per_recipient_and_test_flag(
-        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
-        out_dir: Path, ledger: Ledger
+        self, rig: FakeRig, reader: FlowFileReader, signer: Signer, out_dir: Path, ledger: Ledger
     ) -> None:
         """Different recipients or test data flags never share a file."""
         template = d0010_template(reader)
         events = (numbered_events(template, 2) + numbered_events(template, 2, start=2, to="SYNC")
                   + numbered_events(template, 2, start=4, test_flag="TR01"))
-        publisher.publish_all([message(e, signer) for e in events])
-        loop.batcher.batch_seconds = 0.5
-        with running(loop):
+        rig.publisher.publish_all([message(e, signer) for e in events])
+        with running(rig.loop):
+            assert wait_until(lambda: rig.loop.batcher.held == 6)
+            rig.ticker.now += 30.0  # batch_seconds
             assert wait_until(lambda: len(visible_files(out_dir)) == 3, 10)
         files = {(r.to_participant, r.test_flag, r.events) for r in ledger.outbound_files()}
         assert files == {("SYNB", "OPER", 2), ("SYNC", "OPER", 2), ("SYNB", "TR01", 2)}
 
     def test_incomplete_source_file_is_batched_after_batch_seconds(
-        self, loop: OutboundLoop, publisher: RabbitPublisher, reader: FlowFileReader, signer: Signer,
-        out_dir: Path, ledger: Ledger
+        self, rig: FakeRig, reader: FlowFileReader, signer: Signer, out_dir: Path, ledger: Ledger
     ) -> None:
         """1 of the 2 events of a file: after batch_seconds it goes into a new file with a new identifier."""
         source = source_file(EXAMPLES / "D0010002.txt", reader)
-        publisher.publish_all([message(source.events[1], signer)])
-        loop.batcher.batch_seconds = 0.5
-        with running(loop):
+        rig.publisher.publish_all([message(source.events[1], signer)])
+        with running(rig.loop):
+            assert wait_until(lambda: rig.loop.batcher.held == 1)
+            rig.ticker.now += 30.0  # batch_seconds
             assert wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
         [record] = ledger.outbound_files()
         assert (record.kind, record.events, record.file_identifier) == ("batch", 1, "0000000001")

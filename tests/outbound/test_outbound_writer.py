@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from bridge.adapters.ledger import Ledger, OutboundFileDraft
-from bridge.adapters.rabbitmq import Delivery
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
@@ -25,6 +24,7 @@ from bridge.outbound import (
     Rejection,
     VerifiedEvent,
 )
+from bridge.ports import Delivery
 from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES

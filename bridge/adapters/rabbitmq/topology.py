@@ -1,7 +1,7 @@
 """The RabbitMQ topology of dtn-bridge, as plain data.
 
 Kept free of pika so the shape can be read, tested and documented without a broker;
-`bridge.adapters.rabbitmq` turns the plan into declarations. Every name is configurable so tests (and
+`declare_topology` (client.py) turns the plan into declarations. Every name is configurable so tests (and
 several bridges on one vhost) can use their own copies.
 """
 
