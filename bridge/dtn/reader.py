@@ -829,7 +829,7 @@ def _mpan_span_check(lines: _Lines) -> SpanCheck:
 def _periods_span_check(parents: _Lines, children: _Lines, clock: Clock) -> SpanCheck:
     def check(text: str, start: int, end: int, crs: bool) -> bool:
         found = parents.starts(text, start, end, crs)
-        bounds = [parent.start() for parent in found[1:]] + [end]
+        bounds = [parent.start() for parent in found[1:]] + [end] if found else []  # an optional parent may be absent
         return all(not parent[1] or periods_problem(parent[1], len(children.starts(text, parent.start(), bound,
                                                                                    crs)), clock) is None
                    for parent, bound in zip(found, bounds, strict=True))

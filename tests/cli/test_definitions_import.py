@@ -12,9 +12,17 @@ import yaml
 
 from bridge.cli import main
 from bridge.dtn.definitions import load_definitions
-from tests.conftest import REPO
-from tests.dtc_documents import (REAL_DOCUMENTS, Flow, Item, group, item, write_domains, write_flow_catalogue,
-                                 write_item_catalogue)
+from tests.conftest import REPO, curated_definitions
+from tests.dtc_documents import (
+    REAL_DOCUMENTS,
+    Flow,
+    Item,
+    group,
+    item,
+    write_domains,
+    write_flow_catalogue,
+    write_item_catalogue,
+)
 
 ITEMS = [
     Item("J0003", "MPAN Core", "NUM(13)", domain="Identifier", physical_length="13"),
@@ -228,7 +236,7 @@ def test_real_catalogue_reproduces_curated_structure(tmp_path: Path, capsys: pyt
     assert "D0082001: not imported" in capsys.readouterr().err
     generated = load_definitions(tmp_path)
     assert len(generated) >= 200
-    curated = load_definitions(REPO / "flow_definitions" / "curated")
+    curated = curated_definitions()
     compared = 0
     for reference in curated:
         if reference not in generated:

@@ -128,7 +128,10 @@ class TestDefinitions:
         periods = {(reference, group.code, group.periods.date_item.key, group.periods.clock)
                    for reference, definition in definitions.items() for group in definition.groups if group.periods}
         assert periods == {("D0036001", "103", "settlement_date", "local"), ("D0275001", "27B", "date", "utc"),
-                           ("D0379001", "66L", "date", "utc")}
+                           ("D0379001", "66L", "date", "utc"), ("D0362003", "57I", "settlement_date", "local"),
+                           ("D0362003", "62I", "settlement_date", "local"), ("D0375001", "64K", "settlement_date", "local"),
+                           ("D0380001", "65L", "settlement_date", "local"), ("D0390001", "18C", "settlement_date", "local"),
+                           ("D0393001", "85M", "settlement_date", "local")}
 
     @pytest.mark.parametrize(("old", "new", "key", "message"), [
         (MPAN, "checks: [mpan_digit]", "groups[0].items[0].checks[0]",

@@ -11,7 +11,7 @@ import pytest
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.flowfile import check_file
-from tests.conftest import sample
+from tests.conftest import EXAMPLES, sample
 
 HEADER = "ZHV|0000475656|D0010002|D|UDMS|X|MRCY|20160302153151||||OPER|"
 MPAN = "026|1200023305967|V|"
@@ -259,6 +259,14 @@ class TestNamedChecks:
     def test_a_count_outside_the_range_is_one_defect(self, reader: FlowFileReader) -> None:
         """47 periods break the DTC range: that defect alone, not the check as well."""
         assert rules(d0036(reader, ("20260329", 47))) == ["group-range"]
+
+    @pytest.mark.parametrize("fast", [True, False])
+    def test_a_dated_parent_that_is_absent(self, definitions: DefinitionSet, fast: bool) -> None:
+        """D0362 62I periods sit under an optional 61I day: a 60I without one has no date to check (the block path
+        raised ValueError from its zip there)."""
+        text = (EXAMPLES / "D0362003.txt").read_text()
+        assert "\n60I|" in text and "\n61I|" not in text  # the example holds such a 60I
+        assert check_file(EXAMPLES / "D0362003.txt", FlowFileReader(definitions, fast=fast)).ok
 
 
 def on_disk(tmp_path: Path, *lines: bytes) -> Path:

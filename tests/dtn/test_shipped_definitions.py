@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from bridge.dtn.definitions import DefinitionSet, FlowDefinition, load_definitions
-from tests.conftest import EXAMPLES, REPO
+from tests.conftest import EXAMPLES, REPO, curated_definitions
 
-CURATED = load_definitions(REPO / "flow_definitions" / "curated")
+CURATED = curated_definitions()
 
 
 def behaviour(definition: FlowDefinition) -> tuple[Any, ...]:
