@@ -46,6 +46,7 @@ BLOCK_LINES: Final = 8192  # lines read from the stream at a time by the validat
 SPAN_CAP: Final = 8 << 20  # characters held waiting for the end of one flow instance before reading it line by line
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, as errors='surrogateescape' decodes it
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)")  # a line as a text stream opened with newline='' yields it
+_FIELD = re.compile(r"[^|\r\n]*")  # a line's first field, up to its first '|' or line end
 _RECORD = re.compile(r"([^\r\n]*)(?:\r\n|\n|\r)")  # the same line without its end, as the pool checksum takes it
 
 
@@ -549,7 +550,7 @@ class FileParse(Iterator[FlowInstance]):
                         flows += text.count("\n" + code, pos, end)
                         flows += text.count("\r" + code, pos, end) if crs else 0
                     count = flows + (root.counts[group] if group.index == root.cursor else 0)
-                    following = text[end:end + 3]
+                    following = _code_at(text, end)
                     if following and following != "ZPT" and not _takes(level1.get(following, ()), group, count,
                                                                        limits):
                         # the walk would refuse the next line and keep this instance's groups open for the lines
@@ -834,6 +835,17 @@ def _periods_span_check(parents: _Lines, children: _Lines, clock: Clock) -> Span
                                                                                    crs)), clock) is None
                    for parent, bound in zip(found, bounds, strict=True))
     return check
+
+
+def _code_at(text: str, pos: int) -> str:
+    """The code the walk reads in the line at `pos`: its first three characters, or its whole first field when that
+    is longer ("0260|..." is no group 026), or ZPT for the trailer."""
+    code = text[pos:pos + 3]
+    if code == "ZPT" or text[pos + 3:pos + 4] in ("|", "\r", "\n", ""):
+        return code
+    found = _FIELD.match(text, pos)
+    assert found is not None  # the pattern matches the empty field too
+    return found[0][:40]
 
 
 def _takes(candidates: Iterable[GroupDefinition], last: GroupDefinition, count: int,
