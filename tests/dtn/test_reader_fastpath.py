@@ -24,6 +24,7 @@ from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import FileHeader
 from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.dtn.synthetic import group_instance, synthetic_file
+from bridge.dtn.walk import LineWalk
 from bridge.dtn.writer import FlowFileWriter
 from tests.conftest import REPO
 
@@ -290,13 +291,13 @@ class TestBlocks:
     def test_valid_instances_are_matched_not_walked(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """On a valid file the block pass walks only the trailer: every instance is matched by expression."""
         walked: list[int] = []
-        original: Callable[..., Iterator[object]] = FileParse._walk
+        original: Callable[..., Iterator[object]] = LineWalk.walk
 
-        def counting(self: FileParse, lines: object) -> Iterator[object]:
-            walked.append(self._line_number)
+        def counting(self: LineWalk, lines: object) -> Iterator[object]:
+            walked.append(self.line_number)
             return original(self, lines)
 
-        monkeypatch.setattr(FileParse, "_walk", counting)
+        monkeypatch.setattr(LineWalk, "walk", counting)
         parse = by_blocks("".join(d0275(40)), block_lines=100)
         assert parse.ok and parse.flow_count == 40
         assert len(walked) == 1
