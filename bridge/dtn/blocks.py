@@ -137,8 +137,8 @@ class BlockCheck:
         code = text[pos:pos + 3]
         group = None
         for candidate in self.level1.get(code, ()):  # as the walk's root frame would place this line
-            if candidate.index > root.cursor or (candidate.index == root.cursor and (
-                    limits[candidate] is None or root.counts[candidate] < limits[candidate])):
+            if candidate.index > root.cursor or (candidate.index == root.cursor and _below(root.counts[candidate],
+                                                                                         limits[candidate])):
                 group = candidate
                 break
         pattern = self.patterns.get(group) if group is not None else None
@@ -280,5 +280,10 @@ def _code_at(text: str, pos: int) -> str:
 def _takes(candidates: Iterable[GroupDefinition], last: GroupDefinition, count: int,
            limits: dict[GroupDefinition, int | None]) -> bool:
     """True when the root, having just taken `count` instances of `last`, would take a line of `candidates`' code."""
-    return any(candidate.index > last.index or (candidate is last and (limits[last] is None or count < limits[last]))
+    return any(candidate.index > last.index or (candidate is last and _below(count, limits[last]))
                for candidate in candidates)
+
+
+def _below(count: int, limit: int | None) -> bool:
+    """True when `count` instances leave room for one more under `limit` (None: no limit)."""
+    return limit is None or count < limit

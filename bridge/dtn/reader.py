@@ -46,7 +46,6 @@ class FileParse(Iterator[FlowInstance]):
         self._blocks = reader.fast and isinstance(lines, io.TextIOBase)
         self._block_lines = reader.block_lines
         self._span_cap = reader.span_cap
-        self._severities = reader.severities
         self._log = DefectLog(reader.max_defects, reader.severities)
         self.header: FileHeader | None = None
         self.definition: FlowDefinition | None = None
@@ -115,7 +114,7 @@ class FileParse(Iterator[FlowInstance]):
             assert self._stream is not None
             self._generator = iter(())
             blocks = BlockCheck(walk, self._stream, self._lines, self._block_lines, self._span_cap,
-                                self._severities)
+                                self._log.severities)
             self._lines = blocks.run()
             if walk.undecodable:
                 pass  # the walk met a line it would not take, and said so
