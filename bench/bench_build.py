@@ -27,7 +27,8 @@ import bench_pipeline  # the pipeline benchmark's corpus and configuration: the 
 from bridge.adapters.spool import sha256_of
 from bridge.build import built_messages
 from bridge.config import load_config
-from bridge.dtn.reader import FlowFileReader, ValidFile
+from bridge.dtn.reader import FlowFileReader
+from bridge.dtn.valid import ValidFile
 from bridge.flowfile import check_file, file_events
 from bridge.rules import EventRouter, RuleSet
 from bridge.service import load_rules

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bridge.dtn.reader import FlowFileReader, ValidFile
+from bridge.dtn.reader import FlowFileReader
+from bridge.dtn.valid import ValidFile
 from bridge.flowfile import file_events
 from bridge.rules import EventDecision, EventRouter, RuleSet
 from bridge.signing import canonicalize

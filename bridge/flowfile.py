@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from bridge.dtn.lines import LineTooLong
 from bridge.dtn.model import Defect
-from bridge.dtn.reader import FileParse, FlowFileReader, LineTooLong, ValidFile
+from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.dtn.second_pass import data_by_blocks
+from bridge.dtn.valid import ValidFile
 from bridge.errors import FlowFileError
 from bridge.events.envelope import Event, EventBuilder
 

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from bridge.build import BuiltMessage
 from bridge.config import BridgeConfig
-from bridge.dtn.reader import ValidFile
+from bridge.dtn.valid import ValidFile
 from bridge.errors import FlowFileError, WorkerError
 from bridge.flowfile import SHARE_INSTANCES
 from bridge.outbound.verify import Checked

@@ -23,17 +23,15 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import orjson
 
 from bridge.dtn.definitions import FlowDefinition, GroupDefinition
 from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import Defect, FlowInstance, GroupInstance
+from bridge.dtn.valid import ValidFile
 from bridge.errors import FlowFileError
-
-if TYPE_CHECKING:
-    from bridge.dtn.reader import ValidFile
 
 BLOCK_CHARS = 1 << 18  # characters read at a time by `data_by_blocks`
 _SHORT_RUN = 4  # leaf lines in a row below which building them one by one is faster than by columns

@@ -302,18 +302,18 @@ class TestEncryptedSpool:
         """A crash after the encrypted copy is in place but before the claim is removed: the retry finishes
         the move without a second copy, and the file exists at every moment."""
         claim = claimed(spool, "b.usr", b"payload")
-        from bridge.adapters import spool as spool_module
+        from bridge.adapters.spool import archive as spool_module
 
-        real_unlink = spool_module._unlink_source
+        real_unlink = spool_module.unlink_source
 
         def crash(_src: Path) -> None:
             raise StorageError("simulated crash")
 
-        monkeypatch.setattr(spool_module, "_unlink_source", crash)
+        monkeypatch.setattr(spool_module, "unlink_source", crash)
         with pytest.raises(StorageError, match="simulated"):
             spool.archive(claim, date(2024, 1, 2))
         assert claim.path.exists()
-        monkeypatch.setattr(spool_module, "_unlink_source", real_unlink)
+        monkeypatch.setattr(spool_module, "unlink_source", real_unlink)
         final = spool.archive(claim, date(2024, 1, 2))
         assert final.name == "b.usr.enc" and not claim.path.exists()
         assert sorted(p.name for p in final.parent.iterdir()) == ["b.usr.enc"]
@@ -357,15 +357,15 @@ class TestEncryptedSpool:
         self, spool: Spool, cipher: FileCipher, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         claim = claimed(spool, "r.usr", b"again")
-        from bridge.adapters import spool as spool_module
+        from bridge.adapters.spool import archive as spool_module
 
-        real_unlink = spool_module._unlink_source
+        real_unlink = spool_module.unlink_source
         monkeypatch.setattr(
-            spool_module, "_unlink_source", lambda _src: (_ for _ in ()).throw(StorageError("x"))
+            spool_module, "unlink_source", lambda _src: (_ for _ in ()).throw(StorageError("x"))
         )
         with pytest.raises(StorageError):
             spool.quarantine(claim, {"try": 1})
-        monkeypatch.setattr(spool_module, "_unlink_source", real_unlink)
+        monkeypatch.setattr(spool_module, "unlink_source", real_unlink)
         final = spool.quarantine(claim, {"try": 2})
         assert final.name == "r.usr.enc" and not claim.path.exists()
         assert json.loads(decrypt(cipher, spool.quarantine_dir / "r.usr.error.json.enc")) == {"try": 2}

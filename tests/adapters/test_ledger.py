@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.adapters.ledger import _MIGRATIONS, SCHEMA_VERSION, Ledger, OutboundFileDraft
+from bridge.adapters.ledger import SCHEMA_VERSION, Ledger, OutboundFileDraft
+from bridge.adapters.ledger.connection import MIGRATIONS
 from bridge.errors import StorageError
 
 
@@ -380,7 +381,7 @@ class TestOutboundFiles:
         whose file was not written yet keeps no source and is still found by its first event's id."""
         path = tmp_path / "v2.sqlite3"
         conn = sqlite3.connect(path)
-        conn.executescript("".join(_MIGRATIONS[:2]) + "PRAGMA user_version = 2;")
+        conn.executescript("".join(MIGRATIONS[:2]) + "PRAGMA user_version = 2;")
         file_id = conn.execute(
             "INSERT INTO outbound_files (state, kind, path, tmp_path, sha256, size, flow, from_participant,"
             " to_participant, file_identifier, test_flag, events, created_at) VALUES ('written', 'original',"

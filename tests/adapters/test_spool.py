@@ -267,7 +267,7 @@ class TestQuarantine:
         def fail(*args: object, **kwargs: object) -> None:
             raise StorageError("disk full")
 
-        monkeypatch.setattr("bridge.adapters.spool.write_atomic", fail)
+        monkeypatch.setattr("bridge.adapters.spool.archive.write_atomic", fail)
         with pytest.raises(StorageError):
             spool.quarantine(claim, {"r": 1})
         assert claim.path.exists() and not (spool.quarantine_dir / "bad.usr").exists()

@@ -20,8 +20,9 @@ from bridge.adapters.worker import BuildWorker
 from bridge.build import built_messages
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import DefinitionSet
-from bridge.dtn.reader import FlowFileReader, ValidFile
+from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
+from bridge.dtn.valid import ValidFile
 from bridge.errors import WorkerError
 from bridge.flowfile import check_file
 from bridge.rules import parse_rules

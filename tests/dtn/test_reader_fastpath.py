@@ -24,6 +24,7 @@ from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import FileHeader
 from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.dtn.synthetic import group_instance, synthetic_file
+from bridge.dtn.walk import LineWalk
 from bridge.dtn.writer import FlowFileWriter
 from tests.conftest import REPO
 
@@ -290,13 +291,13 @@ class TestBlocks:
     def test_valid_instances_are_matched_not_walked(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """On a valid file the block pass walks only the trailer: every instance is matched by expression."""
         walked: list[int] = []
-        original: Callable[..., Iterator[object]] = FileParse._walk
+        original: Callable[..., Iterator[object]] = LineWalk.walk
 
-        def counting(self: FileParse, lines: object) -> Iterator[object]:
-            walked.append(self._line_number)
+        def counting(self: LineWalk, lines: object) -> Iterator[object]:
+            walked.append(self.line_number)
             return original(self, lines)
 
-        monkeypatch.setattr(FileParse, "_walk", counting)
+        monkeypatch.setattr(LineWalk, "walk", counting)
         parse = by_blocks("".join(d0275(40)), block_lines=100)
         assert parse.ok and parse.flow_count == 40
         assert len(walked) == 1
@@ -314,6 +315,20 @@ class TestBlocks:
         text = "".join(lines)
         fast = by_blocks(text, block_lines=4)
         assert not fast.ok and outcome(fast) == outcome(by_lines(text))
+
+    @pytest.mark.parametrize("block_lines", [1, 8192])
+    def test_instance_before_a_longer_code_keeps_groups_open(self, block_lines: int) -> None:
+        """A valid instance followed by a line whose first field only starts with a level-1 code ('0260|...': no group
+        026) is not complete: the walk reads that line as unknown and keeps the instance's groups open, so the 027
+        after it is out of order inside the open 026 and the 028s join it (one flow, not a 027 outside any 026)."""
+        text = ("ZHV|0000000001|D0010002|D|SYNA|X|SYNB|20220204120000||||OPER|\n026|1068301693655|3|\n028|PEAC|3|\n"
+                "0260|7799008273165|O|\n027|J9|5TR52G82O|\n028|390ID0XL|E|\n028|JIF0RB7BC|2|\n"
+                "ZPT|0000000001|6||2|20220204120500|\n")
+        checks = {"mpan_check_digit": "error", "settlement_periods": "error"}
+        fast = by_blocks(text, max_defects=3, block_lines=block_lines, checks=checks)
+        assert outcome(fast) == outcome(by_lines(text, max_defects=3, checks=checks))
+        assert [defect.rule for defect in fast.defects] == ["group-unknown", "group-unexpected", "trailer-flow-count"]
+        assert "may not appear here" in fast.defects[1].message and fast.flow_count == 1
 
     @pytest.mark.parametrize("max_defects", [1, 2, 3])
     def test_defect_limit_before_a_matched_instance(self, max_defects: int) -> None:
