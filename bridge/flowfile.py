@@ -15,13 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from bridge.dtn.formats import DEFAULT_MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES  # re-exported for inbound.py
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader, LineTooLong, ValidFile
 from bridge.dtn.second_pass import data_by_blocks
 from bridge.errors import FlowFileError
 from bridge.events.envelope import Event, EventBuilder
-
-DEFAULT_MAX_LINE_BYTES = 65536  # far above any real DTN line (a few hundred bytes); `inbound.max_line_bytes`
 
 
 def open_flow_file(path: Path, max_line_bytes: int | None = None) -> TextIO:

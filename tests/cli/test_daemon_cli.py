@@ -100,7 +100,7 @@ class TestCheckConfigRunsTheStartChecks:
         """The example's layout (no signing.key, trust = the development JWKS): valid before the first start; the
         start makes the folders, the key and its JWKS; valid again after, naming the key."""
         config_path = write_config(tmp_path, ".unused", signing={"key": None, "trust": f"var/state/{DEV_JWKS_NAME}"},
-                                   inbound={"worker_process": False})
+                                   inbound={"workers": 0})
         assert main(["check-config", "--config", str(config_path)]) == 0
         assert not (tmp_path / "var").exists()
         service = InboundService(load_config(config_path))
