@@ -278,13 +278,13 @@ SECTIONS: dict[str, type] = {
 #: Keys still read but replaced: section -> key -> (its setting, default); a file using one loads with a warning.
 DEPRECATED: dict[str, dict[str, tuple[Setting, object]]] = {
     "inbound": {
-        "worker_process": (Setting("false = inbound.workers: 0", kind="boolean", deprecated="inbound.workers"),
+        "worker_process": (Setting("false = 0 workers", kind="boolean", deprecated="inbound.workers"),
                            True),
-        "build_workers": (Setting("= inbound.workers", kind="integer", minimum=1, maximum=16,
+        "build_workers": (Setting("the number of workers", kind="integer", minimum=1, maximum=16,
                                   deprecated="inbound.workers"), 2),
     },
     "outbound": {
-        "verify_workers": (Setting("= outbound.workers", kind="integer", minimum=0, maximum=16,
+        "verify_workers": (Setting("the number of workers", kind="integer", minimum=0, maximum=16,
                                    deprecated="outbound.workers"), 2),
     },
 }

@@ -347,7 +347,7 @@ def type_text(spec: Setting) -> str:
     """The type and bounds of a setting, as the reference shows them."""
     kind = spec.kind
     text = {
-        "string": "string", "optional_string": "string", "boolean": "boolean", "integer": "integer",
+        "string": f"string: {spec.hint}" if spec.hint else "string", "optional_string": "string", "boolean": "boolean", "integer": "integer",
         "number": "number", "mode": "octal mode", "path": "path", "paths": "list of paths",
         "strings": "list of strings", "choice": " \\| ".join(f"`{c}`" for c in spec.choices),
     }.get(kind, kind)
@@ -400,7 +400,7 @@ def json_schema_of(spec: Setting, default: object) -> dict[str, Any]:
         out = {"anyOf": [out, {"type": "null"}]}
     out = {"description": spec.doc, **out}
     if default is not None or spec.nullable:
-        out["default"] = default
+        out["default"] = f"0{default:o}" if kind == "mode" and isinstance(default, int) else default
     if spec.deprecated:
         out["deprecated"] = True
     return out

@@ -442,3 +442,49 @@ class TestSecurityKeys:
     def test_old_keys_need_a_current_key(self, tmp_path: Path) -> None:
         error = error_of(tmp_path, "spool: {encryption_keys_old: [old.key]}\n")
         assert "encryption_key" in error.message
+
+
+class TestDeprecatedWorkerKeys:
+    """inbound.worker_process + build_workers and outbound.verify_workers, replaced by inbound/outbound.workers."""
+
+    @pytest.mark.parametrize(
+        ("text", "inbound", "outbound"),
+        [
+            ("inbound: {worker_process: false}\n", 0, 2),
+            ("inbound: {worker_process: false, build_workers: 5}\n", 0, 2),
+            ("inbound: {build_workers: 3}\n", 3, 2),
+            ("inbound: {worker_process: true, build_workers: 4}\n", 4, 2),
+            ("outbound: {verify_workers: 0}\n", 2, 0),
+            ("outbound: {verify_workers: 3}\n", 2, 3),
+        ],
+    )
+    def test_old_keys_still_work(self, tmp_path: Path, text: str, inbound: int, outbound: int) -> None:
+        """Each old key still sets the workers it meant, and the load carries one warning naming it."""
+        config = load_config(write(tmp_path, text))
+        assert (config.inbound.workers, config.outbound.workers) == (inbound, outbound)
+        assert len(config.warnings) == 1 and "deprecated" in config.warnings[0]
+        section, first_key = text.split(":")[0], text.split("{")[1].split(":")[0]
+        assert config.warnings[0].startswith(f"{section}.{first_key}")
+        assert f"write {section}.workers instead" in config.warnings[0]
+
+    def test_both_directions_one_warning_each(self, tmp_path: Path) -> None:
+        config = load_config(write(tmp_path, "inbound: {build_workers: 3}\noutbound: {verify_workers: 1}\n"))
+        assert [warning.split(":")[0] for warning in config.warnings] == ["inbound.build_workers",
+                                                                          "outbound.verify_workers"]
+
+    @pytest.mark.parametrize(
+        ("text", "key"),
+        [
+            ("inbound: {workers: 2, worker_process: true}\n", "inbound.worker_process"),
+            ("inbound: {build_workers: 2, workers: 2}\n", "inbound.build_workers"),
+            ("outbound: {workers: 1, verify_workers: 1}\n", "outbound.verify_workers"),
+        ],
+    )
+    def test_old_and_new_together_is_an_error(self, tmp_path: Path, text: str, key: str) -> None:
+        """Which of the two would win is a guess: refused, naming the old key."""
+        error = error_of(tmp_path, text)
+        assert error.key == key and "replaced by" in error.message
+
+    def test_example_uses_the_new_keys(self) -> None:
+        """The shipped example loads without a warning."""
+        assert load_config(REPO / "config" / "bridge.example.yaml").warnings == ()

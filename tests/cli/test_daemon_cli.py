@@ -87,6 +87,15 @@ class TestCheckConfigRunsTheStartChecks:
         assert main(["run", "--config", str(config)]) == 2
         assert said in capsys.readouterr().err
 
+    def test_check_config_prints_deprecated_keys(self, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+        """A configuration with the old worker keys is valid, and check-config says what to write instead."""
+        config = installed(tmp_path, inbound={"worker_process": False}, outbound={"verify_workers": 1})
+        assert main(["check-config", "--config", str(config)]) == 0
+        err = capsys.readouterr().err
+        assert "WARNING" in err and "inbound.worker_process: deprecated, write inbound.workers" in err
+        assert "outbound.verify_workers: deprecated, write outbound.workers" in err
+
     def test_check_config_creates_nothing(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A valid configuration: check-config makes no folder and no development key, and says what it loaded."""
         config = installed(tmp_path, signing={"key": None, "trust": "keys/bridge.jwks.json"})
