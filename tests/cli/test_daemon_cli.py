@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from bridge.cli import main
 from bridge.config import load_config
@@ -95,6 +96,17 @@ class TestCheckConfigRunsTheStartChecks:
         err = capsys.readouterr().err
         assert "WARNING" in err and "inbound.worker_process: deprecated, write inbound.workers" in err
         assert "outbound.verify_workers: deprecated, write outbound.workers" in err
+
+    def test_the_daemon_logs_deprecated_keys_once_at_load(self, tmp_path: Path) -> None:
+        """Starting on old worker keys logs one warning per deprecated key group, and runs with the workers meant."""
+        config = load_config(installed(tmp_path, signing={"key": None, "trust": "keys/bridge.jwks.json"},
+                                       inbound={"worker_process": False}))
+        with structlog.testing.capture_logs() as logs:
+            service = InboundService(config)
+            service.close()
+        deprecated = [entry for entry in logs if entry["event"] == "config_deprecated"]
+        assert len(deprecated) == 1 and "inbound.worker_process" in deprecated[0]["detail"]
+        assert config.inbound.workers == 0
 
     def test_check_config_creates_nothing(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A valid configuration: check-config makes no folder and no development key, and says what it loaded."""
