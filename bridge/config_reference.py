@@ -66,6 +66,7 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema of the configuration file."""
     properties: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
+        fields: dict[str, Any]
         if cls is ChecksConfig:
             fields = {check: {"description": "severity of the named check", "enum": list(SEVERITIES),
                               "default": default} for check, default in DEFAULT_SEVERITIES.items()}

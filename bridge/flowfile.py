@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from bridge.dtn.formats import DEFAULT_MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES  # re-exported for inbound.py
+from bridge.dtn.formats import DEFAULT_MAX_LINE_BYTES as DEFAULT_MAX_LINE_BYTES  # noqa: PLC0414 (inbound.py)
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader, LineTooLong, ValidFile
 from bridge.dtn.second_pass import data_by_blocks

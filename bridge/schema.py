@@ -56,7 +56,7 @@ class Setting:
     deprecated: str = ""  # the key that replaces it
 
 
-def setting(default: Any = _MISSING, doc: str = "", *, repr: bool = True, **options: Any) -> Any:  # noqa: A002
+def setting(default: Any = _MISSING, doc: str = "", *, repr: bool = True, **options: Any) -> Any:
     """A dataclass field carrying its `Setting` (the field's own default stays the one default)."""
     return dataclasses.field(default=default, repr=repr, metadata={"setting": Setting(doc, **options)})
 

@@ -28,7 +28,7 @@ def schema_errors(instance: Any) -> list[str]:
     keys and simple types (enough to catch a key the schema does not know)."""
     schema = json.loads((DOCS / "config.schema.json").read_text(encoding="utf-8"))
     try:
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return _walk(schema, instance, "")
     validator = jsonschema.Draft202012Validator(schema)
@@ -40,7 +40,7 @@ def _walk(schema: dict[str, Any], value: Any, where: str) -> list[str]:
         return [] if any(not _walk(option, value, where) for option in schema["anyOf"]) else [f"{where}: no match"]
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types
-    python = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+    python: dict[str, type | tuple[type, ...]] = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
               "integer": int, "number": (int, float)}
     if types and not any(isinstance(value, python[t]) and not (t in ("integer", "number") and isinstance(value, bool))
                          for t in types):

@@ -133,8 +133,8 @@ def _test_data(node: Node) -> TestDataRules:
 
 def _limits(node: Node) -> LimitRules:
     node.check_keys({"max_file_bytes", "max_flow_instances", "max_event_bytes"})
-    return LimitRules(node.optional_integer("max_file_bytes", minimum=1), node.optional_integer("max_flow_instances", minimum=1),
-                      node.optional_integer("max_event_bytes", minimum=1))
+    return LimitRules(*(node.optional_integer(name, minimum=1)
+                        for name in ("max_file_bytes", "max_flow_instances", "max_event_bytes")))
 
 
 def _subscribers(root: Node, definitions: DefinitionSet, test_data: TestDataRules) -> tuple[SubscriberRoute, ...]:
