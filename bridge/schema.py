@@ -85,15 +85,9 @@ def _yaml_value(value: object) -> object:
     return value
 
 
-def read_settings(node: Node, cls: type, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Each declared setting of `cls` read from `node` (its default when absent); custom ones and `skip` are left
-    to the caller."""
-    values: dict[str, Any] = {}
-    for key, spec, default in settings_of(cls):
-        if spec.kind == "custom" or key in skip:
-            continue
-        values[key] = node.setting(key, spec, default)
-    return values
+def read_settings(node: Node, cls: type) -> dict[str, Any]:
+    """Each declared setting of `cls` read from `node` (its default when absent); `custom` ones are the caller's."""
+    return {key: node.setting(key, spec, default) for key, spec, default in settings_of(cls) if spec.kind != "custom"}
 
 
 def did_you_mean(name: str, known: list[str] | set[str] | Mapping[str, object], *, list_known: bool = True) -> str:

@@ -136,7 +136,6 @@ def register_replay(subparsers: Any) -> None:
 
 def run_replay(args: argparse.Namespace) -> int:
     """Replay with a progress line on a terminal and a summary at the end."""
-
     from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
     from bridge.adapters.tls import broker_connection_options
     from bridge.dtn.definitions import load_definitions
