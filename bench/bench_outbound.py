@@ -3,7 +3,7 @@ Ed25519 verification of the same events on one core (the bound: every event need
 
 Target (issue): at least 60% of the bare-verification rate. Run: .venv/bin/python bench/bench_outbound.py [N]
 Needs RabbitMQ at DTN_TEST_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2F); uses its own topology.
-Settings compared: checks in the daemon's thread (`outbound.verify_workers: 0`), and in 1 or 2 worker processes.
+Settings compared: checks in the daemon's thread (`outbound.workers: 0`), and in 1 or 2 worker processes.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from bridge.dtn.formats import DEFAULT_MAX_LINE_BYTES
 from bridge.dtn.lines import LineTooLong
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader
@@ -22,8 +23,6 @@ from bridge.dtn.second_pass import data_by_blocks
 from bridge.dtn.valid import ValidFile
 from bridge.errors import FlowFileError
 from bridge.events.envelope import Event, EventBuilder
-
-DEFAULT_MAX_LINE_BYTES = 65536  # far above any real DTN line (a few hundred bytes); `inbound.max_line_bytes`
 
 
 def open_flow_file(path: Path, max_line_bytes: int | None = None) -> TextIO:

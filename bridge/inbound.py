@@ -25,12 +25,13 @@ import structlog
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.spool import Claim, Spool, sha256_of
 from bridge.build import BuiltMessage
+from bridge.dtn.formats import DEFAULT_MAX_LINE_BYTES
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.dtn.valid import ValidFile
 from bridge.errors import FlowFileError, StorageError
 from bridge.events.manifest import build_manifest, manifest_routing_key
-from bridge.flowfile import DEFAULT_MAX_LINE_BYTES, check_file, file_events
+from bridge.flowfile import check_file, file_events
 from bridge.ports import OutgoingMessage, Publisher, PublishResult
 from bridge.rules import Decision, FileFacts, RuleSet, decide_inbound_file, route_event
 from bridge.signing import canonicalize

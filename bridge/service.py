@@ -36,7 +36,7 @@ from bridge.adapters.tls import BrokerTlsOptions, broker_connection_options
 from bridge.adapters.watcher import DropWatcher
 from bridge.adapters.worker import BuildWorker, CheckWorkers
 from bridge.build import built_messages
-from bridge.config import BridgeConfig, check_folders, ensure_folders, load_config
+from bridge.config import BridgeConfig, check_folders, load_config
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import (
@@ -67,6 +67,22 @@ def topology_for(config: BridgeConfig) -> Topology:
     topology = Topology(store_max_age=config.broker.stream_max_age)
     suffix = config.broker.topology_suffix
     return topology.with_suffix(suffix) if suffix else topology
+
+
+def ensure_folders(config: BridgeConfig) -> tuple[Path, ...]:
+    """Create the bridge's folders (parents too) with `spool.dir_mode`; existing folders are left as they are.
+
+    `check_folders` runs first, so a refused configuration leaves no folder behind."""
+    check_folders(config)
+    for folder in config.folders:
+        make_folders(folder, config.spool.dir_mode)
+    return config.folders
+
+
+def log_config_warnings(config: BridgeConfig) -> None:
+    """Each deprecated key the configuration used, once per load (check-config prints them instead)."""
+    for warning in config.warnings:
+        log.warning("config_deprecated", source=str(config.source), detail=warning)
 
 
 def load_signer(config: BridgeConfig, *, create: bool = True) -> Signer | None:
@@ -195,6 +211,7 @@ class InboundService:
         self.metrics = metrics or Metrics()
         self.notifier = notifier or Notifier(None)
         self.heartbeat = heartbeat or Heartbeat(self.notifier, None)
+        log_config_warnings(config)
         startup = load_startup(config)  # every check runs before a folder is made or a worker started
         ensure_folders(config)
         self.ledger = Ledger(config.state.ledger_path)
@@ -243,8 +260,8 @@ class InboundService:
         `trust` is read by load_startup even for the workers: a bad trust file stops the start, once."""
         if trust is None:
             return None
-        if config.outbound.verify_workers:
-            return CheckWorkers(config, config.outbound.verify_workers)  # started by the first outbound message
+        if config.outbound.workers:
+            return CheckWorkers(config, config.outbound.workers)  # started by the first outbound message
         return InlineChecks(MessageChecker(self.definitions, trust, self.rules))
 
     def _chain(self, config: BridgeConfig, startup: Startup) -> tuple[InboundPipeline, DropWatcher]:
@@ -254,8 +271,8 @@ class InboundService:
         reader = FlowFileReader(definitions, strict=config.flows.strict, checks=config.checks.severities)
         self.definitions, self.rules = definitions, rules
         build: BuildStage
-        if config.inbound.worker_process:
-            worker = BuildWorker(config, signer, config.inbound.build_workers)
+        if config.inbound.workers:
+            worker = BuildWorker(config, signer, config.inbound.workers)
             worker.start()
             build = worker
         else:
@@ -298,6 +315,7 @@ class InboundService:
         pipeline: InboundPipeline | None = None
         try:
             new = load_config(self.config.source)
+            log_config_warnings(new)
             startup = load_startup(new)
             ensure_folders(new)
             pipeline, watcher = self._chain(new, startup)

@@ -12,11 +12,11 @@ import pytest
 from bridge.config import (
     BridgeConfig,
     TlsConfig,
-    ensure_folders,
     load_config,
     parse_config,
 )
 from bridge.errors import ConfigError
+from bridge.service import ensure_folders
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,9 +48,9 @@ class TestDefaults:
         assert config.signing.key is None and config.signing.trust is None
         assert config.flows.strict is False
         assert config.inbound.duplicates == "skip" and config.inbound.max_file_bytes == 1 << 30
-        assert config.inbound.worker_process and config.inbound.build_workers == 2
+        assert config.inbound.workers == 2
         assert config.outbound.batch_size == 1000 and config.outbound.prefetch == 2000
-        assert config.outbound.verify_workers == 2
+        assert config.outbound.workers == 2 and config.warnings == ()
         assert config.log.level == "info" and config.log.format == "auto"
         assert config.metrics.port is None
         assert config.checks.severities == {"mpan_check_digit": "error", "settlement_periods": "error"}
@@ -122,8 +122,8 @@ class TestValues:
                 spool: {file_mode: 0600, dir_mode: "0o700"}
                 signing: {key: keys/k.pem, trust: keys/trust.jwks, ca_bundle: ca.pem}
                 flows: {definitions: defs, strict: true}
-                inbound: {duplicates: republish, max_file_bytes: 10, worker_process: false, build_workers: 3}
-                outbound: {batch_size: 10, batch_seconds: 1, name_pattern: "{flow}_{file_identifier}.txt"}
+                inbound: {duplicates: republish, max_file_bytes: 10, workers: 3}
+                outbound: {batch_size: 10, batch_seconds: 1, name_pattern: "{flow}_{file_identifier}.txt", workers: 0}
                 log: {level: DEBUG, format: json}
                 metrics: {port: 9100}
                 """,
@@ -141,8 +141,7 @@ class TestValues:
         assert config.flows.definitions == tmp_path / "defs" and config.flows.strict
         assert config.log.level == "debug"
         assert config.metrics.port == 9100
-        assert config.inbound.max_file_bytes == 10 and not config.inbound.worker_process
-        assert config.inbound.build_workers == 3
+        assert config.inbound.max_file_bytes == 10 and config.inbound.workers == 3 and config.outbound.workers == 0
 
     def test_relative_paths_resolve_against_config_folder(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -280,7 +279,10 @@ class TestErrors:
             ("spool: {file_mode: 640}\n", "spool.file_mode"),
             ("spool: {dir_mode: '0999'}\n", "spool.dir_mode"),
             ("inbound: {max_file_bytes: 0}\n", "inbound.max_file_bytes"),
-            ("inbound: {build_workers: 0}\n", "inbound.build_workers"),
+            ("inbound: {workers: -1}\n", "inbound.workers"),
+            ("inbound: {workers: 17}\n", "inbound.workers"),
+            ("outbound: {workers: 17}\n", "outbound.workers"),
+            ("inbound: {build_workers: 0}\n", "inbound.build_workers"),  # the deprecated keys keep their bounds
             ("inbound: {build_workers: 17}\n", "inbound.build_workers"),
             ("outbound: {name_pattern: '{flow}.usr'}\n", "outbound.name_pattern"),
             ("outbound: {name_pattern: '{nope}{file_identifier}'}\n", "outbound.name_pattern"),
@@ -440,3 +442,49 @@ class TestSecurityKeys:
     def test_old_keys_need_a_current_key(self, tmp_path: Path) -> None:
         error = error_of(tmp_path, "spool: {encryption_keys_old: [old.key]}\n")
         assert "encryption_key" in error.message
+
+
+class TestDeprecatedWorkerKeys:
+    """inbound.worker_process + build_workers and outbound.verify_workers, replaced by inbound/outbound.workers."""
+
+    @pytest.mark.parametrize(
+        ("text", "inbound", "outbound"),
+        [
+            ("inbound: {worker_process: false}\n", 0, 2),
+            ("inbound: {worker_process: false, build_workers: 5}\n", 0, 2),
+            ("inbound: {build_workers: 3}\n", 3, 2),
+            ("inbound: {worker_process: true, build_workers: 4}\n", 4, 2),
+            ("outbound: {verify_workers: 0}\n", 2, 0),
+            ("outbound: {verify_workers: 3}\n", 2, 3),
+        ],
+    )
+    def test_old_keys_still_work(self, tmp_path: Path, text: str, inbound: int, outbound: int) -> None:
+        """Each old key still sets the workers it meant, and the load carries one warning naming it."""
+        config = load_config(write(tmp_path, text))
+        assert (config.inbound.workers, config.outbound.workers) == (inbound, outbound)
+        assert len(config.warnings) == 1 and "deprecated" in config.warnings[0]
+        section, first_key = text.split(":")[0], text.split("{")[1].split(":")[0]
+        assert config.warnings[0].startswith(f"{section}.{first_key}")
+        assert f"write {section}.workers instead" in config.warnings[0]
+
+    def test_both_directions_one_warning_each(self, tmp_path: Path) -> None:
+        config = load_config(write(tmp_path, "inbound: {build_workers: 3}\noutbound: {verify_workers: 1}\n"))
+        assert [warning.split(":")[0] for warning in config.warnings] == ["inbound.build_workers",
+                                                                          "outbound.verify_workers"]
+
+    @pytest.mark.parametrize(
+        ("text", "key"),
+        [
+            ("inbound: {workers: 2, worker_process: true}\n", "inbound.worker_process"),
+            ("inbound: {build_workers: 2, workers: 2}\n", "inbound.build_workers"),
+            ("outbound: {workers: 1, verify_workers: 1}\n", "outbound.verify_workers"),
+        ],
+    )
+    def test_old_and_new_together_is_an_error(self, tmp_path: Path, text: str, key: str) -> None:
+        """Which of the two would win is a guess: refused, naming the old key."""
+        error = error_of(tmp_path, text)
+        assert error.key == key and "replaced by" in error.message
+
+    def test_example_uses_the_new_keys(self) -> None:
+        """The shipped example loads without a warning."""
+        assert load_config(REPO / "config" / "bridge.example.yaml").warnings == ()

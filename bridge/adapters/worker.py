@@ -1,6 +1,6 @@
 """The stages that cost the most CPU, in worker processes beside the daemon, so that they use the other cores.
 
-Inbound, `inbound.build_workers` build workers build, govern, canonicalize and sign a file's events while the daemon
+Inbound, `inbound.workers` build workers build, govern, canonicalize and sign a file's events while the daemon
 publishes them:
 
     daemon process                                   workers (`python -m bridge.adapters.worker`: new

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ def run_check_config(args: argparse.Namespace) -> int:
         startup.definitions[reference]
     signing_key = config.signing.key or "development key in the state folder (not for production)"
     print(f"{args.config}: valid")
+    for warning in config.warnings:  # deprecated keys: valid, but to be renamed
+        print(f"dtn-bridge: WARNING: {args.config}: {warning}", file=sys.stderr)
     print(f"  participant  {config.participant.id} (role {config.participant.role})")
     print(f"  broker       {', '.join(config.broker.redacted_urls)}{' (TLS)' if startup.tls else ''}")
     print(f"  inbound      {config.watch.inbound} ({config.watch.mode})")
@@ -133,8 +136,6 @@ def register_replay(subparsers: Any) -> None:
 
 def run_replay(args: argparse.Namespace) -> int:
     """Replay with a progress line on a terminal and a summary at the end."""
-    import sys
-
     from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
     from bridge.adapters.tls import broker_connection_options
     from bridge.dtn.definitions import load_definitions

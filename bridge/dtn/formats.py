@@ -34,6 +34,9 @@ _ISO_TIME = re.compile(r"^(\d{2}):(\d{2}):(\d{2})$")
 # holds one, so that no value can break or add a line of the file (whatever splits its lines).
 CONTROL_RANGE = "\x00-\x1f\x7f-\x9f\u2028\u2029"
 CONTROL = re.compile(f"[{CONTROL_RANGE}]")
+#: The longest line a reader accepts by default (`inbound.max_line_bytes`): far above any real DTN line (a few
+#: hundred bytes); a longer one is a defect and is never held in memory whole.
+DEFAULT_MAX_LINE_BYTES = 65536
 
 
 class FormatSyntaxError(ValueError):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from bridge.cli import main
 from bridge.config import load_config
@@ -87,6 +88,26 @@ class TestCheckConfigRunsTheStartChecks:
         assert main(["run", "--config", str(config)]) == 2
         assert said in capsys.readouterr().err
 
+    def test_check_config_prints_deprecated_keys(self, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+        """A configuration with the old worker keys is valid, and check-config says what to write instead."""
+        config = installed(tmp_path, inbound={"worker_process": False}, outbound={"verify_workers": 1})
+        assert main(["check-config", "--config", str(config)]) == 0
+        err = capsys.readouterr().err
+        assert "WARNING" in err and "inbound.worker_process: deprecated, write inbound.workers" in err
+        assert "outbound.verify_workers: deprecated, write outbound.workers" in err
+
+    def test_the_daemon_logs_deprecated_keys_once_at_load(self, tmp_path: Path) -> None:
+        """Starting on old worker keys logs one warning per deprecated key group, and runs with the workers meant."""
+        config = load_config(installed(tmp_path, signing={"key": None, "trust": "keys/bridge.jwks.json"},
+                                       inbound={"worker_process": False}))
+        with structlog.testing.capture_logs() as logs:
+            service = InboundService(config)
+            service.close()
+        deprecated = [entry for entry in logs if entry["event"] == "config_deprecated"]
+        assert len(deprecated) == 1 and "inbound.worker_process" in deprecated[0]["detail"]
+        assert config.inbound.workers == 0
+
     def test_check_config_creates_nothing(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A valid configuration: check-config makes no folder and no development key, and says what it loaded."""
         config = installed(tmp_path, signing={"key": None, "trust": "keys/bridge.jwks.json"})
@@ -100,7 +121,7 @@ class TestCheckConfigRunsTheStartChecks:
         """The example's layout (no signing.key, trust = the development JWKS): valid before the first start; the
         start makes the folders, the key and its JWKS; valid again after, naming the key."""
         config_path = write_config(tmp_path, ".unused", signing={"key": None, "trust": f"var/state/{DEV_JWKS_NAME}"},
-                                   inbound={"worker_process": False})
+                                   inbound={"workers": 0})
         assert main(["check-config", "--config", str(config_path)]) == 0
         assert not (tmp_path / "var").exists()
         service = InboundService(load_config(config_path))

@@ -21,8 +21,8 @@ import pytest
 
 from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.spool import sha256_of
-from bridge.config import BridgeConfig, ensure_folders, load_config
-from bridge.service import InboundService
+from bridge.config import BridgeConfig, load_config
+from bridge.service import InboundService, ensure_folders
 from bridge.signing import Signer, TrustStore
 from bridge.signing.keys import write_private_key
 from tests.conftest import REPO, Admin

@@ -74,11 +74,11 @@ def split(captured: list[tuple[Any, dict[str, Any]]]) -> tuple[list[dict[str, An
 
 
 class TestPublishing:
-    @pytest.mark.parametrize("worker_process", [True, False], ids=["build-worker", "one-process"])
+    @pytest.mark.parametrize("workers", [2, 0], ids=["build-worker", "one-process"])
     def test_examples_samples_and_corpus(self, make_bridge: Any, run_service: Any, reader: FlowFileReader,
-                                         tmp_path: Path, worker_process: bool) -> None:
+                                         tmp_path: Path, workers: int) -> None:
         """Every flow instance is published once, signed, with its id, routing key and a manifest per file."""
-        bridge: Bridge = make_bridge(inbound={"worker_process": worker_process})
+        bridge: Bridge = make_bridge(inbound={"workers": workers})
         files = sorted(EXAMPLES.glob("*.txt")) + [sample(name) for name in VALID_SAMPLES]
         files += corpus(tmp_path / "corpus", reader.definitions, files=20, instances=5)
         running = run_service(bridge)

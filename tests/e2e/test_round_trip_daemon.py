@@ -53,9 +53,9 @@ class TestRoundTrip:
     @pytest.mark.parametrize("workers", [2, 0], ids=["check-workers", "in-the-daemon"])
     def test_outbound_governance_dead_letters_with_rule(self, make_bridge: Any, workers: int) -> None:
         """An outbound event to a denied participant is dead-lettered with the rule as its code; no file. The same
-        whether check worker processes or the daemon's own thread judge it (`outbound.verify_workers`)."""
+        whether check worker processes or the daemon's own thread judge it (`outbound.workers`)."""
         bridge: Bridge = make_bridge(rules={"participants": {"outbound": {"deny": ["MRCY"]}}},
-                                     outbound={"verify_workers": workers})
+                                     outbound={"workers": workers})
         got = route_back_and_collect_rejects(bridge, lambda body: body)
         assert {props.headers["x-dtn-reject-code"] for _m, props, _b in got} == {"participant.denied"}
         assert len(got) == 11 and bridge.outbound_files() == []
