@@ -153,7 +153,7 @@ def header_of(event: Mapping[str, Any], definition: FlowDefinition) -> FileHeade
     if envelope not in _LAYOUTS or not set(flags) <= {"pipe", "nopipe"}:
         raise EventError(f"event {event.get('id', '?')}: dtcenvelope {event.get('dtcenvelope')!r} is not one of "
                          "ZHV, ZHD-POOL, ZHD-ZHV (with +pipe or +nopipe)")
-    layout: Layout = envelope  # type: ignore[assignment]
+    layout: Layout = envelope
     terminated = "pipe" in flags or (layout == "ZHV" and "nopipe" not in flags)
     header = FileHeader(
         layout=layout,

@@ -43,7 +43,7 @@ class Failure:
         raise self.build()
 
 
-class _CoalescingConnection(SelectConnection):
+class _CoalescingConnection(SelectConnection):  # type: ignore[misc]  # pika is untyped (Any): see pyproject
     """A SelectConnection that can write many frames as one buffer.
 
     pika hands every frame to the transport on its own, and the transport sends each with its own send(): three
