@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -21,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bridge.dtn.definitions import load_definitions  # noqa: E402
-from bridge.dtn.reader import FlowFileReader  # noqa: E402
-from bridge.dtn.synthetic import synthetic_file  # noqa: E402
-from bridge.flowfile import check_file, open_flow_file  # noqa: E402
+from bridge.dtn.definitions import load_definitions
+from bridge.dtn.reader import FlowFileReader
+from bridge.dtn.synthetic import synthetic_file
+from bridge.flowfile import check_file, open_flow_file
 
 OUT = Path(__file__).resolve().parent / "out"
 CORPUS = "v2"  # in the cached files' names: bump when bridge/dtn/synthetic.py generates otherwise (v2: MPAN
@@ -44,6 +43,11 @@ def make_file(reference: str, instances: int, seed: int) -> Path:
     return path
 
 
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as stream:
+        return sum(1 for _ in stream)
+
+
 def make_big_file(reference: str, megabytes: int) -> Path:
     """A file of about `megabytes` MB: a generated block of instances repeated, with a correct trailer."""
     path = OUT / f"{reference}-{megabytes}MB-{CORPUS}.txt"
@@ -58,8 +62,7 @@ def make_big_file(reference: str, megabytes: int) -> Path:
     tmp = path.with_suffix(".part")
     with open(tmp, "w", encoding="utf-8", newline="") as stream:
         stream.write(header)
-        for _ in range(repeats):
-            stream.write(block)
+        stream.writelines(block for _ in range(repeats))
         fields = trailer.split("|")
         fields[2] = str(len(body) * repeats % 10**10)
         fields[4] = str(block_instances * repeats)
@@ -131,7 +134,7 @@ def main() -> None:
     checked, instances = min(validate(corpus, reader) for _ in range(args.rounds))
     parsed, built = min(parse_instances(corpus, reader) for _ in range(args.rounds))
     assert built == instances, (built, instances)
-    lines = sum(1 for path in corpus for _ in open(path, "rb"))
+    lines = sum(count_lines(path) for path in corpus)
     print(f"corpus: {len(corpus)} files, {size / 1e6:.1f} MB, {lines:,} lines, {instances:,} flow instances")
     print(f"bare split loop:             {lines / baseline:>12,.0f} lines/s  {size / 1e6 / baseline:7.1f} MB/s")
     print(f"validation pass (check):     {lines / checked:>12,.0f} lines/s  {size / 1e6 / checked:7.1f} MB/s  "

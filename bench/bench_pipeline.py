@@ -45,21 +45,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import orjson  # noqa: E402
-import pika  # noqa: E402
+import orjson
+import pika
 
-from bridge.adapters.rabbitmq import RabbitPublisher  # noqa: E402
-from bridge.adapters.rabbitmq.topology import Topology  # noqa: E402
-from bridge.config import load_config  # noqa: E402
-from bridge.dtn.definitions import DefinitionSet, load_definitions  # noqa: E402
-from bridge.dtn.reader import FlowFileReader  # noqa: E402
-from bridge.dtn.synthetic import synthetic_file  # noqa: E402
-from bridge.flowfile import check_file, file_events  # noqa: E402
-from bridge.ports import OutgoingMessage  # noqa: E402
-from bridge.rules.decide import route_event  # noqa: E402
-from bridge.service import ensure_folders, load_rules  # noqa: E402
-from bridge.signing import Signer  # noqa: E402
-from bridge.signing.keys import write_private_key  # noqa: E402
+from bridge.adapters.rabbitmq import RabbitPublisher
+from bridge.adapters.rabbitmq.topology import Topology
+from bridge.config import load_config
+from bridge.dtn.definitions import DefinitionSet, load_definitions
+from bridge.dtn.reader import FlowFileReader
+from bridge.dtn.synthetic import synthetic_file
+from bridge.flowfile import check_file, file_events
+from bridge.ports import OutgoingMessage
+from bridge.rules.decide import route_event
+from bridge.service import ensure_folders, load_rules
+from bridge.signing import Signer
+from bridge.signing.keys import write_private_key
 
 OUT = Path(__file__).resolve().parent / "out"
 CORPUS = "v2"  # in the cached files' names: bump when bridge/dtn/synthetic.py generates otherwise (v2: MPAN
@@ -151,10 +151,9 @@ class Daemon:
         self._stop_polling = threading.Event()
 
     def start(self, timeout: float = 60.0) -> None:
-        log = open(self.root / "daemon.log", "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(self.config_path)],
-                                        stdout=log, stderr=log, cwd=REPO)
-        log.close()
+        with open(self.root / "daemon.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(self.config_path)],
+                                            stdout=log, stderr=log, cwd=REPO)
         status = self.root / "var" / "state" / "status.json"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -414,7 +413,7 @@ def main() -> None:
         for each in (topology, ceiling_topology):
             try:
                 delete_topology(each)
-            except Exception as exc:  # report, keep cleaning
+            except Exception as exc:  # noqa: BLE001 (whatever fails is reported; cleaning goes on)
                 print(f"cleanup of {each.exchange} failed: {exc!r}", file=sys.stderr)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -425,7 +424,8 @@ def main() -> None:
     p99 = ordered[math.ceil(0.99 * len(ordered)) - 1]
     print(f"end to end (daemon, first drop -> all {len(paths)} archived): {events:,} events in {elapsed:.2f} s = "
           f"{rate:,.0f} events/s ({size / 1e6 / elapsed:.1f} MB/s; dropping took {dropped:.2f} s)")
-    print(f"peak RSS (VmHWM, daemon + worker processes): {peak_mb:,.0f} MB ({peaks}); CPU (utime+stime) just before stopping: {cpu:.1f} s in all "
+    print(f"peak RSS (VmHWM, daemon + worker processes): {peak_mb:,.0f} MB ({peaks}); "
+          f"CPU (utime+stime) just before stopping: {cpu:.1f} s in all "
           f"(start-up {cpu_at_start:.1f} s, throughput run {cpu_throughput:.1f} s = "
           f"{cpu_throughput / events * 100_000:.1f} s per 100k events)")
     print(f"CPU per event in the throughput run: {split}")

@@ -19,6 +19,8 @@ edges (CLI, quarantine report, dead-letter header) render them once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class BridgeError(Exception):
     """Base of every error dtn-bridge raises on purpose."""
@@ -52,7 +54,7 @@ class CatalogueError(BridgeError):
 class FlowFileError(BridgeError):
     """A DTN file cannot be parsed or rendered; `defects` lists why."""
 
-    def __init__(self, message: str, defects: list[object] | None = None) -> None:
+    def __init__(self, message: str, defects: Sequence[object] | None = None) -> None:
         self.defects = list(defects or [])
         super().__init__(message)
 

@@ -52,9 +52,7 @@ class ReplayFilter:
             reference = event_type[7:12] + event_type[14:] if event_type.startswith("uk.dtc.") else ""
             if not reference.startswith(self.flow):
                 return False
-        if self.participant is not None and self.participant not in (event.get("dtcfrom"), event.get("dtcto")):
-            return False
-        return True
+        return self.participant is None or self.participant in (event.get("dtcfrom"), event.get("dtcto"))
 
 
 @dataclass
@@ -199,7 +197,7 @@ def _verified(event: Event, trust: TrustStore | None, delivery: Delivery, summar
 
 def parse_time(text: str) -> datetime:
     """An ISO 8601 time (a date alone means its midnight UTC); naive times are UTC."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    value = datetime.fromisoformat(text)  # Python 3.11 reads a final Z
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

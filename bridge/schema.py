@@ -341,8 +341,8 @@ def type_text(spec: Setting) -> str:
     """The type and bounds of a setting, as the reference shows them."""
     kind = spec.kind
     text = {
-        "string": f"string: {spec.hint}" if spec.hint else "string", "optional_string": "string", "boolean": "boolean", "integer": "integer",
-        "number": "number", "mode": "octal mode", "path": "path", "paths": "list of paths",
+        "string": f"string: {spec.hint}" if spec.hint else "string", "optional_string": "string", "boolean": "boolean",
+        "integer": "integer", "number": "number", "mode": "octal mode", "path": "path", "paths": "list of paths",
         "strings": "list of strings", "choice": " \\| ".join(f"`{c}`" for c in spec.choices),
     }.get(kind, kind)
     bounds = []

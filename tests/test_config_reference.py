@@ -40,8 +40,8 @@ def _walk(schema: dict[str, Any], value: Any, where: str) -> list[str]:
         return [] if any(not _walk(option, value, where) for option in schema["anyOf"]) else [f"{where}: no match"]
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types
-    python: dict[str, type | tuple[type, ...]] = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
-              "integer": int, "number": (int, float)}
+    python: dict[str, type | tuple[type, ...]] = {"object": dict, "array": list, "string": str, "boolean": bool,
+                                                  "null": type(None), "integer": int, "number": (int, float)}
     if types and not any(isinstance(value, python[t]) and not (t in ("integer", "number") and isinstance(value, bool))
                          for t in types):
         return [f"{where}: not {types}"]

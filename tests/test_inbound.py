@@ -82,8 +82,8 @@ class Installation:
         self.spool = Spool(self.folders["processing"], self.folders["archive"], self.folders["quarantine"])
         self.decisions: list[tuple[str, int]] = []
         self.pipeline = InboundPipeline(
-            reader=FlowFileReader(definitions, checks=checks), build=build, sign=SIGNER.signed_json, publisher=publisher,
-            ledger=Ledger(tmp_path / "ledger.db"), spool=self.spool,
+            reader=FlowFileReader(definitions, checks=checks), build=build, sign=SIGNER.signed_json,
+            publisher=publisher, ledger=Ledger(tmp_path / "ledger.db"), spool=self.spool,
             rules=parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions),
             on_decision=lambda decision, count: self.decisions.append((decision.rule, count)))
 

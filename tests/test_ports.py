@@ -16,7 +16,8 @@ from tests.conftest import REPO
 def test_chain_modules_load_no_pika(module: str) -> None:
     """Importing a chain module in a fresh interpreter loads neither pika nor the RabbitMQ adapter."""
     probe = (f"import sys, {module}\n"
-             "loaded = sorted(m for m in sys.modules if m == 'pika' or m.startswith(('pika.', 'bridge.adapters.rabbitmq')))\n"
+             "prefixes = ('pika.', 'bridge.adapters.rabbitmq')\n"
+             "loaded = sorted(m for m in sys.modules if m == 'pika' or m.startswith(prefixes))\n"
              "assert not loaded, loaded\n")
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
                           check=False)

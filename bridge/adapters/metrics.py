@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Self
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
@@ -245,7 +245,7 @@ class MetricsServer:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> MetricsServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -266,10 +266,10 @@ def _handler_for(metrics: Metrics, readiness: Readiness) -> type[BaseHTTPRequest
         server_version = "dtn-bridge"
         sys_version = ""
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             self._serve(head=False)
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._serve(head=True)
 
         def _serve(self, *, head: bool) -> None:
@@ -281,7 +281,7 @@ def _handler_for(metrics: Metrics, readiness: Readiness) -> type[BaseHTTPRequest
             elif path == "/readyz":
                 try:
                     ready, reasons = readiness()
-                except Exception as exc:  # a broken check means "not ready", never a 500 with a traceback
+                except Exception as exc:  # noqa: BLE001 (a broken check means "not ready", never a 500 with a traceback)
                     ready, reasons = False, [f"readiness check failed: {type(exc).__name__}: {exc}"]
                 body = json.dumps({"ready": bool(ready), "reasons": list(reasons)}).encode() + b"\n"
                 status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
@@ -299,7 +299,7 @@ def _handler_for(metrics: Metrics, readiness: Readiness) -> type[BaseHTTPRequest
             if not head:
                 self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's signature)
+        def log_message(self, format: str, *args: object) -> None:
             """Requests go to the structured log at debug level, not to stderr as http.server does."""
             log.debug("metrics_request", client=self.client_address[0], request=format % args)
 

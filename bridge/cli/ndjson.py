@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,7 @@ from bridge.errors import EventError
 
 def read_events(source: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, event) for each non-blank line of a file, or of stdin for '-'; streams line by line."""
-    stream = sys.stdin.buffer if str(source) == "-" else open(source, "rb")
-    try:
+    with contextlib.nullcontext(sys.stdin.buffer) if str(source) == "-" else open(source, "rb") as stream:
         for number, line in enumerate(stream, 1):
             if not line.strip():
                 continue
@@ -26,6 +26,3 @@ def read_events(source: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not isinstance(event, dict):
                 raise EventError(f"{source} line {number}: not a JSON object")
             yield number, event
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()

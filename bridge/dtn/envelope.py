@@ -43,7 +43,10 @@ def read_header(line: str, definitions: DefinitionSet,
             log.add("header-fields", f"a {record} header has 11 fields, found {len(fields) - 1}{extra}", line=1,
                     group=record)
             return None, None
-        header = FileHeader(layout, *fields[1:12], terminated=terminated)  # type: ignore[arg-type]
+        _, identifier, reference, from_role, from_id, to_role, to_id, created, *applications = fields
+        sending, receiving, broadcast, test = applications
+        header = FileHeader(layout, identifier, reference, from_role, from_id, to_role, to_id, created, sending,
+                            receiving, broadcast, test, terminated=terminated)
     _check_header(header, record, log)
     where = {"line": 1, "group": record, "item": 2 if layout != "ZHD-POOL" else 1, "item_key": "flow_reference"}
     try:

@@ -16,7 +16,8 @@ from typing import Literal
 Kind = Literal["CHAR", "NUM", "INT", "DATE", "DATETIME", "TIME", "BOOLEAN"]
 JsonValue = str | int | bool
 
-_FORMAT = re.compile(r"^(?P<sign>±|\+/-)?(?P<kind>CHAR|NUM|INT|DATE|DATETIME|TIME|BOOLEAN)(?:\((?P<n>\d+)(?:,(?P<m>\d+))?\))?$")
+_FORMAT = re.compile(r"^(?P<sign>±|\+/-)?(?P<kind>CHAR|NUM|INT|DATE|DATETIME|TIME|BOOLEAN)"
+                     r"(?:\((?P<n>\d+)(?:,(?P<m>\d+))?\))?$")
 # A calendar date ccyymmdd, exactly: DTC Domains' years 1950-2199, each month's own length, and 29 February only in
 # leap years (every fourth year, 2000 included and 2100 not). Exact, so that a whole line can be judged by one match.
 _DATE = ("(?:(?:19[5-9][0-9]|2[01][0-9][0-9])"
@@ -194,16 +195,14 @@ class LogicalFormat:
                 return "T" if value else "F"
             raise ValueError(f"{quoted(value)} is not a boolean")
         if isinstance(value, bool):
-            raise ValueError(f"{quoted(value)} is a boolean, not {self.text}")
+            raise ValueError(f"{quoted(value)} is a boolean, not {self.text}")  # noqa: TRY004 (the documented error)
         if kind in ("DATE", "DATETIME", "TIME"):
             pattern = {"DATE": _ISO_DATE, "DATETIME": _ISO_DATETIME, "TIME": _ISO_TIME}[kind]
             if not isinstance(value, str) or not (match := pattern.match(value)):
                 example = {"DATE": "2016-02-22", "DATETIME": "2016-02-22T00:00:00", "TIME": "15:31:51"}[kind]
                 raise ValueError(f"{quoted(value)} is not an ISO 8601 {kind.lower()} like {example}")
             text = "".join(match.groups())
-        elif kind == "INT" and isinstance(value, int):
-            text = str(value)
-        elif kind == "NUM" and isinstance(value, int) and not self.scale:
+        elif isinstance(value, int) and (kind == "INT" or (kind == "NUM" and not self.scale)):
             text = str(value)
         elif isinstance(value, str):
             text = value

@@ -35,8 +35,8 @@ class FlowFileWriter:
     def header(self) -> str:
         h = self.file_header
         if h.layout == "ZHD-POOL":
-            return self._line("|".join(["ZHD", h.flow_reference, h.from_role, h.from_participant, h.to_role,
-                                        h.to_participant, h.created]))
+            return self._line(f"ZHD|{h.flow_reference}|{h.from_role}|{h.from_participant}|{h.to_role}|"
+                              f"{h.to_participant}|{h.created}")
         return self._line("|".join(["ZHV" if h.layout == "ZHV" else "ZHD", h.file_identifier, h.flow_reference,
                                     h.from_role, h.from_participant, h.to_role, h.to_participant, h.created,
                                     h.sending_application, h.receiving_application, h.broadcast,

@@ -111,8 +111,8 @@ class EventBuilder:
         self.attributes = {key: value for key, value in attributes.items() if value not in ("", None)}
         if header.layout != "ZHV":
             self.attributes.setdefault("dtcfileid", "")  # the routing and the ledger rely on its presence
-        self._id_prefix = "|".join([definition.reference, header.from_role, header.from_participant, header.to_role,
-                                    header.to_participant, header.file_identifier, header.created])
+        self._id_prefix = (f"{definition.reference}|{header.from_role}|{header.from_participant}|{header.to_role}|"
+                           f"{header.to_participant}|{header.file_identifier}|{header.created}")
 
     def __call__(self, instance: FlowInstance) -> Event:
         root = instance.root
@@ -153,7 +153,7 @@ def header_of(event: Mapping[str, Any], definition: FlowDefinition) -> FileHeade
     if envelope not in _LAYOUTS or not set(flags) <= {"pipe", "nopipe"}:
         raise EventError(f"event {event.get('id', '?')}: dtcenvelope {event.get('dtcenvelope')!r} is not one of "
                          "ZHV, ZHD-POOL, ZHD-ZHV (with +pipe or +nopipe)")
-    layout: Layout = envelope  # type: ignore[assignment]
+    layout: Layout = envelope
     terminated = "pipe" in flags or (layout == "ZHV" and "nopipe" not in flags)
     header = FileHeader(
         layout=layout,

@@ -98,10 +98,10 @@ class Batcher:
         """Groups whose oldest event has waited `batch_seconds`: incomplete sets are diverted, batches closed."""
         ready: list[ReadyFile] = []
         limit = now - self.batch_seconds
-        for key in [k for k, g in self._originals.items() if g.oldest <= limit]:
-            ready.extend(self._to_batches(list(self._originals.pop(key).by_index.values()), "diverted"))
-        for key in [k for k, g in self._batches.items() if g.oldest <= limit]:
-            ready.append(self._emit("batch", self._batches.pop(key).items, "time"))
+        for source in [k for k, g in self._originals.items() if g.oldest <= limit]:
+            ready.extend(self._to_batches(list(self._originals.pop(source).by_index.values()), "diverted"))
+        for batch in [k for k, g in self._batches.items() if g.oldest <= limit]:
+            ready.append(self._emit("batch", self._batches.pop(batch).items, "time"))
         return ready
 
     def next_deadline(self) -> float | None:
@@ -113,11 +113,11 @@ class Batcher:
         """The prefetch window is full: close the largest batch (diverting the oldest source file if none)."""
         ready: list[ReadyFile] = []
         if not self._batches and self._originals:
-            key = min(self._originals, key=lambda k: self._originals[k].oldest)
-            ready.extend(self._to_batches(list(self._originals.pop(key).by_index.values()), "diverted"))
+            source = min(self._originals, key=lambda k: self._originals[k].oldest)
+            ready.extend(self._to_batches(list(self._originals.pop(source).by_index.values()), "diverted"))
         if self._batches:
-            key = max(self._batches, key=lambda k: len(self._batches[k].items))
-            ready.append(self._emit("batch", self._batches.pop(key).items, "capacity"))
+            batch = max(self._batches, key=lambda k: len(self._batches[k].items))
+            ready.append(self._emit("batch", self._batches.pop(batch).items, "capacity"))
         return ready
 
     def divert(self, items: list[Held]) -> list[ReadyFile]:

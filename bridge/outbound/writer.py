@@ -187,8 +187,9 @@ class OutboundWriter:
         checked = self._reader.read(io.StringIO(text, newline="")).check()
         if not checked.ok:
             defects = checked.describe_defects()
+            more = f" (and {len(defects) - 5} more)" if len(defects) > 5 else ""
             raise EventRejected(FILE_INVALID, f"these events do not make a valid {checked.flow_reference} file: "
-                                + "; ".join(defects[:5]) + (f" (and {len(defects) - 5} more)" if len(defects) > 5 else ""))
+                                + "; ".join(defects[:5]) + more)
 
     def file_name(self, header: FileHeader) -> str:
         """The configured name pattern filled in for this header: one plain path part of bounded length, or

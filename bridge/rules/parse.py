@@ -1,8 +1,9 @@
 """`rules:` of the configuration -> a checked, frozen `RuleSet`.
 
-Like the rest of the configuration, every error is a `ConfigError` naming the dotted key (`rules.limits.max_event_bytes`)
-and unknown keys are errors: a misspelt deny list must stop the start, not silently admit everyone. Flow selectors
-and data paths are checked against the flow definitions, so a typo in a redaction cannot leave data unredacted.
+Like the rest of the configuration, every error is a `ConfigError` naming the dotted key
+(`rules.limits.max_event_bytes`) and unknown keys are errors: a misspelt deny list must stop the start, not silently
+admit everyone. Flow selectors and data paths are checked against the flow definitions, so a typo in a redaction
+cannot leave data unredacted.
 """
 
 from __future__ import annotations

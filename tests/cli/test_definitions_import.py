@@ -150,7 +150,8 @@ class TestImport:
                 {"code": "BBB"},
                 {"code": "CCC", "lenient_range": "0-*", "lenient_reason": "real files leave it out",
                  "items": [{"ref": "J0171", "format": "CHAR(1)"},
-                           {"ref": "J0016", "key": "settlement_date", "format": "DATE", "note": "a date for the test"}]},
+                           {"ref": "J0016", "key": "settlement_date", "format": "DATE",
+                            "note": "a date for the test"}]},
                 {"code": "BBB", "key": "register_visit",
                  "checks": [{"name": "settlement_periods", "date_item": "settlement_date", "clock": "utc"}]}]}))
         for _ in range(2):

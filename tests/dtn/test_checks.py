@@ -129,15 +129,17 @@ class TestDefinitions:
                    for reference, definition in definitions.items() for group in definition.groups if group.periods}
         assert periods == {("D0036001", "103", "settlement_date", "local"), ("D0275001", "27B", "date", "utc"),
                            ("D0379001", "66L", "date", "utc"), ("D0362003", "57I", "settlement_date", "local"),
-                           ("D0362003", "62I", "settlement_date", "local"), ("D0375001", "64K", "settlement_date", "local"),
-                           ("D0380001", "65L", "settlement_date", "local"), ("D0390001", "18C", "settlement_date", "local"),
+                           ("D0362003", "62I", "settlement_date", "local"),
+                           ("D0375001", "64K", "settlement_date", "local"),
+                           ("D0380001", "65L", "settlement_date", "local"),
+                           ("D0390001", "18C", "settlement_date", "local"),
                            ("D0393001", "85M", "settlement_date", "local")}
 
     @pytest.mark.parametrize(("old", "new", "key", "message"), [
         (MPAN, "checks: [mpan_digit]", "groups[0].items[0].checks[0]",
          "'mpan_digit' is not an item check (mpan_check_digit)"),
-        ('format: "CHAR(2)", presence: mandatory, values', 'format: "CHAR(2)", presence: mandatory, checks: '
-         '[mpan_check_digit], values', "groups[0].items[1].checks[0]",
+        ('format: "CHAR(2)", presence: mandatory, values', ('format: "CHAR(2)", presence: mandatory, checks: '
+         '[mpan_check_digit], values'), "groups[0].items[1].checks[0]",
          "mpan_check_digit needs an item of format NUM(13), not CHAR(2)"),
         (PERIODS, PERIODS.replace("clock: utc", "clock: gmt"), "groups[2].checks[0].clock",
          "'gmt' is not one of local, utc"),

@@ -78,7 +78,8 @@ class TestConversion:
         assert orjson.loads(orjson.dumps(value)) == value  # an event can carry it (orjson refuses ints over 64 bits)
 
     @pytest.mark.parametrize(("fmt", "value"), [("DATE", "2016-2-22"), ("BOOLEAN", "T"), ("NUM(9,1)", 1.5),
-                                                ("INT(3)", True), ("INT(3)", 1000), ("DATETIME", "2016-02-30T00:00:00")])
+                                                ("INT(3)", True), ("INT(3)", 1000),
+                                                ("DATETIME", "2016-02-30T00:00:00")])
     def test_bad_event_values(self, fmt: str, value: object) -> None:
         """A value that cannot be written in the format is refused."""
         with pytest.raises(ValueError):

@@ -160,9 +160,9 @@ class TestDefects:
         """A flow without a definition is named."""
         parse = reader.read(["ZHV|1|D9999001|D|UDMS|X|MRCY|20160302153151||||OPER|"]).check()
         assert parse.describe_defects() == [
-            "D9999001 line 1 group ZHV item 2 (flow_reference): flow 'D9999001' has no definition in flow_definitions/ "
-            "(no such flow version in the imported DTC catalogue; import a newer one with "
-            "`dtn-bridge definitions import`)"]
+            ("D9999001 line 1 group ZHV item 2 (flow_reference): flow 'D9999001' has no definition in "
+             "flow_definitions/ (no such flow version in the imported DTC catalogue; import a newer one with "
+             "`dtn-bridge definitions import`)")]
 
     def test_broken_definition_fails_its_files_only(self, tmp_path: Path) -> None:
         """Definitions compile on first use: a broken one is a defect of the files of that flow, named."""
@@ -170,8 +170,8 @@ class TestDefects:
         reader = FlowFileReader(load_definitions(tmp_path))
         parse = reader.read(["ZHV|1|D9999001|D|UDMS|X|MRCY|20160302153151||||OPER|"]).check()
         assert parse.describe_defects() == [
-            "D9999001 line 1 group ZHV item 2 (flow_reference): the definition of D9999001 is invalid: "
-            "D9999001.yaml: groups: must be a non-empty list"]
+            ("D9999001 line 1 group ZHV item 2 (flow_reference): the definition of D9999001 is invalid: "
+             "D9999001.yaml: groups: must be a non-empty list")]
 
     @pytest.mark.parametrize("content", ["", "garbage\n", "\x00\x01\x02", "ZPT|1|2||3|4|\n"])
     def test_not_a_flow_file(self, reader: FlowFileReader, content: str) -> None:
@@ -217,10 +217,10 @@ class TestNamedChecks:
         """Igloo's D0379 sample uses made-up MPAN Cores: each is a located defect under the default severity."""
         checked = check_file(sample("igloo-airflow"), reader)
         assert checked.describe_defects() == [
-            "D0379001 line 2 group 25B item 1 (mpan_core, NUM(13)): '1234567891234' fails the MPAN check digit: "
-            "its last digit must be 6",
-            "D0379001 line 52 group 25B item 1 (mpan_core, NUM(13)): '2234567891235' fails the MPAN check digit: "
-            "its last digit must be 9",
+            ("D0379001 line 2 group 25B item 1 (mpan_core, NUM(13)): '1234567891234' fails the MPAN check digit: "
+             "its last digit must be 6"),
+            ("D0379001 line 52 group 25B item 1 (mpan_core, NUM(13)): '2234567891235' fails the MPAN check digit: "
+             "its last digit must be 9"),
         ]
         assert rules(checked) == ["mpan-check-digit", "mpan-check-digit"] and checked.warnings == []
 
@@ -247,12 +247,12 @@ class TestNamedChecks:
         assert d0036(reader, ("20260329", 46), ("20261025", 50), ("20260330", 48)).ok
         parse = d0036(reader, ("20260328", 46), ("20260329", 48), ("20261025", 48))
         assert parse.describe_defects() == [
-            "D0036001 line 3 group 102 item 1 (settlement_date, DATE): group 103 (HH Periods): 46 half-hourly "
-            "periods, but 2026-03-28 (local time) has 48",
-            "D0036001 line 50 group 102 item 1 (settlement_date, DATE): group 103 (HH Periods): 48 half-hourly "
-            "periods, but 2026-03-29 (the spring clock change, local time) has 46",
-            "D0036001 line 99 group 102 item 1 (settlement_date, DATE): group 103 (HH Periods): 48 half-hourly "
-            "periods, but 2026-10-25 (the autumn clock change, local time) has 50",
+            ("D0036001 line 3 group 102 item 1 (settlement_date, DATE): group 103 (HH Periods): 46 half-hourly "
+             "periods, but 2026-03-28 (local time) has 48"),
+            ("D0036001 line 50 group 102 item 1 (settlement_date, DATE): group 103 (HH Periods): 48 half-hourly "
+             "periods, but 2026-03-29 (the spring clock change, local time) has 46"),
+            ("D0036001 line 99 group 102 item 1 (settlement_date, DATE): group 103 (HH Periods): 48 half-hourly "
+             "periods, but 2026-10-25 (the autumn clock change, local time) has 50"),
         ]
         assert rules(parse) == ["settlement-periods"] * 3
 

@@ -251,8 +251,8 @@ class TestCalendar:
         assert outcome(fast) == outcome(by_lines(text))
         assert fast.ok is valid
         if not valid:
-            assert fast.describe_defects() == [f"D0010002 line 4 group 030 item 2 (reading_date_time, DATETIME): "
-                                               f"'{day}000000' is not a calendar date"]
+            assert fast.describe_defects() == [(f"D0010002 line 4 group 030 item 2 (reading_date_time, DATETIME): "
+                                                f"'{day}000000' is not a calendar date")]
 
 
 def d0275(instances: int) -> list[str]:

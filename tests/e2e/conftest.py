@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a bridge configuration in a temp folder, a capture queue on the real broker, a running daemon."""
+"""End-to-end fixtures: a bridge configuration in a temp folder, a capture queue on the real broker, a running
+daemon."""
 
 from __future__ import annotations
 
@@ -166,9 +167,9 @@ class Bridge:
 
     def start_process(self) -> subprocess.Popen[bytes]:
         """`dtn-bridge run` as a real process, logs to var/daemon.log."""
-        log = open(self.root / "daemon.log", "ab")
-        process = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(self.config_path)],
-                                   stdout=log, stderr=log, cwd=REPO)
+        with open(self.root / "daemon.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(self.config_path)],
+                                       stdout=log, stderr=log, cwd=REPO)
         self.processes.append(process)
         return process
 
@@ -261,7 +262,7 @@ def run_service() -> Iterator[Callable[[Bridge], RunningService]]:
         def work() -> None:
             try:
                 service.run(stop, ready.set)
-            except BaseException as exc:  # surfaced by the test, not lost in a thread
+            except BaseException as exc:  # noqa: BLE001 (surfaced by the test, not lost in a thread)
                 errors.append(exc)
                 ready.set()
 

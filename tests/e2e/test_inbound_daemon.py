@@ -273,7 +273,7 @@ class TestSurvival:
         assert process.wait(30) == 0
         ids = expected_ids(files, reader)
         events, manifests = split(bridge.captured())
-        assert set(event["id"] for event in events) == set(ids)  # nothing lost; duplicates carry the same ids
+        assert {event["id"] for event in events} == set(ids)  # nothing lost; duplicates carry the same ids
         for event in events:
             bridge.trust.verify(event)
         assert len({m["id"] for m in manifests}) == len(files)
@@ -304,7 +304,7 @@ class TestSurvival:
         running.close()
         bridge.admin.reconnect()
         events, _ = split(bridge.captured())
-        assert set(event["id"] for event in events) == set(expected_ids(files, reader))
+        assert {event["id"] for event in events} == set(expected_ids(files, reader))
         assert len(bridge.archived()) == len(files)
 
     def test_sigterm_drains(self, make_bridge: Any) -> None:

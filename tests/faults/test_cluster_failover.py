@@ -23,8 +23,8 @@ import pytest
 from bridge.config import load_config
 from bridge.dtn.reader import FlowFileReader
 from bridge.events.manifest import MANIFEST_TYPE
-from bridge.signing import Signer, TrustStore
 from bridge.service import ensure_folders, topology_for
+from bridge.signing import Signer, TrustStore
 from bridge.signing.keys import write_private_key
 from tests.conftest import EXAMPLES, Admin
 from tests.e2e.conftest import Bridge, write_config

@@ -27,7 +27,7 @@ from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.flowfile import check_file, file_events
 from tests.conftest import EXAMPLES, sample
-from tests.e2e.conftest import Bridge, make_bridge, run_service  # noqa: F401 - the e2e fixtures, used here too
+from tests.e2e.conftest import Bridge
 
 SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "OVOE1359", "OVOE1429"]
 
@@ -40,7 +40,7 @@ def small_fs() -> Iterator[Callable[[Path, str], Path]]:
     def mount(folder: Path, size: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0750", "tmpfs", str(folder)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         if done.returncode != 0:
             pytest.fail(f"cannot mount a tmpfs on {folder} (the test needs root): {done.stderr.strip()}")
         mounted.append(folder)
@@ -48,7 +48,7 @@ def small_fs() -> Iterator[Callable[[Path, str], Path]]:
 
     yield mount
     for folder in reversed(mounted):
-        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+        if subprocess.run(["umount", str(folder)], capture_output=True, check=False).returncode != 0:
             subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
@@ -107,8 +107,8 @@ class TestArchiveFull:
     def test_full_archive_holds_files_then_resumes(self, make_bridge: Any, run_service: Any, small_fs: Any,
                                                    reader: FlowFileReader, tmp_path: Path) -> None:
         """Archive disk full: the file in hand stays claimed (with the next one, claimed and checked ahead), the
-        rest wait in inbound, the archive shows nothing half-written, status and log name the storage error; freed, everything is archived intact and every
-        event is published (a retried file republishes the same ids)."""
+        rest wait in inbound, the archive shows nothing half-written, status and log name the storage error; freed,
+        everything is archived intact and every event is published (a retried file republishes the same ids)."""
         bridge: Bridge = make_bridge(log={"level": "info"})
         archive = small_fs(bridge.folder("archive"), "2m")
         filler = fill(archive)

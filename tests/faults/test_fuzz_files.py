@@ -32,7 +32,7 @@ from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.flowfile import check_file, file_events
 from tests.conftest import REPO, sample
-from tests.e2e.conftest import Bridge, make_bridge, run_service  # noqa: F401 - the e2e fixtures, used here too
+from tests.e2e.conftest import Bridge
 
 SOAK = os.environ.get("DTN_SOAK", "") not in ("", "0")
 SCALE = 10 if SOAK else 1

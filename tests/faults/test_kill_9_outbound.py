@@ -56,7 +56,7 @@ def test_kill_9_while_writing_outbound_files(make_bridge: Any, reader: FlowFileR
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     bridge.assert_reproduced(files)  # each exactly once: a second copy would be an extra file
-    assert sorted(bridge.outbound_folder.iterdir()) == bridge.outbound_files(), "a temporary file was left in the outbound folder"
+    assert sorted(bridge.outbound_folder.iterdir()) == bridge.outbound_files(), "a temporary file was left in outbound"
     assert bridge.admin.message_count(bridge.topology.outbound_rejected_queue or "") == 0
     assert held_or_queued(outbound_queue) == 0
     print(f"{KILLS} SIGKILLs, {kills_mid_writing} while outbound files were still to be written; "

@@ -125,7 +125,7 @@ def running(loop: OutboundLoop) -> Iterator[threading.Event]:
     def target() -> None:
         try:
             loop.run(stop)
-        except BaseException as exc:  # surfaced in the test thread
+        except BaseException as exc:  # noqa: BLE001 (surfaced in the test thread)
             errors.append(exc)
 
     thread = threading.Thread(target=target, name="outbound-loop", daemon=True)

@@ -52,7 +52,7 @@ def parse_endpoint(
         params = pika.URLParameters(url)
     except ConfigError:
         raise
-    except Exception as exc:  # pika raises ValueError/TypeError/KeyError for bad URLs
+    except Exception as exc:  # noqa: BLE001 (pika raises ValueError/TypeError/KeyError, maybe more, for bad URLs)
         raise ConfigError(key, f"not a valid amqp:// or amqps:// URL ({type(exc).__name__})") from None
     params.heartbeat = heartbeat
     params.socket_timeout = connect_timeout

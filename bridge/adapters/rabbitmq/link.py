@@ -43,7 +43,7 @@ class Failure:
         raise self.build()
 
 
-class _CoalescingConnection(SelectConnection):
+class _CoalescingConnection(SelectConnection):  # type: ignore[misc]  # pika is untyped (Any): see pyproject
     """A SelectConnection that can write many frames as one buffer.
 
     pika hands every frame to the transport on its own, and the transport sends each with its own send(): three
@@ -219,7 +219,7 @@ class Link:
     def _guarded(self, fn: Callable[[], None]) -> None:
         try:
             fn()
-        except Exception as exc:  # any pika error while acting on the caller's behalf kills the link
+        except Exception as exc:  # noqa: BLE001 (any pika error while acting on the caller's behalf kills the link)
             log.warning("RabbitMQ %s: %s failed: %s", self.label, self._doing, describe(exc))
             self._fail(
                 Failure(BrokerUnavailable, f"{self._doing} on {self.label} failed: {describe(exc)}", exc)
