@@ -24,7 +24,7 @@ __all__ = [
     "OutgoingMessage",
     "PublishResult",
     "Publisher",
-    "Rejection",
+    "BrokerRefusal",
 ]
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
@@ -50,7 +50,7 @@ class PublishResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
+class BrokerRefusal:
     """Why the broker did not take one message: `kind` is "returned" (unroutable) or "nacked"."""
 
     message_id: str
@@ -61,7 +61,7 @@ class Rejection:
 class MessagesRejected(PublishRejected):
     """PublishRejected with the details: the first rejected message id and up to 100 rejections."""
 
-    def __init__(self, rejections: Sequence[Rejection], total: int) -> None:
+    def __init__(self, rejections: Sequence[BrokerRefusal], total: int) -> None:
         self.rejections = tuple(rejections)
         self.total = total
         first = self.rejections[0]

@@ -319,7 +319,7 @@ class InboundService:
             startup = load_startup(new)
             ensure_folders(new)
             pipeline, watcher = self._chain(new, startup)
-            outbound = self.outbound if self.outbound is not None and self.outbound.checks is not None else None
+            outbound = self.outbound if self.outbound is not None and self.outbound.stages is not None else None
             # the outbound side follows too
             checks = self._outbound_checks(new, startup.trust) if outbound is not None else None
         except BridgeError as exc:

@@ -52,7 +52,7 @@ from bridge.config import BridgeConfig
 from bridge.dtn.valid import ValidFile
 from bridge.errors import FlowFileError, WorkerError
 from bridge.flowfile import SHARE_INSTANCES
-from bridge.outbound.verify import Checked
+from bridge.outbound.check import Checked
 from bridge.ports import Delivery
 from bridge.rules import EventDecision
 from bridge.signing import Signer
@@ -227,7 +227,7 @@ class BuildWorker:
 
 
 class CheckWorkers:
-    """The outbound check stage (`bridge.outbound.verify.MessageChecker`) in worker processes: a `CheckStage`.
+    """The outbound check stage (`bridge.outbound.check.MessageChecker`) in worker processes: a `CheckStage`.
 
     Deliveries go out in batches, round robin; each worker answers its batches in order, so taking the batches in
     the order they were sent gives the answers in delivery order. A worker reads its pipe on a thread of its own,
@@ -380,7 +380,7 @@ def _serve_builds(conn: Connection, config: BridgeConfig, signer: Signer) -> Non
 
 def _serve_checks(conn: Connection, config: BridgeConfig) -> None:
     from bridge.dtn.definitions import load_definitions
-    from bridge.outbound.verify import MessageChecker
+    from bridge.outbound.check import MessageChecker
     from bridge.service import load_rules, load_trust
 
     definitions = load_definitions(config.flows.definitions)

@@ -12,9 +12,9 @@ with `recover()`, and the check stages `InlineChecks(MessageChecker(definitions,
 from __future__ import annotations
 
 from bridge.outbound.batching import Batcher, Held, ReadyFile
-from bridge.outbound.checks import CheckStage, InlineChecks
+from bridge.outbound.stages import CheckStage, InlineChecks
 from bridge.outbound.loop import INCOMPLETE_FILE, OutboundLoop
-from bridge.outbound.verify import (
+from bridge.outbound.check import (
     ENVELOPE_INVALID,
     INTERNAL_ERROR,
     JSON_AMBIGUOUS,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bridge.outbound.verify import Checked, MessageChecker
+from bridge.outbound.check import Checked, MessageChecker
 from bridge.ports import Delivery
 
 
