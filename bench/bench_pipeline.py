@@ -54,7 +54,7 @@ from bridge.config import load_config  # noqa: E402
 from bridge.dtn.definitions import DefinitionSet, load_definitions  # noqa: E402
 from bridge.dtn.reader import FlowFileReader  # noqa: E402
 from bridge.dtn.synthetic import synthetic_file  # noqa: E402
-from bridge.flowfile import check_file, file_events  # noqa: E402
+from bridge.inbound.flowfile import check_file, file_events  # noqa: E402
 from bridge.ports import OutgoingMessage  # noqa: E402
 from bridge.rules.decide import route_event  # noqa: E402
 from bridge.service import ensure_folders, load_rules  # noqa: E402

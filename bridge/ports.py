@@ -1,4 +1,4 @@
-"""The broker ports: what the chains (bridge/inbound.py, bridge/outbound/, bridge/replay.py) ask of a message
+"""The broker ports: what the chains (bridge/inbound/pipeline.py, bridge/outbound/, bridge/replay.py) ask of a message
 broker, and the plain values that cross that boundary.
 
 The chains import from here, never from the RabbitMQ adapter, so they load no pika and can run against the

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import REPO
 
 #: Never loaded by the pure modules: the edges (adapters, service) and what only they should use.
-EDGES = ("pika", "sqlite3", "watchdog", "bridge.adapters", "bridge.service", "bridge.flowfile")
+EDGES = ("pika", "sqlite3", "watchdog", "bridge.adapters", "bridge.service", "bridge.inbound.flowfile")
 CORE = ("bridge.dtn", "bridge.events", "bridge.signing", "bridge.rules")
 PURE = (*CORE, "bridge.config", "bridge.schema")
 

@@ -12,7 +12,7 @@ from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("module", ["bridge.outbound.batching", "bridge.outbound", "bridge.inbound", "bridge.replay",
-                                    "bridge.build", "bridge.ports"])
+                                    "bridge.inbound.build", "bridge.ports"])
 def test_chain_modules_load_no_pika(module: str) -> None:
     """Importing a chain module in a fresh interpreter loads neither pika nor the RabbitMQ adapter."""
     probe = (f"import sys, {module}\n"

@@ -13,7 +13,7 @@ from bridge.adapters.ledger import Ledger, OutboundFileDraft
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
-from bridge.flowfile import check_file
+from bridge.inbound.flowfile import check_file
 from bridge.outbound import (
     EventRejected,
     Held,

@@ -2,7 +2,7 @@
 
     file (second pass) -> events -> governance (route, minimise) -> RFC 8785 bytes -> detached JWS
 
-It knows no broker, so it runs in the daemon's process or in a worker process beside it (bridge/adapters/worker.py)
+It knows no broker, so it runs in the daemon's process or in a worker process beside it (bridge/inbound/workers.py)
 to use a second core. Signing belongs here rather than beside the publisher: after the parse it is a message's
 largest cost, and the publisher's process spends its own core on the broker's protocol and the next file's check.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.valid import ValidFile
-from bridge.flowfile import file_events
+from bridge.inbound.flowfile import file_events
 from bridge.rules import EventDecision, EventRouter, RuleSet
 from bridge.signing import canonicalize
 
