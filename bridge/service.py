@@ -43,7 +43,7 @@ from bridge.inbound.workers import BuildValues, BuildWorker
 from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
 from bridge.outbound.workers import CheckValues, CheckWorkers
 from bridge.ports import PublishResult
-from bridge.rules import Decision, RuleSet, RulesDocument
+from bridge.rules import Decision, RulesDocument, RuleSet
 from bridge.signing import Signer, TrustStore, check_private_key_permissions
 from bridge.signing.keys import private_key_pem, write_private_key
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from bridge.errors import BrokerError, BrokerUnavailable
-from bridge.ports import Delivery, MessagesRejected, OutgoingMessage, PublishResult, BrokerRefusal
+from bridge.ports import BrokerRefusal, Delivery, MessagesRejected, OutgoingMessage, PublishResult
 
 __all__ = ["DeadLetter", "FakeConsumer", "FakePublisher"]
 

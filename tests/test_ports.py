@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bridge.ports import Backoff, MessagesRejected, BrokerRefusal
+from bridge.ports import Backoff, BrokerRefusal, MessagesRejected
 from tests.conftest import REPO
 
 
@@ -33,6 +33,7 @@ def test_backoff_is_jittered_and_capped() -> None:
 
 def test_messages_rejected_names_the_first_and_counts_the_rest() -> None:
     """The error's text names the first refused message and how many more there were."""
-    error = MessagesRejected([BrokerRefusal("a", "nacked", "queue full"), BrokerRefusal("b", "returned", "NO_ROUTE")], 3)
+    refusals = [BrokerRefusal("a", "nacked", "queue full"), BrokerRefusal("b", "returned", "NO_ROUTE")]
+    error = MessagesRejected(refusals, 3)
     assert (error.message_id, error.reason, error.total) == ("a", "queue full", 3)
     assert str(error) == "message 'a' was nacked: queue full (and 2 more)"

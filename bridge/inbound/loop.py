@@ -99,7 +99,7 @@ class InboundLoop:
             log.info("broker_connected", urls=self.broker_labels)
         return connected
 
-    def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
+    def run(self, stop: threading.Event, on_ready: Callable[[], object] | None = None) -> None:
         """Run until `stop` is set: then finish the file in hand (or leave it claimed) and return."""
         if self.shadow:  # publishes nothing, so needs no broker
             self.status(broker_connected=False, state="running", mode="shadow")

@@ -19,8 +19,8 @@ import structlog
 from bridge.adapters.ledger import EventKey
 from bridge.errors import BrokerError, BrokerUnavailable, EventError, StorageError, WorkerError
 from bridge.outbound.batching import Batcher, ReadyFile
-from bridge.outbound.stages import CheckStage
 from bridge.outbound.check import Checked, EventRejected, ManifestNotice, Rejection, VerifiedEvent
+from bridge.outbound.stages import CheckStage
 from bridge.outbound.writer import OutboundWriter
 from bridge.ports import Backoff, Consumer, Delivery
 from bridge.rules import Decision

@@ -28,7 +28,14 @@ from bridge.ports import Delivery
 from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES
-from tests.outbound.outbound_helpers import FakeClock, key, new_event, numbered_events, source_file, visible_files
+from tests.outbound.outbound_helpers import (
+    FakeClock,
+    key,
+    new_event,
+    numbered_events,
+    source_file,
+    visible_files,
+)
 
 SYNA = "urn:mpid:SYNA"
 

@@ -19,7 +19,7 @@ from bridge.adapters.rabbitmq.client import Client, declare_topology
 from bridge.adapters.rabbitmq.link import Failure, Link
 from bridge.adapters.rabbitmq.topology import Topology
 from bridge.errors import BrokerError, BrokerUnavailable, ConfigError
-from bridge.ports import MessagesRejected, OutgoingMessage, PublishResult, BrokerRefusal
+from bridge.ports import BrokerRefusal, MessagesRejected, OutgoingMessage, PublishResult
 
 # Messages handed to the I/O thread per closure: large enough to amortise the wake-up, small enough to
 # keep the ioloop responsive (heartbeats, acks) while it publishes.
