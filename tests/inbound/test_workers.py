@@ -189,3 +189,9 @@ def test_a_stuck_worker_is_ended_and_replaced(worker: BuildWorker, big_file: Pat
     """A worker that stops answering (here: SIGSTOP) is not waited for forever: WorkerError, then a new worker."""
     stuck = interrupted(worker, big_file, reader, signal.SIGSTOP, "sent nothing", silence=1.0)
     assert not Path(f"/proc/{stuck}").exists() or Path(f"/proc/{stuck}/stat").read_text().split()[2] == "Z"
+
+
+def test_the_signing_key_is_not_in_the_values_repr(tmp_path: Path) -> None:
+    """The build worker's values carry the key to the child; a log line or a traceback showing them must not."""
+    values = build_values(bridge_config(tmp_path), SIGNER)
+    assert b"PRIVATE KEY" in values.key and "PRIVATE KEY" not in repr(values) and "key=" not in repr(values)
