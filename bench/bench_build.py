@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_pipeline  # the pipeline benchmark's corpus and configuration: the same files, the same rules
 
 from bridge.adapters.spool import sha256_of
-from bridge.build import built_messages
 from bridge.config import load_config
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.valid import ValidFile
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.build import built_messages
+from bridge.inbound.flowfile import check_file, file_events
 from bridge.rules import EventRouter, RuleSet
 from bridge.service import load_rules
 from bridge.signing import Signer, canonicalize

@@ -26,13 +26,14 @@ import pika
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
 from bridge.adapters.rabbitmq.topology import Topology
-from bridge.adapters.worker import CheckWorkers
 from bridge.config import BridgeConfig, OutboundConfig, load_config
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.flowfile import check_file, file_events
 from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
+from bridge.outbound.workers import CheckWorkers
 from bridge.ports import OutgoingMessage
+from bridge.service import check_values
 from bridge.signing import Signer, TrustStore, canonicalize
 from bridge.signing.jws import b64url_decode, signing_input
 
@@ -101,7 +102,7 @@ def outbound_rate(bodies: list[bytes], jwks: dict[str, Any], batch_size: int, wo
         writer = OutboundWriter(definitions, ledger, config)
         checks: CheckStage
         if workers:
-            checks = CheckWorkers(bridge_config(Path(tmp), jwks), workers)
+            checks = CheckWorkers(check_values(bridge_config(Path(tmp), jwks)), workers)
             checks.start()
             checks.take(drain=True)
             time.sleep(1.5)  # the workers load definitions and keys

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
-from bridge.flowfile import check_file, open_flow_file
+from bridge.inbound.flowfile import check_file, open_flow_file
 
 OUT = Path(__file__).resolve().parent / "out"
 CORPUS = "v2"  # in the cached files' names: bump when bridge/dtn/synthetic.py generates otherwise (v2: MPAN
@@ -111,7 +111,7 @@ def child_peak_rss(path: Path) -> dict[str, float]:
     code = (
         "import json,resource,sys,time;sys.path.insert(0,sys.argv[2]);"
         "from bridge.dtn.definitions import load_definitions;from bridge.dtn.reader import FlowFileReader;"
-        "from bridge.flowfile import check_file;r=FlowFileReader(load_definitions());t=time.perf_counter();"
+        "from bridge.inbound.flowfile import check_file;r=FlowFileReader(load_definitions());t=time.perf_counter();"
         "p=check_file(sys.argv[1],r);"
         "print(json.dumps({'ok':p.ok,'instances':p.flow_count,'seconds':time.perf_counter()-t,"
         "'rss_mb':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))"

@@ -54,7 +54,7 @@ from bridge.config import load_config
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.flowfile import check_file, file_events
 from bridge.ports import OutgoingMessage
 from bridge.rules.decide import route_event
 from bridge.service import ensure_folders, load_rules

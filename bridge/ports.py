@@ -1,4 +1,4 @@
-"""The broker ports: what the chains (bridge/inbound.py, bridge/outbound/, bridge/replay.py) ask of a message
+"""The broker ports: what the chains (bridge/inbound/pipeline.py, bridge/outbound/, bridge/replay.py) ask of a message
 broker, and the plain values that cross that boundary.
 
 The chains import from here, never from the RabbitMQ adapter, so they load no pika and can run against the
@@ -18,13 +18,13 @@ from bridge.errors import PublishRejected
 __all__ = [
     "CLOUDEVENTS_JSON",
     "Backoff",
+    "BrokerRefusal",
     "Consumer",
     "Delivery",
     "MessagesRejected",
     "OutgoingMessage",
     "PublishResult",
     "Publisher",
-    "Rejection",
 ]
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
@@ -50,7 +50,7 @@ class PublishResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
+class BrokerRefusal:
     """Why the broker did not take one message: `kind` is "returned" (unroutable) or "nacked"."""
 
     message_id: str
@@ -61,7 +61,7 @@ class Rejection:
 class MessagesRejected(PublishRejected):
     """PublishRejected with the details: the first rejected message id and up to 100 rejections."""
 
-    def __init__(self, rejections: Sequence[Rejection], total: int) -> None:
+    def __init__(self, rejections: Sequence[BrokerRefusal], total: int) -> None:
         self.rejections = tuple(rejections)
         self.total = total
         first = self.rejections[0]

@@ -1,9 +1,9 @@
-"""The composition root: configuration -> adapters -> chains, and the daemon's main loop, signals and drain.
+"""The composition root: configuration -> adapters -> chains, and the daemon's signals and drain.
 
-This is the one place where real adapters are chosen and connected (nothing connects at import time). The inbound
-chain runs on the main thread: watcher -> claim -> InboundPipeline.process. Broker trouble never loses a file: the
-claimed file (and the next one, claimed ahead) stays in the processing area, the loop reconnects with jittered
-backoff and retries it, and files that arrive meanwhile wait in the inbound folder.
+This is the one place where real adapters are chosen and connected (nothing connects at import time), and the one
+place that reads the configuration for the chains: they, and their worker processes, get plain values from here.
+`Daemon` builds everything once; `run_daemon` starts its two peers, the inbound loop (bridge/inbound/loop.py) and
+the outbound loop (bridge/outbound/loop.py), each on a thread, and stops them together.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import functools
 import json
 import os
 import signal
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,30 +29,23 @@ from bridge.adapters.ledger import Ledger
 from bridge.adapters.metrics import Metrics, MetricsServer, make_readiness
 from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher, broker_endpoint_labels
 from bridge.adapters.rabbitmq.topology import Topology
-from bridge.adapters.spool import Claim, Spool, make_folders, stored_name, write_atomic
+from bridge.adapters.spool import Spool, make_folders, write_atomic
 from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
 from bridge.adapters.tls import BrokerTlsOptions, broker_connection_options
 from bridge.adapters.watcher import DropWatcher
-from bridge.adapters.worker import BuildWorker, CheckWorkers
-from bridge.build import built_messages
 from bridge.config import BridgeConfig, check_folders, load_config
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FlowFileReader
-from bridge.errors import (
-    BridgeError,
-    BrokerError,
-    BrokerUnavailable,
-    ConfigError,
-    SignatureError,
-    StorageError,
-    WorkerError,
-)
-from bridge.inbound import BuildStage, FileOutcome, InboundPipeline
+from bridge.errors import BridgeError, ConfigError, SignatureError, StorageError
+from bridge.inbound import BuildStage, InboundPipeline, built_messages
+from bridge.inbound.loop import InboundLoop
+from bridge.inbound.workers import BuildValues, BuildWorker
 from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
-from bridge.ports import Backoff, PublishResult
-from bridge.rules import Decision, RuleSet, parse_rules
+from bridge.outbound.workers import CheckValues, CheckWorkers
+from bridge.ports import PublishResult
+from bridge.rules import Decision, RulesDocument, RuleSet
 from bridge.signing import Signer, TrustStore, check_private_key_permissions
-from bridge.signing.keys import write_private_key
+from bridge.signing.keys import private_key_pem, write_private_key
 
 log = structlog.get_logger("dtn_bridge.service")
 
@@ -109,13 +101,6 @@ def load_signer(config: BridgeConfig, *, create: bool = True) -> Signer | None:
     return Signer.from_key_file(path)
 
 
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return None
-
-
 def load_trust(config: BridgeConfig) -> TrustStore | None:
     """The public keys outbound events must be signed with (None without signing.trust: nothing is consumed)."""
     if config.signing.trust is None:
@@ -123,10 +108,28 @@ def load_trust(config: BridgeConfig) -> TrustStore | None:
     return TrustStore.from_jwks_file(config.signing.trust, ca_bundle=config.signing.ca_bundle)
 
 
+def rules_document(config: BridgeConfig) -> RulesDocument:
+    """The configuration's `rules:` section as plain values (for the daemon and its worker processes alike)."""
+    return RulesDocument(config.rules, config.participant.id, config.participant.role,
+                         str(config.source) if config.source else None)
+
+
+def build_values(config: BridgeConfig, signer: Signer) -> BuildValues:
+    """What the inbound build workers build their chain from."""
+    return BuildValues(config.flows.definitions, config.flows.strict, config.checks.severities, rules_document(config),
+                       private_key_pem(signer.private_key), (config.log.level, config.log.format))
+
+
+def check_values(config: BridgeConfig) -> CheckValues:
+    """What the outbound check workers build their checker from (started only with signing.trust)."""
+    assert config.signing.trust is not None, "check workers are started only with signing.trust"
+    return CheckValues(config.flows.definitions, rules_document(config), config.signing.trust,
+                       config.signing.ca_bundle, (config.log.level, config.log.format))
+
+
 def load_rules(config: BridgeConfig, definitions: DefinitionSet) -> RuleSet:
     """The governance rules of the configuration (defaults when it has no `rules:` section)."""
-    rules = parse_rules(config.rules, participant_id=config.participant.id, participant_role=config.participant.role,
-                        definitions=definitions, source=str(config.source) if config.source else None)
+    rules = rules_document(config).parse(definitions)
     if rules.test_data.exchange is not None:
         raise ConfigError("rules.test_data.exchange", "a separate exchange for test traffic is not supported yet; "
                           "test events go to the main exchange under rules.test_data.routing_key_prefix")
@@ -199,8 +202,9 @@ class StatusBoard:
                 log.warning("status_not_written", error=str(exc))
 
 
-class InboundService:
-    """The daemon's inbound half: resume what a crash left claimed, then watch, claim and process files."""
+class Daemon:
+    """The daemon's adapters and its two peers, built once from a configuration: the inbound loop (watch, claim,
+    publish) and the outbound loop (consume, check, write), sharing the ledger, the metrics and the status."""
 
     def __init__(self, config: BridgeConfig, *, publisher: RabbitPublisher | None = None,
                  metrics: Metrics | None = None, notifier: Notifier | None = None,
@@ -223,19 +227,18 @@ class InboundService:
         self.publisher = publisher or RabbitPublisher(
             list(config.broker.urls), topology=topology_for(config), window=config.broker.confirm_window,
             heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout, **self.tls)
-        self.pipeline, self.watcher = self._chain(config, startup)
         self.status = StatusBoard(Path(config.state.dir) / STATUS_FILE)
-        self.backoff = Backoff()
-        self.processed = 0
-        self._shadow_seen: dict[Path, tuple[int, int]] = {}
-        self._arrivals: dict[Path, float | None] = {}  # claim -> when the file was dropped (latency histogram)
-        self._next: Claim | None = None  # claimed (and being checked) while the file before it publishes
-        self._reload = threading.Event()
+        pipeline, watcher = self._chain(config, startup)
+        self.inbound = InboundLoop(pipeline, watcher, spool=self.spool, publisher=self.publisher,
+                                   metrics=self.metrics, notifier=self.notifier, heartbeat=self.heartbeat,
+                                   status=self.status.update, broker_labels=list(config.broker.redacted_urls),
+                                   shadow=config.inbound.shadow, processing=Path(config.spool.processing),
+                                   file_mode=config.spool.file_mode, reload=self.reload)
         self.outbound_writer: OutboundWriter | None = None
         self.outbound: OutboundLoop | None = None
 
     def outbound_loop(self) -> OutboundLoop:
-        """The daemon's outbound half (consumes `dtn.outbound`; verifies, governs, batches, writes, acks), sharing
+        """The daemon's outbound peer (consumes `dtn.outbound`; checks, governs, batches, writes, acks), sharing
         the ledger. Without signing.trust it consumes nothing: events wait in their queue (docs/outbound.md)."""
         config = self.config
         self.outbound_writer = OutboundWriter(self.definitions, self.ledger, config.outbound,
@@ -261,7 +264,7 @@ class InboundService:
         if trust is None:
             return None
         if config.outbound.workers:
-            return CheckWorkers(config, config.outbound.workers)  # started by the first outbound message
+            return CheckWorkers(check_values(config), config.outbound.workers)  # started by the first message
         return InlineChecks(MessageChecker(self.definitions, trust, self.rules))
 
     def _chain(self, config: BridgeConfig, startup: Startup) -> tuple[InboundPipeline, DropWatcher]:
@@ -272,7 +275,7 @@ class InboundService:
         self.definitions, self.rules = definitions, rules
         build: BuildStage
         if config.inbound.workers:
-            worker = BuildWorker(config, signer, config.inbound.workers)
+            worker = BuildWorker(build_values(config, signer), config.inbound.workers)
             worker.start()
             build = worker
         else:
@@ -302,13 +305,10 @@ class InboundService:
         log.debug("governance_decision", rule=decision.rule, outcome=decision.outcome, flow=decision.flow,
                   participant=decision.participant, events=count)
 
-    def request_reload(self) -> None:
-        """Ask for a reload at the next file boundary (called from the SIGHUP handler)."""
-        self._reload.set()
-
     def reload(self) -> bool:
-        """Load the configuration file again; a bad one is refused and the running one stays in force."""
-        self._reload.clear()
+        """Load the configuration file again; a bad one is refused and the running one stays in force.
+
+        Called by the inbound loop between two files (`InboundLoop.request_reload`, from SIGHUP)."""
         if self.config.source is None:
             return False
         self.notifier.reloading()
@@ -331,12 +331,13 @@ class InboundService:
         fixed = [name for name in ("broker", "state", "spool") if getattr(new, name) != getattr(self.config, name)]
         if fixed:
             log.warning("reload_needs_restart", sections=fixed, advice="these sections apply at the next start")
+        inbound = self.inbound
         if new.watch != self.config.watch:
-            self.watcher.stop()
+            inbound.watcher.stop()
             watcher.start()
-            self.watcher = watcher
-        _close_pipeline(self.pipeline)
-        self.pipeline = pipeline
+            inbound.watcher = watcher
+        _close_pipeline(inbound.pipeline)
+        inbound.pipeline = pipeline
         self.trust = startup.trust
         if outbound is not None and checks is not None:
             outbound.replace_checks(checks)
@@ -345,136 +346,9 @@ class InboundService:
         self.notifier.ready("running: configuration reloaded")
         return True
 
-    def connect(self, stop: threading.Event) -> bool:
-        """Connect (and declare the topology), retrying with jittered backoff until `stop`."""
-        self.status.update(broker_connected=False, state="connecting")
-        self.metrics.set_broker_connected(False)
-        self.notifier.status("connecting to the broker")
-        try:
-            self.publisher.ensure_connected(self.backoff, stop=stop)
-        except BrokerError as exc:
-            if not isinstance(exc, BrokerUnavailable):
-                raise  # a topology that does not match the broker's: an operator must act
-            return False
-        connected = self.publisher.connected
-        self.status.update(broker_connected=connected, state="running" if connected else "stopping")
-        self.metrics.set_broker_connected(connected)
-        if connected:
-            log.info("broker_connected", urls=list(self.config.broker.redacted_urls))
-        return connected
-
-    def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
-        """Run until `stop` is set: then finish the file in hand (or leave it claimed) and return."""
-        if self.config.inbound.shadow:  # publishes nothing, so needs no broker
-            self.status.update(broker_connected=False, state="running", mode="shadow")
-            log.warning("shadow_mode", advice="files are checked and reported; nothing is published and the "
-                        "inbound folder is left as it is")
-        elif not self.connect(stop):
-            return
-        if on_ready is not None:
-            on_ready()
-        for claim in self.spool.pending_claims():  # a crash left these claimed: finish them first, in order
-            log.info("file_resumed", file=claim.original_name)
-            if not self.settle(claim, stop):
-                return
-        self.watcher.start()
-        try:
-            while not stop.is_set():
-                self.heartbeat.beat()
-                self.metrics.queue_backlog.set(len(self.watcher.pending()))
-                if self._reload.is_set():
-                    self.reload()
-                paths = iter(self.watcher.ready_files(timeout=0.5))
-                while not (stop.is_set() or self._reload.is_set()):
-                    current, self._next = self._next or self._claim_next(paths), None
-                    if current is None:
-                        break
-                    # The next file is claimed now and checked on a thread while this one publishes. A stop or a
-                    # reload leaves it claimed: it is settled first, after the reload or at the next start.
-                    self._next = self._claim_next(paths)
-                    if self._next is not None:
-                        self.pipeline.check_ahead(self._next)
-                    if not self.settle(current, stop):
-                        break
-                self.watcher.give_back(paths)  # ready but not claimed (a stop or a reload came first)
-        finally:
-            self.watcher.stop()
-
-    def _claim_next(self, paths: Iterator[Path]) -> Claim | None:
-        """Claim the next of the ready files that can still be claimed; None when there is none."""
-        for path in paths:
-            arrival = _mtime(path)
-            claim = self.take(path)
-            self.watcher.forget(path)
-            if claim is not None:
-                self.metrics.files_received.inc()
-                self._arrivals[claim.path] = arrival
-                return claim
-        return None
-
-    def take(self, path: Path) -> Claim | None:
-        """Claim a dropped file; in shadow mode, claim a copy and leave the gateway's file where it is."""
-        if not self.config.inbound.shadow:
-            return self.spool.claim(path)
-        try:  # never through a link, never blocking on a pipe swapped in after the watcher's check
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            log.warning("file_skipped", file=stored_name(path.name), reason=f"cannot be opened: {exc.strerror}")
-            return None
-        with open(fd, "rb") as source:
-            details = os.fstat(fd)
-            signature = (details.st_size, details.st_mtime_ns)
-            if self._shadow_seen.get(path) == signature:
-                return None  # seen already: the rescan finds files that stay in the folder
-            self._shadow_seen[path] = signature
-            if not stat.S_ISREG(details.st_mode) or details.st_nlink != 1:
-                log.warning("file_skipped", file=stored_name(path.name), reason="not a regular file of one link")
-                return None
-            target = (Path(self.config.spool.processing)
-                      / f"{time.time_ns():020d}-{os.getpid()}-{stored_name(path.name)}")
-            write_atomic(target, iter(lambda: source.read(1 << 20), b""), mode=self.config.spool.file_mode)
-        return Claim.from_path(target)
-
-    def settle(self, claim: Claim, stop: threading.Event) -> FileOutcome | None:
-        """Process one claimed file, retrying through broker outages; None when stopped with the file claimed."""
-        attempt = 0
-        while True:
-            try:
-                outcome = self.pipeline.process(claim)
-            except (BrokerError, StorageError, WorkerError) as exc:
-                attempt += 1
-                self.heartbeat.beat()
-                broker = isinstance(exc, BrokerError)
-                for rejection in getattr(exc, "rejections", ()):
-                    counter = self.metrics.events_returned if rejection.kind == "returned" else self.metrics.events_nacked
-                    counter.inc()
-                if broker:
-                    self.metrics.set_broker_connected(self.publisher.connected)
-                    self.notifier.status("broker lost: reconnecting (files wait in the inbound folder)")
-                log.warning("file_retry", file=claim.original_name, attempt=attempt, error=str(exc),
-                            cause="broker" if broker else "worker" if isinstance(exc, WorkerError) else "storage")
-                self.status.update(broker_connected=self.publisher.connected, last_error=str(exc))
-                if stop.wait(self.backoff.delay(attempt)):
-                    return None
-                if broker and not self.connect(stop):
-                    return None
-                continue
-            self.processed += 1
-            self.status.update(broker_connected=self.publisher.connected, processed=self.processed,
-                               last_file=claim.original_name, last_outcome=outcome.outcome)
-            arrival = self._arrivals.pop(claim.path, None)
-            if outcome.outcome != "shadowed":
-                self.metrics.file_settled(outcome.outcome, rule=outcome.rule,
-                                          latency=time.time() - arrival if arrival is not None else None)
-            self.notifier.status(f"running: {self.processed} files processed, last {claim.original_name} "
-                                 f"{outcome.outcome}")
-            return outcome
-
     def close(self) -> None:
         self.status.update(broker_connected=False, state="stopped")
-        _close_pipeline(self.pipeline)
+        _close_pipeline(self.inbound.pipeline)
         self.publisher.close()
         self.ledger.close()
 
@@ -499,16 +373,16 @@ def run_daemon(config: BridgeConfig, *, drain_timeout: float = 30.0) -> int:
         notifier.stopping()
         stop.set()
 
-    service = InboundService(config, metrics=metrics, notifier=notifier, heartbeat=heartbeat)
+    daemon = Daemon(config, metrics=metrics, notifier=notifier, heartbeat=heartbeat)
     server = None
     if config.metrics.port is not None:
         shadow = config.inbound.shadow
         server = MetricsServer(metrics, config.metrics.address, config.metrics.port,
-                               make_readiness(lambda: shadow or service.publisher.connected, config.folders))
+                               make_readiness(lambda: shadow or daemon.publisher.connected, config.folders))
         server.start()
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGHUP, lambda _signum, _frame: service.request_reload())
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: daemon.inbound.request_reload())
     log.info("daemon_starting", inbound=str(config.watch.inbound), participant=config.participant.id)
     failures: list[BaseException] = []
 
@@ -516,34 +390,34 @@ def run_daemon(config: BridgeConfig, *, drain_timeout: float = 30.0) -> int:
         def work() -> None:
             try:
                 target(stop)
-            except BaseException as exc:  # reported below, once, as the daemon's exit
+            except BaseException as exc:  # noqa: BLE001 (reported below, once, as the daemon's exit)
                 failures.append(exc)
                 stop.set()
         return work
 
     ready_status = ("running in shadow mode: nothing is published" if config.inbound.shadow
                     else "running: broker connected")
-    worker = threading.Thread(target=guarded(lambda stopping: service.run(stopping, lambda: notifier.ready(
+    inbound = threading.Thread(target=guarded(lambda stopping: daemon.inbound.run(stopping, lambda: notifier.ready(
         ready_status))), name="inbound", daemon=True)
-    worker.start()
-    outbound = threading.Thread(target=guarded(service.outbound_loop().run), name="outbound", daemon=True)
+    inbound.start()
+    outbound = threading.Thread(target=guarded(daemon.outbound_loop().run), name="outbound", daemon=True)
     if not config.inbound.shadow:  # shadow mode writes nothing
         outbound.start()
-    while worker.is_alive() and not stop.is_set():
+    while inbound.is_alive() and not stop.is_set():
         heartbeat.pulse()  # systemd's watchdog: pings while the inbound loop keeps beating
-        worker.join(0.5)
+        inbound.join(0.5)
     deadline = time.monotonic() + drain_timeout
-    for thread in (worker, outbound):
+    for thread in (inbound, outbound):
         while thread.is_alive() and time.monotonic() < deadline:
             heartbeat.pulse()
             thread.join(0.5)
-    if worker.is_alive() or outbound.is_alive():
+    if inbound.is_alive() or outbound.is_alive():
         log.warning("drain_timeout", seconds=drain_timeout, advice="unfinished work resumes at the next start")
-    service.close()
+    daemon.close()
     if server is not None:
         server.stop()
     if failures:
         log.error("daemon_failed", error=f"{type(failures[0]).__name__}: {failures[0]}")
         raise failures[0]
-    log.info("daemon_stopped", processed=service.processed)
+    log.info("daemon_stopped", processed=daemon.inbound.processed)
     return 0

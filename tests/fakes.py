@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from bridge.errors import BrokerError, BrokerUnavailable
-from bridge.ports import Delivery, MessagesRejected, OutgoingMessage, PublishResult, Rejection
+from bridge.ports import BrokerRefusal, Delivery, MessagesRejected, OutgoingMessage, PublishResult
 
 __all__ = ["DeadLetter", "FakeConsumer", "FakePublisher"]
 
@@ -189,7 +189,7 @@ class FakePublisher:
             self.units += 1
             source = iter(messages)
             published = 0
-            rejections: list[Rejection] = []
+            rejections: list[BrokerRefusal] = []
             while not rejections and (window := list(itertools.islice(source, self.window))):
                 for message in window:
                     if self._lose_after is not None and published >= self._lose_after:
@@ -197,7 +197,7 @@ class FakePublisher:
                         raise BrokerUnavailable("the fake broker closed the connection while publishing")
                     published += 1
                     if message.message_id in self._nacked:
-                        rejections.append(Rejection(message.message_id, "nacked",
+                        rejections.append(BrokerRefusal(message.message_id, "nacked",
                                                     "the broker refused it (queue full or internal error)"))
                         continue
                     self.published.append(message)

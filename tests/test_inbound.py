@@ -20,16 +20,17 @@ import structlog
 from bridge.adapters.encryption import FileCipher
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.spool import MAX_NAME_BYTES, Spool
-from bridge.adapters.worker import BuildWorker
-from bridge.build import built_messages
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
-from bridge.flowfile import check_file, file_events
 from bridge.inbound import BuildStage, InboundPipeline
+from bridge.inbound.build import built_messages
+from bridge.inbound.flowfile import check_file, file_events
+from bridge.inbound.workers import BuildWorker
 from bridge.ports import OutgoingMessage, PublishResult
 from bridge.rules.parse import parse_rules
+from bridge.service import build_values
 from bridge.signing import Signer
 from tests.conftest import EXAMPLES, REPO
 
@@ -63,7 +64,7 @@ def bridge_config(tmp_path: Path) -> BridgeConfig:
 @pytest.fixture(params=["in-process", "worker", "2 workers"])
 def build(request: pytest.FixtureRequest, tmp_path: Path, definitions: DefinitionSet) -> Iterator[BuildStage]:
     if request.param != "in-process":
-        worker = BuildWorker(bridge_config(tmp_path), SIGNER, 2 if request.param == "2 workers" else 1)
+        worker = BuildWorker(build_values(bridge_config(tmp_path), SIGNER), 2 if request.param == "2 workers" else 1)
         worker.start()
         yield worker
         worker.close()
@@ -181,7 +182,7 @@ class TestCheckAhead:
 
     def test_the_check_done_ahead_is_used(self, installation: Installation) -> None:
         claim = installation.claim(EXAMPLES / "D0275001.txt")
-        with mock.patch("bridge.inbound.check_file", wraps=check_file) as checks:
+        with mock.patch("bridge.inbound.pipeline.check_file", wraps=check_file) as checks:
             installation.pipeline.check_ahead(claim)
             outcome = installation.pipeline.process(claim)
         assert outcome.outcome == "archived" and outcome.events == 2

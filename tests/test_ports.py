@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from bridge.ports import Backoff, MessagesRejected, Rejection
+from bridge.ports import Backoff, BrokerRefusal, MessagesRejected
 from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("module", ["bridge.outbound.batching", "bridge.outbound", "bridge.inbound", "bridge.replay",
-                                    "bridge.build", "bridge.ports"])
+                                    "bridge.inbound.build", "bridge.ports"])
 def test_chain_modules_load_no_pika(module: str) -> None:
     """Importing a chain module in a fresh interpreter loads neither pika nor the RabbitMQ adapter."""
     probe = (f"import sys, {module}\n"
@@ -34,6 +34,7 @@ def test_backoff_is_jittered_and_capped() -> None:
 
 def test_messages_rejected_names_the_first_and_counts_the_rest() -> None:
     """The error's text names the first refused message and how many more there were."""
-    error = MessagesRejected([Rejection("a", "nacked", "queue full"), Rejection("b", "returned", "NO_ROUTE")], 3)
+    refusals = [BrokerRefusal("a", "nacked", "queue full"), BrokerRefusal("b", "returned", "NO_ROUTE")]
+    error = MessagesRejected(refusals, 3)
     assert (error.message_id, error.reason, error.total) == ("a", "queue full", 3)
     assert str(error) == "message 'a' was nacked: queue full (and 2 more)"

@@ -17,7 +17,7 @@ from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.events.envelope import render_events
 from bridge.events.schema import flow_schema
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.flowfile import check_file, file_events
 
 EXIT_OK, EXIT_INVALID = 0, 1
 

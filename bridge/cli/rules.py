@@ -19,7 +19,7 @@ from bridge.cli.ndjson import read_events
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.flowfile import check_file, file_events
 from bridge.rules import (
     REDACTED_ATTRIBUTE,
     Decision,

@@ -23,7 +23,7 @@ class UnreadableLine(Exception):
 
 
 class LineTooLong(UnreadableLine):
-    """A line longer than the limit its source reads (see bridge.flowfile.open_flow_file)."""
+    """A line longer than the limit its source reads (see bridge.inbound.flowfile.open_flow_file)."""
 
     def __init__(self, limit: int) -> None:
         super().__init__("line-too-long", f"a line longer than {limit} bytes: the rest of the file is not read "

@@ -12,7 +12,7 @@ group it is, and its parent is the latest line of the parent group. Two ways to 
   some lines only, a character JSON must escape, a zero-padded integer), so that the JSON is always what
   `canonicalize` writes for the objects `placed_by_code` builds (property-tested in tests/dtn/test_second_pass.py).
 
-Neither checks an item again: given the file's SHA-256 from before the first pass, `bridge.flowfile.file_events`
+Neither checks an item again: given the file's SHA-256 from before the first pass, `bridge.inbound.flowfile.file_events`
 proves instead that it read the very bytes the first pass checked. A line that cannot be placed raises FlowFileError
 (`file-changed`) all the same.
 """

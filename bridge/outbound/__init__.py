@@ -6,15 +6,13 @@
 
 Public API: `OutboundLoop(consumer, writer, checks).run(stop)`, `OutboundWriter(definitions, ledger, config)`
 with `recover()`, and the check stages `InlineChecks(MessageChecker(definitions, trust, rules))` or
-`bridge.adapters.worker.CheckWorkers(config, processes)`. See docs/outbound.md.
+`bridge.outbound.workers.CheckWorkers(values, processes)`. See docs/outbound.md.
 """
 
 from __future__ import annotations
 
 from bridge.outbound.batching import Batcher, Held, ReadyFile
-from bridge.outbound.checks import CheckStage, InlineChecks
-from bridge.outbound.loop import INCOMPLETE_FILE, OutboundLoop
-from bridge.outbound.verify import (
+from bridge.outbound.check import (
     ENVELOPE_INVALID,
     INTERNAL_ERROR,
     JSON_AMBIGUOUS,
@@ -32,6 +30,8 @@ from bridge.outbound.verify import (
     VerifiedEvent,
     origin_key,
 )
+from bridge.outbound.loop import INCOMPLETE_FILE, OutboundLoop
+from bridge.outbound.stages import CheckStage, InlineChecks
 from bridge.outbound.writer import FILE_INVALID, FILE_NAME_INVALID, OutboundWriter, Recovery, dtn_timestamp
 
 __all__ = [

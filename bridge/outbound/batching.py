@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bridge.adapters.ledger import EventKey
-from bridge.outbound.verify import BatchKey, VerifiedEvent
+from bridge.outbound.check import BatchKey, VerifiedEvent
 from bridge.ports import Delivery
 
 Kind = Literal["original", "batch", "incomplete"]

@@ -1,6 +1,6 @@
 """Stage 4: the consuming loop. Deliveries in -> check -> de-duplicate -> batch -> write -> ack (or dead-letter).
 
-One thread, one consumer; the checks (stage 1) run in this thread or in worker processes (bridge/outbound/checks.py).
+One thread, one consumer; the checks (stage 1) run in this thread or in worker processes (bridge/outbound/stages.py).
 A delivery is acked only when its event is in a durable file (or was already in one); a rejected one is
 dead-lettered with a code and a reason and never blocks the queue. When the connection is lost, everything held is
 forgotten: the broker redelivers it, and the ledger turns what was already written into plain acks. The loop
@@ -19,8 +19,8 @@ import structlog
 from bridge.adapters.ledger import EventKey
 from bridge.errors import BrokerError, BrokerUnavailable, EventError, StorageError, WorkerError
 from bridge.outbound.batching import Batcher, ReadyFile
-from bridge.outbound.checks import CheckStage
-from bridge.outbound.verify import Checked, EventRejected, ManifestNotice, Rejection, VerifiedEvent
+from bridge.outbound.check import Checked, EventRejected, ManifestNotice, Rejection, VerifiedEvent
+from bridge.outbound.stages import CheckStage
 from bridge.outbound.writer import OutboundWriter
 from bridge.ports import Backoff, Consumer, Delivery
 from bridge.rules import Decision

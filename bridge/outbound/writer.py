@@ -37,7 +37,7 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.writer import FlowFileWriter
 from bridge.errors import EventError, StorageError
 from bridge.outbound.batching import Held, ReadyFile
-from bridge.outbound.verify import EventRejected, ManifestNotice
+from bridge.outbound.check import EventRejected, ManifestNotice
 
 log = structlog.get_logger("dtn_bridge.outbound")
 FILE_INVALID = "file_invalid"

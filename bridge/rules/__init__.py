@@ -50,7 +50,7 @@ from bridge.rules.model import (
     SubscriberRoute,
     TestDataRules,
 )
-from bridge.rules.parse import parse_rules
+from bridge.rules.parse import RulesDocument, parse_rules
 
 __all__ = [
     "MASK",
@@ -84,6 +84,7 @@ __all__ = [
     "ParticipantList",
     "Redaction",
     "RuleSet",
+    "RulesDocument",
     "SubscriberRoute",
     "TestDataRules",
     "decide_inbound_file",

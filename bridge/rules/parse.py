@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
@@ -39,6 +40,21 @@ _PATH = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
 _RESERVED_WORDS = frozenset({"inbound", "outbound", "file"})
 
 _TOP = {"routing", "addressee", "sender", "participants", "test_data", "limits", "subscribers"}
+
+
+@dataclass(frozen=True, slots=True)
+class RulesDocument:
+    """The raw `rules:` mapping and whose rules they are: the plain values a worker process parses its RuleSet from
+    (against its own definitions), so that it never needs the configuration."""
+
+    raw: Mapping[str, Any] | None
+    participant_id: str
+    participant_role: str
+    source: str | None = None
+
+    def parse(self, definitions: DefinitionSet) -> RuleSet:
+        return parse_rules(self.raw, participant_id=self.participant_id, participant_role=self.participant_role,
+                           definitions=definitions, source=self.source)
 
 
 def parse_rules(raw: Mapping[str, Any] | None, *, participant_id: str, participant_role: str,

@@ -12,7 +12,7 @@ import structlog.testing
 
 from bridge.cli import main
 from bridge.config import load_config
-from bridge.service import DEV_JWKS_NAME, DEV_KEY_NAME, InboundService
+from bridge.service import DEV_JWKS_NAME, DEV_KEY_NAME, Daemon
 from bridge.signing import Signer
 from bridge.signing.keys import write_private_key
 from tests.conftest import REPO
@@ -102,7 +102,7 @@ class TestCheckConfigRunsTheStartChecks:
         config = load_config(installed(tmp_path, signing={"key": None, "trust": "keys/bridge.jwks.json"},
                                        inbound={"worker_process": False}))
         with structlog.testing.capture_logs() as logs:
-            service = InboundService(config)
+            service = Daemon(config)
             service.close()
         deprecated = [entry for entry in logs if entry["event"] == "config_deprecated"]
         assert len(deprecated) == 1 and "inbound.worker_process" in deprecated[0]["detail"]
@@ -124,7 +124,7 @@ class TestCheckConfigRunsTheStartChecks:
                                    inbound={"workers": 0})
         assert main(["check-config", "--config", str(config_path)]) == 0
         assert not (tmp_path / "var").exists()
-        service = InboundService(load_config(config_path))
+        service = Daemon(load_config(config_path))
         service.close()
         kid = json.loads((tmp_path / "var" / "state" / DEV_JWKS_NAME).read_text())["keys"][0]["kid"]
         capsys.readouterr()

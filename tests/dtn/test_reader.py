@@ -10,7 +10,7 @@ import pytest
 
 from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.reader import FileParse, FlowFileReader
-from bridge.flowfile import check_file
+from bridge.inbound.flowfile import check_file
 from tests.conftest import EXAMPLES, sample
 
 HEADER = "ZHV|0000475656|D0010002|D|UDMS|X|MRCY|20160302153151||||OPER|"

@@ -25,7 +25,7 @@ from bridge.dtn.synthetic import synthetic_file
 from bridge.dtn.writer import FlowFileWriter
 from bridge.errors import FlowFileError, SignatureError
 from bridge.events.envelope import _content
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.flowfile import check_file, file_events
 from bridge.rules.decide import minimise
 from bridge.rules.model import Redaction, SubscriberRoute
 from bridge.signing import canonicalize

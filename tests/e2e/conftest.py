@@ -23,7 +23,7 @@ import pytest
 from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.spool import sha256_of
 from bridge.config import BridgeConfig, load_config
-from bridge.service import InboundService, ensure_folders
+from bridge.service import Daemon, ensure_folders
 from bridge.signing import Signer, TrustStore
 from bridge.signing.keys import write_private_key
 from tests.conftest import REPO, Admin
@@ -235,7 +235,7 @@ def make_bridge(tmp_path: Path, amqp_url: str, suffix: str, admin: Admin,
 class RunningService:
     """The inbound service on a thread of the test process (faster and easier to observe than a process)."""
 
-    service: InboundService
+    service: Daemon
     stop: threading.Event
     thread: threading.Thread
     errors: list[BaseException]
@@ -250,18 +250,18 @@ class RunningService:
 
 @pytest.fixture
 def run_service() -> Iterator[Callable[[Bridge], RunningService]]:
-    """Start InboundService.run on a thread; stopped after the test."""
+    """Start the daemon's inbound loop on a thread; stopped after the test."""
     running: list[RunningService] = []
 
     def start(bridge: Bridge) -> RunningService:
-        service = InboundService(bridge.config)
+        service = Daemon(bridge.config)
         stop = threading.Event()
         ready = threading.Event()
         errors: list[BaseException] = []
 
         def work() -> None:
             try:
-                service.run(stop, ready.set)
+                service.inbound.run(stop, ready.set)
             except BaseException as exc:  # noqa: BLE001 (surfaced by the test, not lost in a thread)
                 errors.append(exc)
                 ready.set()

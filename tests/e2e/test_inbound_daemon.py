@@ -24,7 +24,7 @@ from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.flowfile import check_file, file_events
 from tests.conftest import AMQP_URL, EXAMPLES, REPO, sample
 from tests.e2e.conftest import Bridge
 

@@ -16,7 +16,7 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.errors import EventError, FlowFileError
 from bridge.events.envelope import EVENT_NAMESPACE, Event, EventBuilder, event_id_of, render_events
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.flowfile import check_file, file_events
 from tests.conftest import EXAMPLES, REPO, sample
 
 VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "ocdiff_D0155001_b",

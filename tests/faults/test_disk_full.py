@@ -25,7 +25,7 @@ import structlog.testing
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.flowfile import check_file, file_events
 from tests.conftest import EXAMPLES, sample
 from tests.e2e.conftest import Bridge
 

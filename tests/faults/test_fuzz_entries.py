@@ -27,12 +27,12 @@ from hypothesis import strategies as st
 
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.spool import REPORT_SUFFIX, Spool
-from bridge.build import built_messages
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.inbound import InboundPipeline
+from bridge.inbound.build import built_messages
 from bridge.ports import OutgoingMessage, PublishResult
 from bridge.rules.parse import parse_rules
 from bridge.signing import Signer

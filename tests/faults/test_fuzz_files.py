@@ -30,7 +30,7 @@ from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.flowfile import check_file, file_events
 from tests.conftest import REPO, sample
 from tests.e2e.conftest import Bridge
 

@@ -20,7 +20,7 @@ from bridge.config import OutboundConfig
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import EventError
-from bridge.flowfile import check_file
+from bridge.inbound.flowfile import check_file
 from bridge.outbound import EventRejected, MessageChecker, OutboundWriter, Rejection, VerifiedEvent
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, REPO

@@ -20,7 +20,7 @@ from bridge.config import BridgeConfig, load_config
 from bridge.dtn.reader import FlowFileReader
 from bridge.events.envelope import Event
 from bridge.events.manifest import build_manifest, routing_key
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.flowfile import check_file, file_events
 from bridge.outbound import OutboundLoop
 from bridge.ports import OutgoingMessage
 from bridge.signing import Signer

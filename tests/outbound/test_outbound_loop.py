@@ -17,14 +17,15 @@ import pytest
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
 from bridge.adapters.rabbitmq.topology import Topology
-from bridge.adapters.worker import CheckWorkers
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
-from bridge.flowfile import check_file
+from bridge.inbound.flowfile import check_file
 from bridge.outbound import CheckStage, InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
+from bridge.outbound.workers import CheckWorkers
 from bridge.ports import Backoff
 from bridge.rules import parse_rules
+from bridge.service import check_values
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin, sample
 from tests.fakes import FakeConsumer, FakePublisher
@@ -234,7 +235,7 @@ class TestExactlyOnce:
         prefetch window until batch_seconds give it up."""
         source = source_file(EXAMPLES / "D0030001.txt", reader)
         config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=60.0, prefetch=100)
-        checks = CheckWorkers(check_config(tmp_path, signer), 1)
+        checks = CheckWorkers(check_values(check_config(tmp_path, signer)), 1)
         checks.start()
         rig = fake_rig(definitions, None, ledger, config, clock, checks)
         bodies = [message(e, signer) for e in source.events]
@@ -273,7 +274,7 @@ class TestCheckWorkers:
         """The daemon's default stage: two check worker processes. One is killed while events stream: the loop
         gives its deliveries back to the broker, a new worker checks them again, and every event is written once."""
         config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=1.0, prefetch=2000)
-        checks = CheckWorkers(check_config(tmp_path, signer), 2)
+        checks = CheckWorkers(check_values(check_config(tmp_path, signer)), 2)
         checks.start()
         interruptions: list[str | None] = []
         loop = make_loop(amqp_url, topology, client_name, definitions, None, ledger, config, clock, checks,

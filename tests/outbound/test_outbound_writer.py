@@ -13,7 +13,7 @@ from bridge.adapters.ledger import Ledger, OutboundFileDraft
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
-from bridge.flowfile import check_file
+from bridge.inbound.flowfile import check_file
 from bridge.outbound import (
     EventRejected,
     Held,
@@ -28,7 +28,14 @@ from bridge.ports import Delivery
 from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES
-from tests.outbound.outbound_helpers import FakeClock, key, new_event, numbered_events, source_file, visible_files
+from tests.outbound.outbound_helpers import (
+    FakeClock,
+    key,
+    new_event,
+    numbered_events,
+    source_file,
+    visible_files,
+)
 
 SYNA = "urn:mpid:SYNA"
 

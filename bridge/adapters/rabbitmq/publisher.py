@@ -19,7 +19,7 @@ from bridge.adapters.rabbitmq.client import Client, declare_topology
 from bridge.adapters.rabbitmq.link import Failure, Link
 from bridge.adapters.rabbitmq.topology import Topology
 from bridge.errors import BrokerError, BrokerUnavailable, ConfigError
-from bridge.ports import MessagesRejected, OutgoingMessage, PublishResult, Rejection
+from bridge.ports import BrokerRefusal, MessagesRejected, OutgoingMessage, PublishResult
 
 # Messages handed to the I/O thread per closure: large enough to amortise the wake-up, small enough to
 # keep the ioloop responsive (heartbeats, acks) while it publishes.
@@ -59,7 +59,7 @@ class RabbitPublisher(Client):
         self._cond = threading.Condition()
         self._inflight = 0  # handed to the I/O thread and not yet acked/nacked
         self._confirmed = 0
-        self._rejections: list[Rejection] = []
+        self._rejections: list[BrokerRefusal] = []
         self._rejected_total = 0
         self._wake_at = -1  # the caller wants waking once _inflight drops to this
         # Owned by the I/O thread.
@@ -187,7 +187,7 @@ class RabbitPublisher(Client):
             if nacked:
                 for message_id in ids:
                     self._reject(
-                        Rejection(
+                        BrokerRefusal(
                             message_id, "nacked", "the broker refused it (queue full or internal error)"
                         )
                     )
@@ -209,10 +209,10 @@ class RabbitPublisher(Client):
             f"matches routing key {method.routing_key!r}"
         )
         with self._cond:
-            self._reject(Rejection(properties.message_id or "<no message id>", "returned", reason))
+            self._reject(BrokerRefusal(properties.message_id or "<no message id>", "returned", reason))
             self._cond.notify_all()
 
-    def _reject(self, rejection: Rejection) -> None:
+    def _reject(self, rejection: BrokerRefusal) -> None:
         self._rejected_total += 1
         if len(self._rejections) < _MAX_KEPT_REJECTIONS:
             self._rejections.append(rejection)

@@ -1,7 +1,7 @@
 """Where stage 1 runs: the loop hands each delivery to a check stage and takes the answers back in delivery order.
 
 Two stages share one small interface: `InlineChecks` checks in the loop's own thread; the worker processes of
-bridge/adapters/worker.py (`CheckWorkers`) check on the other cores, since verification, not the broker or the
+bridge/outbound/workers.py (`CheckWorkers`) check on the other cores, since verification, not the broker or the
 disk, is what an outbound event costs most.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bridge.outbound.verify import Checked, MessageChecker
+from bridge.outbound.check import Checked, MessageChecker
 from bridge.ports import Delivery
 
 

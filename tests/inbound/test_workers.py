@@ -16,16 +16,17 @@ import orjson
 import pytest
 
 from bridge.adapters.spool import sha256_of
-from bridge.adapters.worker import BuildWorker
-from bridge.build import built_messages
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.dtn.valid import ValidFile
 from bridge.errors import WorkerError
-from bridge.flowfile import check_file
+from bridge.inbound.build import built_messages
+from bridge.inbound.flowfile import check_file
+from bridge.inbound.workers import BuildWorker
 from bridge.rules import parse_rules
+from bridge.service import build_values
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, REPO
 
@@ -44,7 +45,7 @@ SIGNER = Signer.generate()
 
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[BuildWorker]:
-    started = BuildWorker(bridge_config(tmp_path), SIGNER)
+    started = BuildWorker(build_values(bridge_config(tmp_path), SIGNER))
     started.start()
     yield started
     started.close()
@@ -77,7 +78,7 @@ def interrupted(worker: BuildWorker, big_file: Path, reader: FlowFileReader, sig
     next(messages)
     first = pid_of(worker)
     os.kill(first, signum)
-    with pytest.raises(WorkerError, match=error), mock.patch("bridge.adapters.worker._SILENCE", silence):
+    with pytest.raises(WorkerError, match=error), mock.patch("bridge.adapters.processes.SILENCE", silence):
         for _ in messages:
             pass
     assert len(list(worker(*job(EXAMPLES / "D0010002.txt", reader)))) == 2 and pid_of(worker) != first
@@ -135,14 +136,16 @@ def test_the_worker_ends_with_the_daemon(tmp_path: Path, role: str) -> None:
     by a thread of its own) reads the end of its pipe and exits, leaving no orphan."""
     config = bridge_config(tmp_path)
     (tmp_path / "trust.jwks.json").write_text(json.dumps(Signer.generate().public_jwks()))
-    started = ("BuildWorker(config, Signer.generate())" if role == "build"
-               else f"CheckWorkers(replace(config, signing=SigningConfig(trust=Path({str(tmp_path)!r}) / "
-                    "'trust.jwks.json')), 1)")
+    started = ("BuildWorker(build_values(config, Signer.generate()))" if role == "build"
+               else f"CheckWorkers(check_values(replace(config, signing=SigningConfig(trust=Path({str(tmp_path)!r}) / "
+                    "'trust.jwks.json'))), 1)")
     script = (
         "import sys, time\n"
         "from dataclasses import replace\n"
         "from pathlib import Path\n"
-        "from bridge.adapters.worker import BuildWorker, CheckWorkers\n"
+        "from bridge.inbound.workers import BuildWorker\n"
+        "from bridge.outbound.workers import CheckWorkers\n"
+        "from bridge.service import build_values, check_values\n"
         "from bridge.config import SigningConfig, load_config\n"
         "from bridge.signing import Signer\n"
         f"config = load_config({str(config.source)!r})\n"
@@ -186,3 +189,9 @@ def test_a_stuck_worker_is_ended_and_replaced(worker: BuildWorker, big_file: Pat
     """A worker that stops answering (here: SIGSTOP) is not waited for forever: WorkerError, then a new worker."""
     stuck = interrupted(worker, big_file, reader, signal.SIGSTOP, "sent nothing", silence=1.0)
     assert not Path(f"/proc/{stuck}").exists() or Path(f"/proc/{stuck}/stat").read_text().split()[2] == "Z"
+
+
+def test_the_signing_key_is_not_in_the_values_repr(tmp_path: Path) -> None:
+    """The build worker's values carry the key to the child; a log line or a traceback showing them must not."""
+    values = build_values(bridge_config(tmp_path), SIGNER)
+    assert b"PRIVATE KEY" in values.key and "PRIVATE KEY" not in repr(values) and "key=" not in repr(values)

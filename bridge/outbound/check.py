@@ -7,7 +7,7 @@ machine code plus words for people; the loop dead-letters the message with both.
 
 A verified event keeps only what batching and writing need, as plain values (its flow instance as DTN records,
 its keys, its source file's header), so the stage runs the same in the daemon or in a worker process that sends
-its answers through a pipe (bridge/adapters/worker.py).
+its answers through a pipe (bridge/outbound/workers.py).
 """
 
 from __future__ import annotations

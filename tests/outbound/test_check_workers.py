@@ -11,13 +11,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bridge.adapters.worker import CheckWorkers
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import WorkerError
 from bridge.outbound import InlineChecks, MessageChecker
+from bridge.outbound.workers import CheckWorkers
 from bridge.ports import Delivery
 from bridge.rules import parse_rules
+from bridge.service import check_values
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES
 from tests.outbound.outbound_helpers import RULES, check_config, new_event, numbered_events, source_file
@@ -30,7 +31,7 @@ def signer() -> Signer:
 
 @pytest.fixture
 def workers(tmp_path: Path, signer: Signer) -> Iterator[CheckWorkers]:
-    started = CheckWorkers(check_config(tmp_path, signer), processes=2)
+    started = CheckWorkers(check_values(check_config(tmp_path, signer)), processes=2)
     started.start()
     yield started
     started.close()
@@ -91,7 +92,7 @@ def test_a_dead_worker_is_an_error_then_replaced(workers: CheckWorkers, signer: 
 
 def test_started_by_the_first_message(tmp_path: Path, signer: Signer) -> None:
     """A daemon with no outbound traffic spends no memory on check workers: they start with the first message."""
-    lazy = CheckWorkers(check_config(tmp_path, signer), processes=1)
+    lazy = CheckWorkers(check_values(check_config(tmp_path, signer)), processes=1)
     try:
         assert lazy._children[0].pid is None
         lazy.submit(Delivery(b"not json", {}, None, "k", False, 1))

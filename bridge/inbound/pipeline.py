@@ -2,7 +2,7 @@
 archive), with every step recorded in the ledger so that a crash at any moment resumes without loss.
 
     claim -> hash -> ledger.claimed -> [duplicate? archive] -> check (whole file) -> defects? quarantine + report
-          -> build (events, governance, canonical form, signature: bridge/build.py, here or in a worker process)
+          -> build (events, governance, canonical form, signature: inbound/build.py, here or in a worker process)
           -> publish (windowed confirms) -> manifest -> ledger.published -> archive
 
 Nothing of a defective file is published: the first pass reads it to its end before the first publish. Event ids
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,14 +24,14 @@ import structlog
 
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.spool import Claim, Spool, sha256_of
-from bridge.build import BuiltMessage
 from bridge.dtn.formats import DEFAULT_MAX_LINE_BYTES
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.dtn.valid import ValidFile
 from bridge.errors import FlowFileError, StorageError
 from bridge.events.manifest import build_manifest, manifest_routing_key
-from bridge.flowfile import check_file, file_events
+from bridge.inbound.build import BuiltMessage
+from bridge.inbound.flowfile import check_file, file_events
 from bridge.ports import OutgoingMessage, Publisher, PublishResult
 from bridge.rules import Decision, FileFacts, RuleSet, decide_inbound_file, route_event
 from bridge.signing import canonicalize
@@ -40,7 +40,7 @@ Outcome = Literal["archived", "quarantined", "duplicate", "shadowed"]
 log = structlog.get_logger("dtn_bridge.inbound")
 
 
-BuildStage = Callable[[Path, ValidFile, str], Iterator[BuiltMessage]]  # (file, first pass, SHA-256) -> messages
+BuildStage = Callable[[Path, ValidFile, str], Generator[BuiltMessage, None, None]]  # (file, first pass, SHA-256) -> messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +267,7 @@ class InboundPipeline:
         ids: list[str] = []  # the first and the last event id, for the manifest
         test = False
 
-        def messages() -> Iterator[OutgoingMessage]:
+        def messages() -> Generator[OutgoingMessage, None, None]:
             nonlocal test
             counted: Decision | None = None  # the decision of the events in a row not yet counted, and how many
             run = 0

@@ -2,20 +2,20 @@
 
     file (second pass) -> events -> governance (route, minimise) -> RFC 8785 bytes -> detached JWS
 
-It knows no broker, so it runs in the daemon's process or in a worker process beside it (bridge/adapters/worker.py)
+It knows no broker, so it runs in the daemon's process or in a worker process beside it (bridge/inbound/workers.py)
 to use a second core. Signing belongs here rather than beside the publisher: after the parse it is a message's
 largest cost, and the publisher's process spends its own core on the broker's protocol and the next file's check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.valid import ValidFile
-from bridge.flowfile import file_events
+from bridge.inbound.flowfile import file_events
 from bridge.rules import EventDecision, EventRouter, RuleSet
 from bridge.signing import canonicalize
 
@@ -33,7 +33,7 @@ class BuiltMessage:
 
 
 def built_messages(path: Path, checked: ValidFile, sha256: str, *, reader: FlowFileReader, rules: RuleSet,
-                   sign: Sign, share: tuple[int, int] = (0, 1)) -> Iterator[BuiltMessage]:
+                   sign: Sign, share: tuple[int, int] = (0, 1)) -> Generator[BuiltMessage, None, None]:
     """Every message of a file the first pass found valid (and governance accepted), in file order; with `share`,
     those of one part of its instances (see `file_events`)."""
     # Runs of lines come as JSON fragments, unless a subscriber's copy must have items taken out of them.
