@@ -40,7 +40,8 @@ Outcome = Literal["archived", "quarantined", "duplicate", "shadowed"]
 log = structlog.get_logger("dtn_bridge.inbound")
 
 
-BuildStage = Callable[[Path, ValidFile, str], Generator[BuiltMessage, None, None]]  # (file, first pass, SHA-256) -> messages
+# (file, first pass, SHA-256) -> messages; a generator, so that a publisher that stops early can close it
+BuildStage = Callable[[Path, ValidFile, str], Generator[BuiltMessage, None, None]]
 
 
 @dataclass(frozen=True, slots=True)
