@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 import yaml
 
 from bridge.dtn.checks import DEFAULT_SEVERITIES, SEVERITIES, Severity
-from bridge.dtn.formats import CONTROL, DEFAULT_MAX_LINE_BYTES
+from bridge.dtn.formats import DEFAULT_MAX_LINE_BYTES
+from bridge.dtn.names import NAME_PATTERN_FIELDS, name_pattern_problem
 from bridge.errors import ConfigError, StorageError
 from bridge.logs import redact_url
 from bridge.schema import Node, Setting, describe_value, read_settings, setting, settings_of
@@ -32,7 +32,6 @@ from bridge.schema import Node, Setting, describe_value, read_settings, setting,
 __all__ = [
     "DEPRECATED",
     "LEDGER_FILE_NAME",
-    "NAME_PATTERN_FIELDS",
     "SECTIONS",
     "BridgeConfig",
     "BrokerConfig",
@@ -55,17 +54,6 @@ __all__ = [
 
 LEDGER_FILE_NAME = "ledger.sqlite3"
 DEFAULT_IGNORE = ("*.tmp", "*.part", ".*", "~*", "*.filepart")
-#: Placeholders `outbound.name_pattern` may use (the outbound writer supplies them all).
-NAME_PATTERN_FIELDS = frozenset(
-    {"flow", "version", "from_participant", "from_role", "to_participant", "to_role", "file_identifier"}
-)
-
-#: The longest outbound file name (UTF-8 bytes): room below NAME_MAX (255) for a `.N` suffix and the hidden
-#: `.<name>.<random>.tmp` it is written under first.
-MAX_FILE_NAME_BYTES = 200
-# The longest text each placeholder can stand for once the envelope was checked (bridge/events/envelope.py).
-_PLACEHOLDER_SIZES = {"flow": 5, "version": 3, "from_participant": 4, "from_role": 1, "to_participant": 4,
-                      "to_role": 1, "file_identifier": 10}
 _MPID = re.compile(r"[A-Z0-9]{4}")
 _ROLE = re.compile(r"[A-Z0-9]")
 _MAX_AGE = re.compile(r"[1-9][0-9]*[YMDhms]")  # RabbitMQ stream x-max-age
@@ -427,7 +415,7 @@ def _inbound(node: Node, warnings: list[str]) -> InboundConfig:
 
 def _outbound(node: Node, warnings: list[str]) -> OutboundConfig:
     values = _read(node, OutboundConfig)
-    problem = _name_pattern_problem(values["name_pattern"])
+    problem = name_pattern_problem(values["name_pattern"])
     if problem:
         raise node.error("name_pattern", problem)
     old = _deprecated(node, warnings)
@@ -453,41 +441,6 @@ def _deprecated(node: Node, warnings: list[str]) -> dict[str, Any]:
 
 
 _BUILDERS = {"broker": _broker, "spool": _spool, "checks": _checks, "inbound": _inbound, "outbound": _outbound}
-
-
-def _name_pattern_problem(pattern: str) -> str | None:
-    """Why `pattern` cannot name outbound files, or None."""
-    try:
-        parsed = list(string.Formatter().parse(pattern))
-    except ValueError as exc:
-        return f"{pattern!r} is not a format string: {exc}"
-    names = {name for _, name, _, _ in parsed if name is not None}
-    unknown = sorted(n for n in names if n not in NAME_PATTERN_FIELDS)
-    if unknown:
-        return f"unknown placeholder {{{unknown[0]}}}; allowed: {', '.join(sorted(NAME_PATTERN_FIELDS))}"
-    if "file_identifier" not in names:
-        return "must contain {file_identifier}, or two files would get the same name"
-    try:
-        samples = [pattern.format(**{n: "X" * size for n, size in _PLACEHOLDER_SIZES.items()}),
-                   pattern.format(**{n: "X" for n in NAME_PATTERN_FIELDS})]
-    except (ValueError, IndexError, KeyError) as exc:
-        return f"{pattern!r} cannot be rendered: {exc}"
-    for sample in samples:
-        problem = plain_name_problem(sample)
-        if problem:
-            return f"renders {sample[:60]!r}, which {problem}"
-    return None
-
-
-def plain_name_problem(name: str) -> str | None:
-    """Why `name` is not one plain, visible path part of bounded length (an outbound file name), or None."""
-    if "/" in name or CONTROL.search(name):
-        return "is not one plain file name (it holds '/' or a control character)"
-    if name.startswith((".", "~")):
-        return "starts with '.' or '~' (a hidden name, which gateways ignore)"
-    if len(name.encode()) > MAX_FILE_NAME_BYTES:
-        return f"is longer than {MAX_FILE_NAME_BYTES} bytes"
-    return None
 
 
 # ------------------------------------------------------------------------------------------------------ machinery

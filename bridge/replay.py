@@ -25,8 +25,8 @@ import orjson
 import structlog
 
 from bridge.adapters.spool import write_atomic
-from bridge.config import plain_name_problem
 from bridge.dtn.definitions import DefinitionSet
+from bridge.dtn.names import plain_name_problem
 from bridge.errors import EventError, SignatureError
 from bridge.events.envelope import Event, render_events
 from bridge.events.manifest import MANIFEST_TYPE

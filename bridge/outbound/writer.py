@@ -30,9 +30,10 @@ import structlog
 
 from bridge.adapters.ledger import EventKey, Ledger, OutboundFileDraft, OutboundFileRecord
 from bridge.adapters.spool import candidate_names, fsync_folder, link_no_overwrite, sha256_of
-from bridge.config import OutboundConfig, plain_name_problem
+from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader
+from bridge.dtn.names import plain_name_problem
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.writer import FlowFileWriter
 from bridge.errors import EventError, StorageError
