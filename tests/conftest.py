@@ -26,7 +26,8 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 from bridge.adapters.rabbitmq.topology import Topology
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition, load_definition, load_definitions
+from bridge.dtn.compiled import FlowDefinition
+from bridge.dtn.definitions import DefinitionSet, load_definition, load_definitions
 from bridge.dtn.reader import FlowFileReader
 
 REPO = Path(__file__).resolve().parents[1]
