@@ -66,7 +66,7 @@ class Side:
                                arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.broker)])
 def side(request: pytest.FixtureRequest) -> Iterator[Side]:
     if request.param == "fake":
         consumer = FakeConsumer(prefetch=PREFETCH)
