@@ -149,7 +149,7 @@ def _read_structure(reference: str, table: Table) -> list[CatalogueGroup]:
     header = [_clean(cell) for cell in table[0]]
     try:
         levels = [header.index(f"L{n}") for n in range(1, 9)]
-        ref_col, name_col, format_col = header.index("Item Reference"), header.index("Item Name"), header.index("Format")
+        ref_col, name_col, format_col = (header.index(name) for name in ("Item Reference", "Item Name", "Format"))
     except ValueError as exc:
         raise CatalogueError(f"{reference}: the structure table lacks a column ({exc})") from exc
     groups: list[CatalogueGroup] = []

@@ -7,6 +7,7 @@ group an expression for whole flow instances (the validation pass matches many l
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ class Cardinality:
         if self.allowed is not None:  # 46,48,50 -> X{46}(?:X{2}(?:X{2})?+)?+
             counts = sorted(self.allowed)
             nested = ""
-            for low, high in reversed(list(zip(counts, counts[1:]))):
+            for low, high in reversed(list(itertools.pairwise(counts))):
                 nested = f"(?:{group}{{{high - low}}}{nested})?+"
             return f"{group}{{{counts[0]}}}{nested}"
         if self.maximum == self.minimum:

@@ -42,7 +42,7 @@ def test_kill_9_while_writing_outbound_files(make_bridge: Any, reader: FlowFileR
         bridge.wait_running(process)
         # writing has begun; a later round may find every file written already (such a kill is not counted)
         with contextlib.suppress(AssertionError):
-            wait_until(lambda: len(bridge.outbound_files()) > before, 30, interval=0.01)
+            wait_until(lambda: len(bridge.outbound_files()) > before, 30, interval=0.01)  # noqa: B023 - called at once
         time.sleep(rng.uniform(0.0, 0.2))  # the scenario: a kill at a random moment of the writing
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)

@@ -21,6 +21,7 @@ from bridge.errors import StorageError
 from bridge.outbound import EventRejected, MessageChecker, OutboundLoop, OutboundWriter, VerifiedEvent
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin
+from tests.helpers import wait_until
 from tests.outbound.outbound_helpers import (
     FakeClock,
     message,
@@ -30,7 +31,6 @@ from tests.outbound.outbound_helpers import (
     source_file,
     visible_files,
 )
-from tests.helpers import wait_until
 from tests.outbound.test_outbound_loop import d0010_template
 from tests.outbound.test_outbound_writer import ready, verified
 

@@ -28,6 +28,7 @@ from bridge.rules import parse_rules
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin, sample
 from tests.fakes import FakeConsumer, FakePublisher
+from tests.helpers import close_connections, wait_until
 from tests.outbound.outbound_helpers import (
     VALID_SAMPLES,
     FakeClock,
@@ -41,7 +42,6 @@ from tests.outbound.outbound_helpers import (
     source_file,
     visible_files,
 )
-from tests.helpers import close_connections, wait_until
 
 
 def make_loop(amqp_url: str, topology: Topology, client_name: str, definitions: DefinitionSet,

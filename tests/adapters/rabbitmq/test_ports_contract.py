@@ -19,8 +19,8 @@ from bridge.adapters.rabbitmq import (
 from bridge.errors import BrokerUnavailable
 from bridge.ports import Consumer, MessagesRejected, OutgoingMessage, Publisher, PublishResult
 from tests.adapters.rabbitmq.rabbit_helpers import messages
-from tests.helpers import close_connections, wait_until
 from tests.fakes import DeadLetter, FakeConsumer, FakePublisher
+from tests.helpers import close_connections, wait_until
 
 PREFETCH = 10
 KEY = "outbound.contract"
