@@ -26,10 +26,14 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 from bridge.adapters.rabbitmq.topology import Topology
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition, load_definition, load_definitions
+from bridge.dtn.compiled import FlowDefinition
+from bridge.dtn.definitions import DefinitionSet, load_definition, load_definitions
 from bridge.dtn.reader import FlowFileReader
 
 REPO = Path(__file__).resolve().parents[1]
+# Fixtures that reach a RabbitMQ: the shared one (amqp_url, so admin and the e2e bridges), or nodes of a test's own
+# (tls_node: tests/adapters/test_tls.py; cluster: tests/faults/test_cluster_failover.py). A test using one is `broker`.
+BROKER_FIXTURES = {"amqp_url", "tls_node", "cluster"}
 SAMPLES = REPO.parent / "shared" / "dtn-samples"
 EXAMPLES = REPO / "examples"
 
@@ -174,3 +178,14 @@ def admin(amqp_url: str, topology: Topology) -> Iterator[Admin]:
             admin.delete(topology)
         finally:
             admin.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what needs RabbitMQ `broker` (by the fixtures it uses) and the fault tests `slow`, so that
+    `pytest -m "not broker"` runs the pure tests alone (markers registered in pyproject.toml)."""
+    faults = REPO / "tests" / "faults"
+    for item in items:
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
+        if item.path.is_relative_to(faults):
+            item.add_marker(pytest.mark.slow)

@@ -125,7 +125,7 @@ class LocalNode:
                 continue
             if result.returncode == 0:
                 return
-            time.sleep(1)
+            time.sleep(1)  # await_startup failed fast (the node not listening yet): a pause before asking again
 
     def start(self) -> None:
         self.launch()
@@ -182,6 +182,7 @@ class LocalNode:
 
 
 def _wait_gone(pid: int, seconds: float) -> bool:
+    """Poll until `pid` is gone; False after `seconds` (the caller escalates to SIGKILL rather than failing)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not Path(f"/proc/{pid}").exists():

@@ -23,7 +23,7 @@ from bridge.dtn.checks import (
     mpan_valid,
     periods_problem,
 )
-from bridge.dtn.definitions import FlowDefinition, GroupDefinition
+from bridge.dtn.compiled import FlowDefinition, GroupDefinition
 from bridge.dtn.lines import LINE, RECORD, UNDECODABLE, UnreadableLine, failing, one_line_each, undecodable
 from bridge.dtn.walk import LineWalk
 

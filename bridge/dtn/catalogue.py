@@ -1,30 +1,27 @@
 """The DTC catalogue -> flow definitions: the pure half of `dtn-bridge definitions import`.
 
 The DTC's Word documents are tables (shared/reference/dtc-documents.md); an adapter reads them into rows of cell
-texts, and this module turns those rows into one definition document per operational flow version, in the YAML
-schema of docs/flow-definitions.md. What the project knows beyond the catalogue (better keys, notes, lenient ranges,
-checks, formats the catalogue leaves blank) lives in curated overlays that `apply_overlay` merges over the generated
-document, so a re-import of the next release keeps it. Output is deterministic: the same documents and overlays
-always give the same bytes.
+texts, bridge/dtn/catalogue_tables.py reads those into catalogue records, and this module builds one definition
+document per operational flow version, in the YAML schema of docs/flow-definitions.md, with its curated overlay
+merged (bridge/dtn/overlays.py); it also dumps and compares definitions. Output is deterministic: the same documents
+and overlays always give the same bytes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from bridge.dtn.definitions import Cardinality
+from bridge.dtn.catalogue_tables import CatalogueFlow, CatalogueItem, Table, read_domains, read_flows, read_items
+from bridge.dtn.compiled import Cardinality
 from bridge.dtn.formats import FormatSyntaxError, LogicalFormat
+from bridge.dtn.overlays import Document, apply_overlay, occurrences, with_item_check
 from bridge.errors import CatalogueError
 
-Table = Sequence[Sequence[str]]
-Document = dict[str, Any]
-
-_PRESENCE = {"1": "mandatory", "O": "optional", "N": "unused"}
 # Role names of the DTC -> the MDD role codes of file headers (docs/flow-roles.md); None: the code is uncertain.
 ROLE_CODES: Mapping[str, tuple[str, str | None]] = {
     "Supplier": ("X", None),
@@ -45,50 +42,6 @@ BLANK_NOTE = ("Format blank in DTC {release} (item catalogue, flow table and dom
 _VALUE_LINE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9 ]{0,9}?)\s*[-\u2013=]\s+(\S.*?)\s*$")
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogueItem:
-    """One block of the Data Item Catalogue."""
-
-    ref: str
-    name: str
-    valid_set: tuple[str, ...]
-    domain: str
-    logical_format: str
-    physical_length: str
-
-
-@dataclass(slots=True)
-class CatalogueGroup:
-    """A group row of a flow table and the item rows under it."""
-
-    code: str
-    name: str
-    range: str
-    condition: str
-    level: int
-    parent: int | None  # index of the parent group in the flow's list
-    items: list[tuple[str, str, str, str]] = field(default_factory=list)  # (ref, name, presence, printed format)
-
-
-@dataclass(slots=True)
-class CatalogueFlow:
-    """One flow version of the Data Flow Catalogue."""
-
-    flow: str
-    version: str
-    status: str
-    name: str = ""
-    description: str = ""
-    ownership: str = ""
-    release: str = ""
-    routes: list[tuple[str, str]] = field(default_factory=list)
-    groups: list[CatalogueGroup] = field(default_factory=list)
-
-    @property
-    def reference(self) -> str:
-        return self.flow + self.version
-
-
 @dataclass(slots=True)
 class ImportResult:
     """What an import produced: definition documents by reference, and what it could not read."""
@@ -97,129 +50,6 @@ class ImportResult:
     skipped: dict[str, str]  # reference -> why
     release: str
 
-
-# -- reading the tables ----------------------------------------------------------------------------------------
-
-
-def _c1(match: re.Match[str]) -> str:
-    """Word sometimes keeps Windows-1252 quotes as C1 controls (U+0092 for an apostrophe), which YAML refuses."""
-    return bytes([ord(match[0])]).decode("cp1252", errors="replace")
-
-
-def _clean(text: str) -> str:
-    return " ".join(re.sub("[\u0080-\u009f]", _c1, text).replace("\u00a0", " ").split())
-
-
-def _labelled(table: Table) -> dict[str, list[str]]:
-    """A two-column block (`Label:` | value, continuation rows with an empty label) -> label -> values."""
-    block: dict[str, list[str]] = {}
-    label = ""
-    for row in table:
-        if len(row) < 2:
-            continue
-        if row[0].strip():
-            label = _clean(row[0]).rstrip(":")
-        if label:
-            block.setdefault(label, []).append(row[1].strip())
-    return block
-
-
-def _blocks(tables: Iterable[Table], first: str) -> Iterator[dict[str, list[str]]]:
-    """The labelled blocks whose first label is `first` (`Item Name:`, `Domain Name:`)."""
-    for table in tables:
-        if table and table[0] and _clean(table[0][0]) == first:
-            yield _labelled(table)
-
-
-def _text(block: Mapping[str, list[str]], label: str) -> str:
-    return _clean(" ".join(block.get(label, [])))
-
-
-def read_items(tables: Iterable[Table]) -> dict[str, CatalogueItem]:
-    """The Data Item Catalogue's item blocks, by J reference."""
-    items: dict[str, CatalogueItem] = {}
-    for block in _blocks(tables, "Item Name:"):
-        ref = _text(block, "Item Reference")
-        if re.fullmatch(r"J[0-9]{4}", ref):
-            valid_set = tuple(_clean(line) for line in block.get("Valid Set", []) if _clean(line))
-            items[ref] = CatalogueItem(ref, _text(block, "Item Name"), valid_set, _text(block, "Domain"),
-                                       _text(block, "Logical Format"), _text(block, "Physical Length"))
-    return items
-
-
-def read_domains(tables: Iterable[Table]) -> dict[str, str]:
-    """The Domains document: domain name -> its logical format as printed (`DATE`, `CHAR(n)`, ...)."""
-    return {_text(block, "Domain Name"): _text(block, "Logical Format") for block in _blocks(tables, "Domain Name:")}
-
-
-def read_flows(tables: Iterable[Table]) -> list[CatalogueFlow]:
-    """The Data Flow Catalogue: one run of tables per flow version, started by `Flow Reference:`."""
-    flows: list[CatalogueFlow] = []
-    current: CatalogueFlow | None = None
-    for table in tables:
-        if not table or not table[0]:
-            continue
-        head = _clean(table[0][0])
-        if head == "Flow Reference:" and len(table) >= 2:
-            version_row = table[1]
-            status = _clean(version_row[2]) if len(version_row) > 2 else ""
-            current = CatalogueFlow(_clean(table[0][1]), _clean(version_row[1]),
-                                    status.removeprefix("Status:").strip())
-            flows.append(current)
-        elif current is None:
-            continue
-        elif head == "Flow Name:":
-            block = _labelled(table)
-            current.name = _text(block, "Flow Name")
-            current.description = _text(block, "Flow Description")
-            current.ownership = _text(block, "Flow Ownership")
-        elif head == "From" and len(table[0]) >= 3 and _clean(table[0][2]) == "Version":
-            for row in table[1:]:
-                current.routes.append((_clean(row[0]), _clean(row[1])))
-                current.release = current.release or _clean(row[2])
-        elif head == "Group":
-            current.groups = _read_structure(current.reference, table)
-    return flows
-
-
-def _read_structure(reference: str, table: Table) -> list[CatalogueGroup]:
-    """Group and item rows -> groups; a group's parent is the nearest group above it one level shallower."""
-    header = [_clean(cell) for cell in table[0]]
-    try:
-        levels = [header.index(f"L{n}") for n in range(1, 9)]
-        ref_col, name_col, format_col = (header.index(name) for name in ("Item Reference", "Item Name", "Format"))
-    except ValueError as exc:
-        raise CatalogueError(f"{reference}: the structure table lacks a column ({exc})") from exc
-    groups: list[CatalogueGroup] = []
-    open_at: dict[int, int] = {}  # level -> index of the group open there
-    for number, row in enumerate(table[1:], start=2):
-        marks = [(depth + 1, _clean(row[column])) for depth, column in enumerate(levels) if _clean(row[column])]
-        code = _clean(row[0])
-        if code:
-            if len(marks) != 1 or marks[0][1] != "G":
-                raise CatalogueError(f"{reference}: row {number}: group {code} has no single G level mark")
-            level = marks[0][0]
-            parent = open_at.get(level - 1) if level > 1 else None
-            if level > 1 and parent is None:
-                raise CatalogueError(f"{reference}: row {number}: group {code} at level {level} has no parent")
-            groups.append(CatalogueGroup(code, _clean(row[1]), re.sub(r"\s+", "", row[2]), _clean(row[3]), level,
-                                         parent))
-            open_at = {depth: index for depth, index in open_at.items() if depth < level}
-            open_at[level] = len(groups) - 1
-            continue
-        ref = _clean(row[ref_col])
-        if not ref:
-            continue
-        if not groups or len(marks) != 1:
-            raise CatalogueError(f"{reference}: row {number}: item {ref} has no group or no single presence mark")
-        depth, mark = marks[0]
-        owner = open_at.get(depth - 1)
-        if owner is None:
-            raise CatalogueError(f"{reference}: row {number}: item {ref} at level {depth} has no group above it")
-        if mark not in _PRESENCE:
-            raise CatalogueError(f"{reference}: row {number}: item {ref} has presence mark {mark!r}")
-        groups[owner].items.append((ref, _clean(row[name_col]), _PRESENCE[mark], _clean(row[format_col])))
-    return groups
 
 
 # -- building definitions ----------------------------------------------------------------------------------------
@@ -400,114 +230,8 @@ def import_catalogue(flow_tables: Iterable[Table], item_tables: Iterable[Table],
         documents[flow.reference] = document
     for reference, overlay in overlays.items():
         if reference not in documents and reference not in skipped:
-            documents[reference] = _with_mpan_checks(overlay)
+            documents[reference] = with_item_check(overlay, MPAN_CORE, "mpan_check_digit")
     return ImportResult(dict(sorted(documents.items())), dict(sorted(skipped.items())), release)
-
-
-def _with_mpan_checks(overlay: Mapping[str, Any]) -> Document:
-    """A whole overlay (a flow the catalogue lacks) with the MPAN check on its J0003 items, as generated ones have."""
-    groups = [{**group, "items": [_ordered({**item, "checks": _join(["mpan_check_digit"], item.get("checks"))},
-                                           _ITEM_ORDER) if item.get("ref") == MPAN_CORE else item
-                                  for item in group.get("items") or []]}
-              for group in overlay.get("groups") or []]
-    return {**overlay, "groups": groups}
-
-
-# -- overlays ----------------------------------------------------------------------------------------------------
-
-_TOP_ORDER = ("flow", "version", "name", "ownership", "description", "source", "routes", "groups")
-_GROUP_ORDER = ("code", "key", "name", "parent", "range", "lenient_range", "lenient_reason", "checks", "note",
-                "items")
-_ITEM_ORDER = ("ref", "key", "name", "format", "presence", "values", "checks", "note")
-
-
-def _ordered(document: Mapping[str, Any], order: Sequence[str]) -> Document:
-    ordered = {name: document[name] for name in order if name in document}
-    ordered.update({name: value for name, value in document.items() if name not in ordered})
-    return ordered
-
-
-def _occurrences(entries: Iterable[Mapping[str, Any]], field_name: str) -> list[tuple[Any, int]]:
-    """(value, n) for each entry: the n-th entry with that value of `field_name`, so repeated codes stay apart."""
-    seen: dict[Any, int] = {}
-    result = []
-    for entry in entries:
-        value = entry.get(field_name)
-        seen[value] = seen.get(value, 0) + 1
-        result.append((value, seen[value]))
-    return result
-
-
-def apply_overlay(generated: Document, overlay: Mapping[str, Any]) -> Document:
-    """Merge a curated overlay over a generated definition.
-
-    Top-level fields the overlay states replace the generated ones. Overlay groups match generated groups by code
-    and occurrence (the second SUP is the second SUP), items by reference and occurrence within the group; stated
-    fields replace, `checks` are joined. An overlay item that states a format brings its own valid set: the
-    catalogue's is dropped unless the overlay states `values` too. The structure (which groups, their parents and
-    order) stays the catalogue's; overlay groups or items the catalogue lacks are kept after their overlay
-    predecessor, so nothing curated is lost (`compare` reports them).
-    """
-    merged: Document = {name: value for name, value in generated.items() if name != "groups"}
-    merged.update({name: value for name, value in overlay.items() if name != "groups"})
-    groups = [dict(group) for group in generated["groups"]]
-    old_keys = [group["key"] for group in groups]
-    places = {match: index for index, match in enumerate(_occurrences(groups, "code"))}
-    inserted: list[tuple[int, Document]] = []
-    last = -1
-    for match, group_overlay in zip(_occurrences(overlay.get("groups") or [], "code"), overlay.get("groups") or []):
-        index = places.get(match)
-        if index is None:
-            inserted.append((last, dict(group_overlay)))
-            continue
-        last = index
-        target = groups[index]
-        for name, value in group_overlay.items():
-            if name == "items":
-                target["items"] = _merge_items(target["items"], value or [])
-            elif name == "checks":
-                target["checks"] = _join(target.get("checks"), value)
-            elif name != "parent":
-                target[name] = value
-    renamed = dict(zip(old_keys, (group["key"] for group in groups)))
-    for group in groups:
-        if group["parent"] is not None:
-            group["parent"] = renamed[group["parent"]]
-    for after, group in reversed(inserted):
-        groups.insert(after + 1, group)
-    merged["groups"] = [_ordered(group, _GROUP_ORDER) for group in groups]
-    return _ordered(merged, _TOP_ORDER)
-
-
-def _join(first: Any, second: Any) -> list[Any]:
-    joined: list[Any] = []
-    for check in [*(first or []), *(second or [])]:
-        if check not in joined:
-            joined.append(check)
-    return joined
-
-
-def _merge_items(generated: list[Document], overlay: list[Mapping[str, Any]]) -> list[Document]:
-    items = [dict(item) for item in generated]
-    places = {match: index for index, match in enumerate(_occurrences(items, "ref"))}
-    inserted: list[tuple[int, Document]] = []
-    last = -1
-    for match, item_overlay in zip(_occurrences(overlay, "ref"), overlay):
-        index = places.get(match) if match[0] is not None else None
-        if index is None:
-            inserted.append((last, dict(item_overlay)))
-            continue
-        last = index
-        target = items[index]
-        if "format" in item_overlay and "values" not in item_overlay:
-            target.pop("values", None)
-        if "note" not in item_overlay and "format" in item_overlay:
-            target.pop("note", None)  # the generated note explains the generated format, which the overlay replaced
-        for name, value in item_overlay.items():
-            target[name] = _join(target.get("checks"), value) if name == "checks" else value
-    for after, item in reversed(inserted):
-        items.insert(after + 1, item)
-    return [_ordered(item, _ITEM_ORDER) for item in items]
 
 
 # -- output and comparison -----------------------------------------------------------------------------------------
@@ -547,8 +271,8 @@ def compare(new: Mapping[str, Document], old: Mapping[str, Document]) -> list[st
 
 def _compare_flow(new: Document, old: Document) -> list[str]:
     lines: list[str] = []
-    before = dict(zip(_occurrences(old["groups"], "code"), structure(old)))
-    after = dict(zip(_occurrences(new["groups"], "code"), structure(new)))
+    before = dict(zip(occurrences(old["groups"], "code"), structure(old)))
+    after = dict(zip(occurrences(new["groups"], "code"), structure(new)))
     for match in [m for m in after if m not in before]:
         lines.append(f"group {_name(match)} added")
     for match in [m for m in before if m not in after]:
@@ -561,8 +285,8 @@ def _compare_flow(new: Document, old: Document) -> list[str]:
             lines.append(f"{where}: parent {old_parent} -> {new_parent}")
         if new_range != old_range:
             lines.append(f"{where}: range {old_range} -> {new_range}")
-        old_by = dict(zip(_occurrences([{"ref": r} for r, _f in old_items], "ref"), old_items))
-        new_by = dict(zip(_occurrences([{"ref": r} for r, _f in new_items], "ref"), new_items))
+        old_by = dict(zip(occurrences([{"ref": r} for r, _f in old_items], "ref"), old_items))
+        new_by = dict(zip(occurrences([{"ref": r} for r, _f in new_items], "ref"), new_items))
         for item in [m for m in new_by if m not in old_by]:
             lines.append(f"{where}: item {_name(item)} added ({new_by[item][1]})")
         for item in [m for m in old_by if m not in new_by]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Final
 
 from bridge.dtn.checksum import PoolChecksum
+from bridge.dtn.compiled import FlowDefinition
 from bridge.dtn.defects import DefectLog
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition
+from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.formats import LogicalFormat, quoted
 from bridge.dtn.model import FileHeader, FileTrailer, Layout
 from bridge.errors import FlowDefinitionError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from bridge.dtn.definitions import GroupDefinition
+from bridge.dtn.compiled import GroupDefinition
 
 # ZHV ... ZPT (a DTN user file); ZHD in its pool layout (File Type, roles, time) or in the ZHV field layout (as in
 # Elexon's D0265 PTF download), both closed by a pool trailer (record count and checksum).

@@ -20,8 +20,9 @@ from bridge.dtn.blocks import BLOCK_LINES, SPAN_CAP, BlockCheck
 from bridge.dtn.checks import Severity
 from bridge.dtn.checks import severities as resolve_severities
 from bridge.dtn.checksum import PoolChecksum
+from bridge.dtn.compiled import FlowDefinition
 from bridge.dtn.defects import DefectLog
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition
+from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.envelope import read_header, read_trailer
 from bridge.dtn.lines import UnreadableLine, decoded
 from bridge.dtn.model import Defect, FileHeader, FileTrailer, FlowInstance

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from bridge.dtn.definitions import FlowDefinition, GroupDefinition
+from bridge.dtn.compiled import FlowDefinition, GroupDefinition
 from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import Defect, FlowInstance, GroupInstance
 from bridge.dtn.valid import ValidFile

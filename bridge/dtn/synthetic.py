@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 
 from bridge.dtn.checks import MPAN_CHECK_DIGIT, mpan_check_digit, settlement_period_count
-from bridge.dtn.definitions import DataItem, FlowDefinition, GroupDefinition
+from bridge.dtn.compiled import DataItem, FlowDefinition, GroupDefinition
 from bridge.dtn.model import FileHeader, GroupInstance
 from bridge.dtn.writer import FlowFileWriter
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition
+from bridge.dtn.compiled import FlowDefinition
+from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader, FileTrailer
 
 

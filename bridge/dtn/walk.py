@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from bridge.dtn.checks import MPAN_CHECK_DIGIT, SETTLEMENT_PERIODS, mpan_problem, mpan_valid, periods_problem
+from bridge.dtn.compiled import FlowDefinition, GroupDefinition
 from bridge.dtn.defects import DefectLog
-from bridge.dtn.definitions import FlowDefinition, GroupDefinition
 from bridge.dtn.envelope import shown
 from bridge.dtn.lines import UnreadableLine
 from bridge.dtn.model import FlowInstance, GroupInstance

@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
+from bridge.dtn.compiled import FlowDefinition, GroupDefinition
+from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import FileHeader, FileTrailer, FlowInstance, GroupInstance, Layout
 from bridge.dtn.writer import FlowFileWriter, instance_records

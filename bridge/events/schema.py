@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.dtn.definitions import DataItem, FlowDefinition, GroupDefinition
+from bridge.dtn.compiled import DataItem, FlowDefinition, GroupDefinition
 from bridge.dtn.formats import CONTROL_RANGE, INT_DIGITS_AS_NUMBER
 
 _ISO = {

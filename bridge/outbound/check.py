@@ -22,7 +22,8 @@ import orjson
 import structlog
 
 from bridge.adapters.ledger import EventKey
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition
+from bridge.dtn.compiled import FlowDefinition
+from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader
 from bridge.dtn.writer import instance_records
 from bridge.errors import EventError, SignatureError

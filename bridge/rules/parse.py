@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition, GroupDefinition
+from bridge.dtn.compiled import FlowDefinition, GroupDefinition
+from bridge.dtn.definitions import DefinitionSet
 from bridge.rules.model import (
     DirectionRules,
     LimitRules,

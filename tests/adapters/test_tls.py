@@ -16,7 +16,6 @@ import os
 import secrets
 import ssl
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from bridge.adapters.tls import BrokerContext, broker_connection_options, ssl_co
 from bridge.config import BrokerConfig, TlsConfig
 from bridge.errors import BrokerUnavailable, ConfigError
 from bridge.ports import OutgoingMessage
+from tests.helpers import wait_until
 from tests.rabbit_nodes import LocalNode
 
 NODE = "dtntls@localhost"
@@ -210,15 +210,15 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
     """The running TLS node and the PKI it trusts; one per session, serialised across sessions by a lock."""
     BASE.mkdir(mode=0o700, exist_ok=True)
     lock = (BASE / "lock").open("w")
-    deadline = time.monotonic() + LOCK_TIMEOUT
-    while True:
+
+    def locked() -> bool:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
+            return True
         except BlockingIOError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"another test session held {BASE / 'lock'} for {LOCK_TIMEOUT:g}s")
-            time.sleep(0.5)
+            return False
+
+    wait_until(locked, LOCK_TIMEOUT, f"another test session held {BASE / 'lock'}", interval=0.5)
     node = TlsNode(BASE)
     try:
         node.prepare()
@@ -293,18 +293,18 @@ class TestAgainstBroker:
             client_name="dtn-bridge-tls-external",
             **options,
         )  # type: ignore[arg-type]
+        rows: list[str] = []
+
+        def listed() -> bool:
+            listing = TlsNode(BASE).ctl(
+                "list_connections", "client_properties", "user", "auth_mechanism", "--no-table-headers"
+            )
+            rows[:] = [line for line in listing.stdout.splitlines() if "dtn-bridge-tls-external" in line]
+            return bool(rows)
+
         with publisher:
-            deadline = time.monotonic() + 10
-            rows: list[str] = []
-            while time.monotonic() < deadline:
-                listing = TlsNode(BASE).ctl(
-                    "list_connections", "client_properties", "user", "auth_mechanism", "--no-table-headers"
-                )
-                rows = [line for line in listing.stdout.splitlines() if "dtn-bridge-tls-external" in line]
-                if rows:
-                    break
-                time.sleep(0.5)
-        assert rows and CLIENT_CN in rows[0] and "EXTERNAL" in rows[0], rows
+            wait_until(listed, 10, "the broker lists no dtn-bridge-tls-external connection", interval=0.5)
+        assert CLIENT_CN in rows[0] and "EXTERNAL" in rows[0], rows
 
     def test_client_without_certificate_is_refused(self, tls_node: Pki) -> None:
         """fail_if_no_peer_cert: a client that verifies the broker but has no certificate gets no connection."""

@@ -275,7 +275,7 @@ class TestDropWatcher:
             with path.open("ab") as handle:
                 for n in range(4):
                     if n:
-                        time.sleep(0.5)
+                        time.sleep(0.5)  # the scenario: a slow writer, each pause shorter than stable_seconds
                     handle.write(f"line {n}\n".encode())
                     handle.flush()
                     appended_at.append(time.monotonic())
@@ -306,7 +306,7 @@ class TestDropWatcher:
         names = ["c.usr", "a.usr", "b.usr"]
         for name in names:
             (inbound / name).write_bytes(b"x")
-            time.sleep(0.05)
+            time.sleep(0.05)  # the scenario: one after another, at distinct moments (the order is what is tested)
         found = collect(watcher, 3)
         if watcher.mode == "inotify":  # polling sees them within one tick: same first-seen, then mtime
             assert [p.name for p in found] == names
@@ -350,7 +350,7 @@ class TestDropWatcher:
         """A file that disappears before it is stable (another instance claimed it) is not returned."""
         path = inbound / "gone.usr"
         path.write_bytes(b"x")
-        time.sleep(0.05)
+        time.sleep(0.05)  # the scenario: the file exists a moment (for the watcher to see it), less than stable
         path.unlink()
         assert watcher.ready_files(timeout=STABLE * 3) == []
 

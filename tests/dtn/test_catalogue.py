@@ -8,18 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.dtn.catalogue import (
-    BLANK_FORMAT,
-    CatalogueItem,
-    apply_overlay,
-    compare,
-    item_format,
-    normalise_format,
-    read_flows,
-    snake,
-    unique,
-    valid_values,
-)
+from bridge.dtn.catalogue import BLANK_FORMAT, compare, item_format, normalise_format, snake, unique, valid_values
+from bridge.dtn.catalogue_tables import CatalogueItem, read_flows
+from bridge.dtn.overlays import apply_overlay
 from bridge.errors import CatalogueError
 
 KEY = re.compile(r"^[a-z][a-z0-9_]*$")  # what the loader accepts

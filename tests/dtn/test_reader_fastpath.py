@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.dtn.checks import settlement_period_count
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition, load_definitions
+from bridge.dtn.compiled import FlowDefinition
+from bridge.dtn.definitions import DefinitionSet, load_definitions
 from bridge.dtn.formats import LogicalFormat
 from bridge.dtn.model import FileHeader
 from bridge.dtn.reader import FileParse, FlowFileReader

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition, load_definition
+from bridge.dtn.compiled import FlowDefinition
+from bridge.dtn.definitions import DefinitionSet, load_definition
 from bridge.dtn.model import FileHeader, FlowInstance, GroupInstance
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.second_pass import data_by_blocks

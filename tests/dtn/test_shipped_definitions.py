@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from bridge.dtn.definitions import DefinitionSet, FlowDefinition, load_definitions
+from bridge.dtn.compiled import FlowDefinition
+from bridge.dtn.definitions import DefinitionSet, load_definitions
 from tests.conftest import EXAMPLES, REPO, curated_definitions
 
 CURATED = curated_definitions()

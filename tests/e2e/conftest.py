@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from bridge.service import Daemon, ensure_folders
 from bridge.signing import Signer, TrustStore
 from bridge.signing.keys import write_private_key
 from tests.conftest import REPO, Admin
+from tests.helpers import wait_until
 
 
 @dataclass
@@ -106,15 +106,13 @@ class Bridge:
 
     def wait_settled(self, count: int, timeout: float = 60.0) -> None:
         """Wait until `count` files are archived or quarantined (failing at once if a daemon died)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def settled() -> bool:
             for thread_errors in self.service_errors:
                 assert not thread_errors, f"the service failed: {thread_errors[0]!r}"
-            if len(self.archived()) + len(self.quarantined()) >= count:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"only {len(self.archived())} archived and {len(self.quarantined())} quarantined "
-                             f"of {count} after {timeout} s")
+            return len(self.archived()) + len(self.quarantined()) >= count
+
+        wait_until(settled, timeout,
+                   lambda: f"{len(self.archived())} archived, {len(self.quarantined())} quarantined")
 
     def captured(self, expected: int | None = None, silence: float = 2.0) -> list[tuple[Any, dict[str, Any]]]:
         """Everything published so far, as (properties, event); verifies nothing. With `expected`, read that many
@@ -133,12 +131,14 @@ class Bridge:
         return process
 
     def stop_when_written(self, process: subprocess.Popen[bytes], count: int, timeout: float = 60.0) -> None:
-        """Wait until `count` files are in the outbound folder (or the timeout), then SIGTERM: the daemon exits 0."""
-        deadline = time.monotonic() + timeout
-        while len(self.outbound_files()) < count and time.monotonic() < deadline:
-            time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        """Wait until `count` files are in the outbound folder (failing after the timeout), then SIGTERM: the
+        daemon exits 0."""
+        try:
+            wait_until(lambda: len(self.outbound_files()) >= count, timeout,
+                       lambda: f"{len(self.outbound_files())} of {count} files written")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
 
     def route_back(self) -> int:
         """What a migration test harness does: every event captured so far published again to `outbound.<key>`
@@ -155,15 +155,15 @@ class Bridge:
     def wait_running(self, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
         """Wait until this daemon process reports itself running (connected, signal handlers in place)."""
         status = self.folder("state") / "status.json"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if status.exists():
-                values = json.loads(status.read_text() or "{}")
-                if values.get("pid") == process.pid and values.get("state") == "running":
-                    return
+
+        def running() -> bool:
+            values = json.loads(status.read_text() or "{}") if status.exists() else {}
+            if values.get("pid") == process.pid and values.get("state") == "running":
+                return True
             assert process.poll() is None, f"the daemon exited with {process.returncode}"
-            time.sleep(0.05)
-        raise AssertionError(f"the daemon did not report running within {timeout} s")
+            return False
+
+        wait_until(running, timeout, "the daemon did not report running")
 
     def start_process(self) -> subprocess.Popen[bytes]:
         """`dtn-bridge run` as a real process, logs to var/daemon.log."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from bridge.events.manifest import MANIFEST_TYPE
 from bridge.inbound.flowfile import check_file, file_events
 from tests.conftest import AMQP_URL, EXAMPLES, REPO, sample
 from tests.e2e.conftest import Bridge
+from tests.helpers import wait_until
 
 VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "OVOE1359", "OVOE1429"]
 
@@ -54,17 +56,16 @@ def corpus(folder: Path, definitions: DefinitionSet, files: int, instances: int,
 
 def wait_for_broker(timeout: float = 60.0) -> None:
     """After a restart, wait until the broker really takes connections and declarations again."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def takes_connections() -> bool:
         try:
             connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
             connection.channel().queue_declare("", exclusive=True)
             connection.close()
-            return
+            return True
         except pika.exceptions.AMQPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+            return False
+
+    wait_until(takes_connections, timeout, "the broker takes no connections after its restart", interval=0.5)
 
 
 def split(captured: list[tuple[Any, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -162,7 +163,7 @@ class TestBadInput:
             for start in range(0, len(content), 300):
                 stream.write(content[start:start + 300])
                 stream.flush()
-                time.sleep(0.3)
+                time.sleep(0.3)  # the scenario: a slow writer, each pause shorter than stable_seconds
         bridge.wait_settled(1)
         running.close()
         assert [p.name for p in bridge.archived()] == ["slow.uff"] and bridge.quarantined() == []
@@ -258,10 +259,10 @@ class TestSurvival:
         for _ in range(5):
             process = bridge.start_process()
             bridge.wait_running(process)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not any(bridge.folder("processing").iterdir()):
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.1))
+            # a later round may find every file settled: its kill then comes between files (counted below)
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: any(bridge.folder("processing").iterdir()), 20, interval=0.01)
+            time.sleep(rng.uniform(0.0, 0.1))  # the scenario: a kill at a random moment of the file
             kills_mid_file += any(bridge.folder("processing").iterdir())
             os.kill(process.pid, signal.SIGKILL)
             process.wait(10)
@@ -295,7 +296,7 @@ class TestSurvival:
         subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
         try:
             assert len(bridge.archived()) < len(files), "the broker must go down while files are still flowing"
-            time.sleep(2.0)
+            time.sleep(2.0)  # the scenario: the broker stays down a while, with the daemon retrying
         finally:  # never leave the broker down for the tests after this one
             subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
             subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True, timeout=120)
@@ -328,7 +329,7 @@ class TestShadowMode:
         bad = bridge.drop(sample("sureserve"))
         running = run_service(bridge)
         bridge.wait_settled(2)
-        time.sleep(1.5)  # a rescan or two: the files still there must not be taken twice
+        time.sleep(1.5)  # the scenario: a rescan or two pass (no event to wait for); nothing is taken twice
         running.close()
         assert good.exists() and bad.exists()
         assert len(bridge.archived()) == 1 and len(bridge.quarantined()) == 1
@@ -346,8 +347,7 @@ class TestReload:
         files = corpus(tmp_path / "corpus", definitions, files=6, instances=1500)
         for path in files:
             bridge.drop(path)
-        while not bridge.archived():
-            time.sleep(0.05)
+        wait_until(lambda: bool(bridge.archived()), 60, "no file archived")
         process.send_signal(signal.SIGHUP)
         bridge.wait_settled(len(files), timeout=180)
         process.send_signal(signal.SIGTERM)
@@ -364,7 +364,7 @@ class TestReload:
         good = bridge.config_path.read_text()
         bridge.config_path.write_text(good.replace('"broker"', '"broker', 1))  # not YAML any more
         process.send_signal(signal.SIGHUP)
-        time.sleep(1.5)
+        wait_until(lambda: "reload_refused" in (bridge.root / "daemon.log").read_text(), 20, "not refused")
         bridge.drop(sample("DTC5259515123502080915D0010"), "before.uff")
         bridge.wait_settled(1)
         config = json.loads(good)
@@ -372,7 +372,7 @@ class TestReload:
         bridge.config_path.write_text(json.dumps(config))
         (bridge.root / "var" / "dtn" / "inbound2").mkdir()
         process.send_signal(signal.SIGHUP)
-        time.sleep(1.5)
+        wait_until(lambda: "config_reloaded" in (bridge.root / "daemon.log").read_text(), 20, "not reloaded")
         target = bridge.root / "var" / "dtn" / "inbound2" / "after.uff"
         target.write_bytes(sample("ocdiff_D0155001_a").read_bytes())
         bridge.wait_settled(2)
@@ -470,12 +470,12 @@ class TestHostileEntries:
             bridge.drop(path)
         quarantine = bridge.folder("quarantine")
         originals = {"X.error.json", "X.1", "endless.usr", "latin1.usr", "quoted.usr", "linked.usr"}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
-                len(bridge.archived()) == 4 and originals <= set(os.listdir(quarantine))):
+
+        def settled() -> bool:
             assert process.poll() is None, f"the daemon exited with {process.returncode}"
-            time.sleep(0.1)
-        assert len(bridge.archived()) == 4 and originals <= set(os.listdir(quarantine))
+            return len(bridge.archived()) == 4 and originals <= set(os.listdir(quarantine))
+
+        wait_until(settled, 60, lambda: f"{len(bridge.archived())} archived; {os.listdir(quarantine)}")
         assert process.poll() is None
         # the honest files, the two under hostile names included, published: every event and a manifest each
         ids = expected_ids(honest, reader)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from bridge.cli import main
 from tests.conftest import EXAMPLES, sample
 from tests.e2e.conftest import Bridge
+from tests.helpers import wait_until
 
 VALID_SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "OVOE1359", "OVOE1429"]
 
@@ -30,11 +30,7 @@ class TestRoundTrip:
         files = sorted(EXAMPLES.glob("*.txt")) + [sample(name) for name in VALID_SAMPLES]
         process = bridge.run_files(files)
         bridge.route_back()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(bridge.outbound_files()) < len(files):
-            time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        bridge.stop_when_written(process, len(files))
         bridge.assert_reproduced(files)
         assert bridge.admin.message_count(bridge.topology.outbound_rejected_queue or "") == 0
         assert main(["report", "--config", str(bridge.config_path), "--json"]) == 0
@@ -70,10 +66,8 @@ class TestRoundTrip:
             config["rules"] = {**config.get("rules", {}), "participants": {"outbound": {"deny": ["MRCY"]}}}
             bridge.config_path.write_text(json.dumps(config))
             process.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 20
-            while "config_reloaded" not in (bridge.root / "daemon.log").read_text():
-                assert time.monotonic() < deadline, "the daemon did not reload"
-                time.sleep(0.1)
+            wait_until(lambda: "config_reloaded" in (bridge.root / "daemon.log").read_text(), 20,
+                       "the daemon did not reload")
 
         got = route_back_and_collect_rejects(bridge, lambda body: body, before_routing=deny_mrcy)
         assert {props.headers["x-dtn-reject-code"] for _m, props, _b in got} == {"participant.denied"}
@@ -94,9 +88,10 @@ def route_back_and_collect_rejects(bridge: Bridge, change: Callable[[bytes], byt
             bridge.admin.channel.basic_publish(bridge.topology.exchange, "outbound." + method.routing_key[8:],
                                                change(body), pika.BasicProperties(message_id=props.message_id))
     rejected = bridge.topology.outbound_rejected_queue or ""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and bridge.admin.message_count(rejected) < 11:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0
+    try:
+        wait_until(lambda: bridge.admin.message_count(rejected) >= 11, 30,
+                   lambda: f"{bridge.admin.message_count(rejected)} of 11 events dead-lettered")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
     return bridge.admin.read_all(rejected)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import sample
 from tests.e2e.conftest import Bridge
+from tests.helpers import wait_until
 
 
 def free_port() -> int:
@@ -41,13 +41,12 @@ class TestService:
         bridge.drop(sample("DTC5259515123502080915D0010"))
         bridge.wait_settled(1)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 10
-        while True:
-            metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
-            if "dtn_bridge_files_published_total 1.0" in metrics or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert "dtn_bridge_files_published_total 1.0" in metrics
+
+        def scrape() -> str:
+            return str(urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode())
+
+        wait_until(lambda: "dtn_bridge_files_published_total 1.0" in scrape(), 10, "the file not counted")
+        metrics = scrape()
         assert "dtn_bridge_events_confirmed_total 12.0" in metrics  # 11 instances and the manifest
         assert "dtn_bridge_broker_connected 1.0" in metrics
         assert urllib.request.urlopen(f"{base}/healthz", timeout=5).status == 200

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.dtn.reader import FlowFileReader
-from tests.e2e.conftest import Bridge, held_or_queued, make_bridge  # noqa: F401 - the e2e fixtures, used here too
+from tests.e2e.conftest import Bridge, held_or_queued
 from tests.e2e.test_inbound_daemon import corpus, expected_ids, split
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from bridge.events.manifest import MANIFEST_TYPE
 from bridge.inbound.flowfile import check_file, file_events
 from tests.conftest import EXAMPLES, sample
 from tests.e2e.conftest import Bridge
+from tests.helpers import wait_until
 
 SAMPLES = ["DTC5259515123502080915D0010", "ocdiff_D0155001_a", "OVOE1359", "OVOE1429"]
 
@@ -71,13 +71,6 @@ def fill(folder: Path) -> Path:
 def every_file(folder: Path) -> list[Path]:
     """All files under `folder`, hidden temp and staging files included."""
     return sorted(path for path in folder.rglob("*") if path.is_file())
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.1)
 
 
 def expected_ids(paths: list[Path], reader: FlowFileReader) -> set[str]:
@@ -124,7 +117,7 @@ class TestArchiveFull:
                 return [entry for entry in list(logs)
                         if entry.get("event") == "file_retry" and entry.get("cause") == "storage"]
 
-            wait_for(lambda: len(storage_retries()) >= 3, 30, "three storage retries")
+            wait_until(lambda: len(storage_retries()) >= 3, 30, "three storage retries")
             claimed = [path for path in bridge.folder("processing").iterdir() if not path.name.startswith(".")]
             waiting = [path for path in bridge.inbound.iterdir() if not path.name.startswith(".")]
             assert 1 <= len(claimed) <= 2, claimed  # the file in hand, and the next one
@@ -178,7 +171,7 @@ class TestOutboundFull:
             lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
             return [entry for entry in lines if entry.get("event") == "outbound_interrupted"]
 
-        wait_for(lambda: len(interruptions()) >= 2, 60, "two outbound storage interruptions")
+        wait_until(lambda: len(interruptions()) >= 2, 60, "two outbound storage interruptions")
         assert all("No space left on device" in entry["error"] for entry in interruptions())
         status = bridge.folder("state") / "status.json"
         assert "No space left on device" in (json.loads(status.read_text()).get("outbound_error") or "")
@@ -187,8 +180,8 @@ class TestOutboundFull:
         assert process.poll() is None
 
         filler.unlink()
-        wait_for(lambda: len(bridge.outbound_files()) >= len(files), 90, "every file written once space returned")
-        wait_for(lambda: json.loads(status.read_text()).get("outbound_error") is None, 30, "the status to clear")
+        wait_until(lambda: len(bridge.outbound_files()) >= len(files), 90, "every file written once space returned")
+        wait_until(lambda: json.loads(status.read_text()).get("outbound_error") is None, 30, "the status to clear")
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
         bridge.assert_reproduced(files)

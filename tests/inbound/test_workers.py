@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -29,6 +28,7 @@ from bridge.rules import parse_rules
 from bridge.service import build_values
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, REPO
+from tests.helpers import wait_until
 
 
 def bridge_config(tmp_path: Path) -> BridgeConfig:
@@ -156,24 +156,23 @@ def test_the_worker_ends_with_the_daemon(tmp_path: Path, role: str) -> None:
         "    worker.submit(Delivery(b'not json', {}, None, 'k', False, 1))\n"
         "    assert worker.take(drain=True)[0][1].outcome.code == 'not_json'\n"
         "print(worker.pid if hasattr(worker, 'pid') else worker._children[0].pid, flush=True)\n"
-        "time.sleep(120)\n"
+        "time.sleep(120)  # the scenario: a daemon that lives until the test kills it\n"
     )
     daemon = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=REPO)
     assert daemon.stdout is not None
     worker_pid = int(daemon.stdout.readline())
     daemon.kill()
     daemon.wait()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
             os.kill(worker_pid, 0)
-        except ProcessLookupError:
-            return
-        state = Path(f"/proc/{worker_pid}/stat").read_text().split(")")[-1].split()[0]
-        if state == "Z":  # exited; reaped by init in time
-            return
-        time.sleep(0.1)
-    pytest.fail(f"worker {worker_pid} outlived its daemon")
+            state = Path(f"/proc/{worker_pid}/stat").read_text().split(")")[-1].split()[0]
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        return state == "Z"  # exited; reaped by init in time
+
+    wait_until(gone, 20, f"worker {worker_pid} outlived its daemon", interval=0.1)
 
 
 def test_sigterm_to_the_whole_group_does_not_cut_a_file_short(worker: BuildWorker, big_file: Path,

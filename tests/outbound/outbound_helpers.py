@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -107,14 +105,6 @@ def visible_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
-
 
 @contextmanager
 def running(loop: OutboundLoop) -> Iterator[threading.Event]:
@@ -143,19 +133,6 @@ def running(loop: OutboundLoop) -> Iterator[threading.Event]:
 def loads(path: Path) -> Any:
     return orjson.loads(path.read_bytes())
 
-
-def close_connections(client_name: str, reason: str = "test") -> int:
-    """Make the broker close this test's connections (by connection_name); returns how many."""
-    listing = subprocess.run(["rabbitmqctl", "list_connections", "-q", "pid", "client_properties"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
-    closed = 0
-    for line in listing.splitlines():
-        if f'{{"connection_name","{client_name}"}}' in line:
-            pid = line.split("\t", 1)[0]
-            subprocess.run(["rabbitmqctl", "close_connection", pid, reason], capture_output=True, timeout=30,
-                           check=True)
-            closed += 1
-    return closed
 
 
 def numbered_events(template: Event, count: int, *, start: int = 0, **options: Any) -> list[Event]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from bridge.adapters.rabbitmq.topology import Topology
 from bridge.dtn.reader import FlowFileReader
 from bridge.signing import Signer
 from tests.conftest import EXAMPLES, REPO, Admin
-from tests.outbound.outbound_helpers import message, meter_ids, numbered_events, source_file, visible_files, wait_until
+from tests.helpers import wait_until
+from tests.outbound.outbound_helpers import message, meter_ids, numbered_events, source_file, visible_files
 
 EVENTS = 240
 
@@ -82,8 +82,9 @@ def test_kill_9_then_restart_writes_every_event_exactly_once(
         # two full files, then 20 events held in an open batch (batch_seconds 30): kill -9 from outside
         publisher.publish_all(messages[:100])
         first = Child(tmp_path, state | {"batch_seconds": 30.0})
-        assert wait_until(lambda: len(visible_files(folder)) == 2, 30)
-        time.sleep(0.3)  # the remaining 20 are delivered and held, unacked
+        wait_until(lambda: len(visible_files(folder)) == 2, 30)
+        wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0, 30,
+                   "the remaining 20 delivered (held, unacked)")
         first.kill()
         publisher.publish_all(messages[100:])
     else:
@@ -93,8 +94,8 @@ def test_kill_9_then_restart_writes_every_event_exactly_once(
     assert len(visible_files(folder)) < EVENTS // 40  # killed mid-run
     second = Child(tmp_path, state | {"crash": None})
     try:
-        assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0, 60)
-        assert wait_until(lambda: sum(written(folder, reader).values()) >= EVENTS, 30)
+        wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0, 60)
+        wait_until(lambda: sum(written(folder, reader).values()) >= EVENTS, 30)
     finally:
         second.stop()
     seen = no_partial_or_temp(folder, reader)

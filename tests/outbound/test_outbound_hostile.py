@@ -21,6 +21,7 @@ from bridge.errors import StorageError
 from bridge.outbound import EventRejected, MessageChecker, OutboundLoop, OutboundWriter, VerifiedEvent
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin
+from tests.helpers import wait_until
 from tests.outbound.outbound_helpers import (
     FakeClock,
     message,
@@ -29,7 +30,6 @@ from tests.outbound.outbound_helpers import (
     running,
     source_file,
     visible_files,
-    wait_until,
 )
 from tests.outbound.test_outbound_loop import d0010_template
 from tests.outbound.test_outbound_writer import ready, verified
@@ -174,7 +174,7 @@ def test_a_hostile_original_is_dead_lettered_and_the_honest_events_behind_it_are
     loop.batcher.batch_seconds = 0.5
     with running(loop):
         reasons = rejected(admin, topology, len(slash) + len(nul) + 1)
-        assert wait_until(lambda: len(visible_files(out_dir)) == 1)
+        wait_until(lambda: len(visible_files(out_dir)) == 1)
     assert reasons.pop(twice["id"])[0] == "json_ambiguous"
     assert {code for code, _reason in reasons.values()} == {"envelope_invalid"}
     assert all("dtcfileid" in reason for _code, reason in reasons.values())
@@ -261,8 +261,8 @@ def test_another_senders_copy_published_first_does_not_swallow_the_honest_event(
     publisher.publish_all([message(_from(e, "EVIL"), signer) for e in honest] + [message(e, signer) for e in honest])
     loop.batcher.batch_seconds = 0.5
     with running(loop):
-        assert wait_until(lambda: len(visible_files(out_dir)) == 2)
-        assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
+        wait_until(lambda: len(visible_files(out_dir)) == 2)
+        wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
     names = sorted(p.name.split("_")[1] for p in visible_files(out_dir))
     assert names == ["EVIL", "SYNA"]
     assert all(sorted(meter_ids(p, reader)) == ["M0000000", "M0000001"] for p in visible_files(out_dir))
@@ -281,7 +281,7 @@ def test_a_huge_value_quoted_in_the_reason_is_still_dead_lettered(
     loop.batcher.batch_seconds = 0.5
     with running(loop):
         reasons = rejected(admin, topology, 1)
-        assert wait_until(lambda: len(visible_files(out_dir)) == 1)
+        wait_until(lambda: len(visible_files(out_dir)) == 1)
     [(code, reason)] = reasons.values()
     assert code == "schema_invalid" and "meter_id" in reason and len(reason) <= 1000
     assert meter_ids(visible_files(out_dir)[0], reader) == ["M0000001"]

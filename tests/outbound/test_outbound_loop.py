@@ -29,11 +29,11 @@ from bridge.service import check_values
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin, sample
 from tests.fakes import FakeConsumer, FakePublisher
+from tests.helpers import close_connections, wait_until
 from tests.outbound.outbound_helpers import (
     VALID_SAMPLES,
     FakeClock,
     check_config,
-    close_connections,
     key,
     message,
     meter_ids,
@@ -42,7 +42,6 @@ from tests.outbound.outbound_helpers import (
     running,
     source_file,
     visible_files,
-    wait_until,
 )
 
 
@@ -90,7 +89,7 @@ class FakeRig:
 
     def rejected(self, count: int) -> dict[str | None, tuple[str, str]]:
         """message id -> (code, reason) of the first `count` dead-lettered messages, once there are as many."""
-        assert wait_until(lambda: len(self.consumer.dead_letters) >= count, 10), self.consumer.dead_letters
+        wait_until(lambda: len(self.consumer.dead_letters) >= count, 10, lambda: self.consumer.dead_letters)
         return {letter.message_id: (letter.code, letter.reason) for letter in self.consumer.dead_letters[:count]}
 
 
@@ -126,8 +125,8 @@ class TestRoundTrip:
             manifest = message(source.manifest, signer)
             publisher.publish_all([manifest, *events] if number % 2 else [*events, manifest])
         with running(loop):
-            assert wait_until(lambda: len(visible_files(out_dir)) == len(sources), 30)
-            assert wait_until(lambda: all(r.manifest_match is not None for r in ledger.outbound_files()), 10)
+            wait_until(lambda: len(visible_files(out_dir)) == len(sources), 30)
+            wait_until(lambda: all(r.manifest_match is not None for r in ledger.outbound_files()), 10)
         written = {p.read_bytes(): p for p in visible_files(out_dir)}
         for source in sources:
             assert source.path.read_bytes() in written, f"{source.path.name} was not reproduced"
@@ -167,10 +166,10 @@ class TestRejects:
         rig.publisher.publish_all(messages)
         with running(rig.loop):
             reasons = rig.rejected(6)
-            assert wait_until(lambda: rig.loop.batcher.held == 1)
+            wait_until(lambda: rig.loop.batcher.held == 1)
             rig.ticker.now += 30.0  # batch_seconds: the good event's batch is due
-            assert wait_until(lambda: ledger.seen_event(key(good)))
-            assert wait_until(rig.settled)
+            wait_until(lambda: ledger.seen_event(key(good)))
+            wait_until(rig.settled)
         assert {key: code for key, (code, _) in reasons.items()} == {
             tampered["id"]: "bad_signature",
             unsigned["id"]: "missing_signature",
@@ -202,9 +201,9 @@ class TestExactlyOnce:
         source = source_file(EXAMPLES / "D0030001.txt", reader)
         rig.publisher.publish_all([message(e, signer) for e in source.events])
         with running(rig.loop):
-            assert wait_until(lambda: len(visible_files(out_dir)) == 1)
+            wait_until(lambda: len(visible_files(out_dir)) == 1)
             rig.publisher.publish_all([message(e, signer) for e in source.events] * 2)
-            assert wait_until(lambda: len(rig.consumer.acked) == 3 * len(source.events))
+            wait_until(lambda: len(rig.consumer.acked) == 3 * len(source.events))
         assert rig.settled() and rig.loop.batcher.held == 0
         assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
 
@@ -221,8 +220,8 @@ class TestExactlyOnce:
         rig = fake_rig(definitions, trust, ledger, config, clock)
         rig.publisher.publish_all([message(e, signer) for e in source.events for _copy in (1, 2)])
         with running(rig.loop):
-            assert wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
-            assert wait_until(rig.settled)
+            wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
+            wait_until(rig.settled)
         assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
 
     def test_copies_checked_with_the_set_they_repeat_are_acked(
@@ -241,9 +240,9 @@ class TestExactlyOnce:
         bodies = [message(e, signer) for e in source.events]
         rig.publisher.publish_all(bodies + bodies[:3])
         with running(rig.loop):
-            assert wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
-            assert wait_until(rig.settled)
-            assert wait_until(lambda: rig.loop.batcher.held == 0, 10), f"{rig.loop.batcher.held} copies held"
+            wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
+            wait_until(rig.settled)
+            wait_until(lambda: rig.loop.batcher.held == 0, 10, lambda: f"{rig.loop.batcher.held} copies held")
         assert [p.read_bytes() for p in visible_files(out_dir)] == [source.path.read_bytes()]
 
     def test_reconnect_mid_batch_gives_no_duplicate(
@@ -257,10 +256,10 @@ class TestExactlyOnce:
         events = numbered_events(d0010_template(reader), 20)
         publisher.publish_all([message(e, signer) for e in events])
         with running(loop):
-            assert wait_until(lambda: loop.batcher.held == 20, 10)
+            wait_until(lambda: loop.batcher.held == 20, 10)
             assert close_connections(client_name) == 1
-            assert wait_until(lambda: len(visible_files(out_dir)) == 1, 20)
-            assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
+            wait_until(lambda: len(visible_files(out_dir)) == 1, 20)
+            wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
         [written] = visible_files(out_dir)
         assert sorted(meter_ids(written, reader)) == [f"M{n:07d}" for n in range(20)]
 
@@ -282,12 +281,12 @@ class TestCheckWorkers:
         events = numbered_events(d0010_template(reader), 4000)
         publisher.publish_all([message(e, signer) for e in events])
         with running(loop):
-            assert wait_until(lambda: checks.pending > 0, 20, interval=0.001)
+            wait_until(lambda: checks.pending > 0, 20, interval=0.001)
             victim = checks._children[1].pid
             assert victim is not None
             os.kill(victim, signal.SIGKILL)
-            assert wait_until(lambda: len(ledger.seen_events(key(e) for e in events)) == len(events), 60)
-            assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
+            wait_until(lambda: len(ledger.seen_events(key(e) for e in events)) == len(events), 60)
+            wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0)
         assert any(error is not None and "WorkerError" in error for error in interruptions), interruptions
         written = sorted(meter_id for path in visible_files(out_dir) for meter_id in meter_ids(path, reader))
         assert written == [f"M{n:07d}" for n in range(len(events))]  # each once
@@ -305,7 +304,7 @@ class TestReload:
                            participant_role="X", definitions=definitions)
         rig.loop.poll_seconds = 3.0  # long enough to be waiting in `get` when the new checks come
         with running(rig.loop):
-            assert wait_until(lambda: rig.consumer.connections == 1)  # in `get`, on an empty queue
+            wait_until(lambda: rig.consumer.connections == 1)  # in `get`, on an empty queue
             rig.loop.replace_checks(InlineChecks(MessageChecker(definitions, trust, deny)))
             rig.publisher.publish_all([message(event, signer)])
             reasons = rig.rejected(1)
@@ -324,10 +323,10 @@ class TestBatching:
         events = numbered_events(d0010_template(reader), 12)
         rig.publisher.publish_all([message(e, signer) for e in events])
         with running(rig.loop):
-            assert wait_until(lambda: len(visible_files(out_dir)) == 2 and rig.loop.batcher.held == 2, 10)
+            wait_until(lambda: len(visible_files(out_dir)) == 2 and rig.loop.batcher.held == 2, 10)
             assert len(visible_files(out_dir)) == 2 and rig.consumer.unacked == 2  # the rest waits for its time
             rig.ticker.now += 1.5
-            assert wait_until(lambda: len(visible_files(out_dir)) == 3, 10)
+            wait_until(lambda: len(visible_files(out_dir)) == 3, 10)
         names = [p.name for p in visible_files(out_dir)]
         assert names == [f"D0010002_SYNA_{n:010d}.usr" for n in (1, 2, 3)]
         counts = [len(meter_ids(out_dir / name, reader)) for name in names]
@@ -346,9 +345,9 @@ class TestBatching:
                   + numbered_events(template, 2, start=4, test_flag="TR01"))
         rig.publisher.publish_all([message(e, signer) for e in events])
         with running(rig.loop):
-            assert wait_until(lambda: rig.loop.batcher.held == 6)
+            wait_until(lambda: rig.loop.batcher.held == 6)
             rig.ticker.now += 30.0  # batch_seconds
-            assert wait_until(lambda: len(visible_files(out_dir)) == 3, 10)
+            wait_until(lambda: len(visible_files(out_dir)) == 3, 10)
         files = {(r.to_participant, r.test_flag, r.events) for r in ledger.outbound_files()}
         assert files == {("SYNB", "OPER", 2), ("SYNC", "OPER", 2), ("SYNB", "TR01", 2)}
 
@@ -359,9 +358,9 @@ class TestBatching:
         source = source_file(EXAMPLES / "D0010002.txt", reader)
         rig.publisher.publish_all([message(source.events[1], signer)])
         with running(rig.loop):
-            assert wait_until(lambda: rig.loop.batcher.held == 1)
+            wait_until(lambda: rig.loop.batcher.held == 1)
             rig.ticker.now += 30.0  # batch_seconds
-            assert wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
+            wait_until(lambda: len(visible_files(out_dir)) == 1, 10)
         [record] = ledger.outbound_files()
         assert (record.kind, record.events, record.file_identifier) == ("batch", 1, "0000000001")
         checked = check_file(record.path, reader)

@@ -17,10 +17,9 @@ from bridge.errors import BrokerUnavailable
 from bridge.ports import OutgoingMessage
 from tests.adapters.rabbitmq.rabbit_helpers import (
     Admin,
-    close_connections,
     messages,
-    wait_until,
 )
+from tests.helpers import close_connections, wait_until
 
 
 class TestConsumer:
@@ -54,7 +53,7 @@ class TestConsumer:
         assert got[2].body.startswith(b"000002") and got[0].content_type == "application/cloudevents+json"
         consumer.ack(got[2], multiple=True)
         consumer.close()
-        assert wait_until(lambda: admin.message_count(consumer.topology.outbound_queue or "") == 0, 5)
+        wait_until(lambda: admin.message_count(consumer.topology.outbound_queue or "") == 0, 5)
 
     def test_reject_dead_letters_with_reason(
         self, publisher: RabbitPublisher, consumer: RabbitConsumer, admin: Admin
@@ -73,7 +72,7 @@ class TestConsumer:
             props.headers["ce-type"] == "x" and props.headers["x-dtn-original-routing-key"] == "outbound.dip"
         )
         consumer.close()
-        assert wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0, 5)
+        wait_until(lambda: admin.message_count(topology.outbound_queue or "") == 0, 5)
 
     def test_unacked_is_redelivered(
         self, amqp_url: str, publisher: RabbitPublisher, consumer: RabbitConsumer
@@ -97,7 +96,7 @@ class TestConsumer:
         assert stale is not None
         publisher.close()  # only the consumer's connection carries the name now
         assert close_connections(client_name) == 1
-        assert wait_until(lambda: not consumer.connected)
+        wait_until(lambda: not consumer.connected)
         with pytest.raises(BrokerUnavailable):
             consumer.get(timeout=1)
         with pytest.raises(BrokerUnavailable):

@@ -18,8 +18,9 @@ from bridge.adapters.rabbitmq import (
 )
 from bridge.errors import BrokerUnavailable
 from bridge.ports import Consumer, MessagesRejected, OutgoingMessage, Publisher, PublishResult
-from tests.adapters.rabbitmq.rabbit_helpers import close_connections, messages, wait_until
+from tests.adapters.rabbitmq.rabbit_helpers import messages
 from tests.fakes import DeadLetter, FakeConsumer, FakePublisher
+from tests.helpers import close_connections, wait_until
 
 PREFETCH = 10
 KEY = "outbound.contract"
@@ -53,7 +54,7 @@ class Side:
         assert close_connections(self.client_name) == 1
         consumer = self.consumer
         assert isinstance(consumer, RabbitConsumer)
-        assert wait_until(lambda: not consumer.connected)
+        wait_until(lambda: not consumer.connected)
 
     def refuse(self, routing_key: str, message_ids: list[str]) -> None:
         """The broker will nack these messages: a queue holding one message (reject-publish) on the real side."""
@@ -65,7 +66,7 @@ class Side:
                                arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.broker)])
 def side(request: pytest.FixtureRequest) -> Iterator[Side]:
     if request.param == "fake":
         consumer = FakeConsumer(prefetch=PREFETCH)

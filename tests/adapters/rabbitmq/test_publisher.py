@@ -17,10 +17,9 @@ from bridge.errors import BrokerUnavailable, PublishRejected
 from bridge.ports import MessagesRejected, OutgoingMessage, PublishResult
 from tests.adapters.rabbitmq.rabbit_helpers import (
     Admin,
-    close_connections,
     messages,
-    wait_until,
 )
+from tests.helpers import close_connections, wait_until
 
 
 class TestPublisher:
@@ -110,13 +109,13 @@ class TestPublisher:
     ) -> None:
         """A connection the broker dropped while idle is noticed and replaced before the next unit."""
         assert close_connections(client_name) == 1
-        assert wait_until(lambda: not publisher.connected)
+        wait_until(lambda: not publisher.connected)
         assert publisher.publish_all(messages(5)).confirmed == 5
 
     def test_heartbeats_run_while_idle(self, amqp_url: str, topology: Topology, admin: Admin) -> None:
         """With a 1 s heartbeat the connection survives 3 s of caller inactivity (the I/O thread answers)."""
         with RabbitPublisher([amqp_url], topology=topology, heartbeat=1) as pub:
-            time.sleep(3.0)
+            time.sleep(3.0)  # the scenario: 3 heartbeat intervals of caller inactivity must pass
             assert pub.connected
             assert pub.publish_all(messages(3)).confirmed == 3
 
