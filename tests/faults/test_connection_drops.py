@@ -26,7 +26,7 @@ def log_events(bridge: Bridge, name: str) -> int:
     return sum(1 for line in lines if line.startswith("{") and json.loads(line).get("event") == name)
 
 
-def test_server_side_closes_during_publish_and_during_consume(make_bridge: Any, reader: FlowFileReader,  # noqa: F811
+def test_server_side_closes_during_publish_and_during_consume(make_bridge: Any, reader: FlowFileReader,
                                                                tmp_path: Path) -> None:
     # Every file comes back byte for byte when no source file is ever given up to a batch: batch_seconds outlasts
     # any redelivery, and the prefetch window holds the whole corpus, whatever order a closed connection's deliveries

@@ -23,7 +23,7 @@ from tests.helpers import wait_until
 KILLS = 5
 
 
-def test_kill_9_while_writing_outbound_files(make_bridge: Any, reader: FlowFileReader,  # noqa: F811
+def test_kill_9_while_writing_outbound_files(make_bridge: Any, reader: FlowFileReader,
                                              tmp_path: Path) -> None:
     files = corpus(tmp_path / "corpus", reader.definitions, files=10, instances=400)
     # Each source file is reproduced whole when its events fit the window and gather within batch_seconds.
