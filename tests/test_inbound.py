@@ -82,6 +82,7 @@ class Installation:
             folder.mkdir()
         self.spool = Spool(self.folders["processing"], self.folders["archive"], self.folders["quarantine"])
         self.decisions: list[tuple[str, int]] = []
+        self.publisher = publisher
         self.pipeline = InboundPipeline(
             reader=FlowFileReader(definitions, checks=checks), build=build, sign=SIGNER.signed_json,
             publisher=publisher, ledger=Ledger(tmp_path / "ledger.db"), spool=self.spool,
@@ -175,6 +176,20 @@ def installation(tmp_path: Path, definitions: DefinitionSet) -> Iterator[Install
     installed = Installation(tmp_path, definitions, build, TakingPublisher())
     yield installed
     installed.pipeline.close()
+
+
+def test_a_file_without_flow_instances_is_quarantined_with_its_reason(installation: Installation,
+                                                                     tmp_path: Path) -> None:
+    """D0280's level-1 group is optional, so a header and a trailer alone are a valid file; with no event to carry
+    it is quarantined with that reason (it raised an internal error before)."""
+    empty = tmp_path / "D0280001.txt"
+    empty.write_text("ZHV|0000000001|D0280001|X|SYNA|X|SYNB|20211012120000||||OPER|\n"
+                     "ZPT|0000000001|0||0|20211012120500|\n")
+    outcome = installation.pipeline.process(installation.claim(empty))
+    assert (outcome.outcome, outcome.rule) == ("quarantined", "no-instances")
+    report = json.loads(outcome.final_path.with_name(outcome.final_path.name + ".error.json").read_text())
+    assert report["defects"][0]["message"] == "the file holds no flow instance: there is no event to publish"
+    assert installation.publisher.taken == []
 
 
 class TestCheckAhead:

@@ -83,15 +83,21 @@ def synthetic_header(definition: FlowDefinition, rng: random.Random, file_number
 
 def synthetic_file(definition: FlowDefinition, seed: int, *, instances: int | None = None, fanout: int = 2,
                    file_number: int = 1) -> Iterator[str]:
-    """The lines (LF-terminated) of a valid file of `definition`: every level-1 group within its range."""
+    """The lines (LF-terminated) of a valid file of `definition`: every level-1 group within its range, and at least
+    one flow instance."""
     rng = random.Random(seed)
     header = synthetic_header(definition, rng, file_number)
     writer = FlowFileWriter(header)
     yield writer.header()
+    written = 0
     for group in definition.level1:
         count = _count(group, rng, fanout)
         if instances is not None and group.strict_range.maximum is None:
             count = max(instances, group.strict_range.minimum)
         for _ in range(count):
             yield from writer.instance(group_instance(group, rng, fanout))
+        written += count
+    if not written:  # every level-1 group optional and none drawn: a file with no event to carry, so one instance
+        group = next(group for group in definition.level1 if group.strict_range.has_room(0))
+        yield from writer.instance(group_instance(group, rng, fanout))
     yield writer.trailer(header.created[:8] + "120500")

@@ -191,6 +191,11 @@ class InboundPipeline:
                 log.warning("file_check_warnings", warnings=[warning.locate(checked.flow_reference)
                                                              for warning in checked.warnings],
                             truncated=checked.warnings_truncated)
+            if not checked.flow_count:  # valid where every level-1 group is optional, but nothing to publish
+                reason = "the file holds no flow instance: there is no event to publish"
+                report = defect_report(claim, sha256, size, checked, reason, [Defect("no-instances", reason)],
+                                       self.clock())
+                return self._quarantine(claim, ledger_id, report, reason)
             refusal = self._govern(claim, checked, size, sha256)
             if refusal is not None:
                 reason = f"governance rule {refusal.rule}: {refusal.reason}"
