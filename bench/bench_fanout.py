@@ -1,9 +1,10 @@
 """Fan-out to many participants: one publish of a broadcast event reaching every entitled participant, in the two
 topologies RabbitMQ 3.10 offers, measured at several participant counts against the single-consumer case.
 
-    .venv/bin/python bench/bench_fanout.py            # 1, 50, 200, 500 participants x 1,000 events (~3-4 min)
-    .venv/bin/python bench/bench_fanout.py --quick    # 1, 10, 50 participants x 300 events (well under a minute)
-    .venv/bin/python bench/bench_fanout.py --participants 1,100 --events 2000 --topologies classic,stream
+    .venv/bin/python bench/bench_fanout.py          # classic queues and a stream; 1, 50, 200, 500 participants x 300
+                                                    # events (6,000 for the single consumer): ~4 min on a busy host
+    .venv/bin/python bench/bench_fanout.py --quick  # 1, 10, 50 participants x 100 events: ~1 min
+    .venv/bin/python bench/bench_fanout.py --topologies quorum --participants 1,50,200 --addressed 0.5
 
 Needs RabbitMQ at DTN_TEST_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2F) and `rabbitmqctl` (run as root
 or the rabbitmq user): everything happens in a virtual host of its own, `dtn-bench-fanout-<random>`, created with
@@ -19,13 +20,14 @@ Topologies (the routing keys are the bridge's: `inbound.<flow><version>.<from>.b
   those whose routing key names it or a broadcast flow it is entitled to, client side.
 
 For each topology and participant count: the consumers attach first (`--consumer-processes` processes, one
-connection each, a channel per participant, prefetch `--prefetch`, acks with multiple=True); then N realistic signed
+connection each, a channel per participant, prefetch `--prefetch`, acks with multiple=True); then realistic signed
 events (the MDD examples D0269002/D0270002 through the bridge's own parse path, canonicalized and Ed25519-signed by
 bridge.signing, a fresh id each) are published through the bridge's RabbitPublisher (persistent, mandatory,
-windowed publisher confirms). `--addressed F` makes a share F of the events ordinary ones, each addressed to one
-participant (`inbound.D0010002.<from>.<MPID>`): a queue topology routes each to one queue, a stream hands it to
-every consumer. Every consumer checks it received exactly its events, in publish order, by message id: a lost,
-duplicated or misrouted event fails the run.
+windowed publisher confirms): `--events` of them, or more when fewer participants would get fewer than
+`--min-deliveries` in all (so the single consumer's run is long enough to time). `--addressed F` makes a share F of
+the events ordinary ones, each addressed to one participant (`inbound.D0010002.<from>.<MPID>`): a queue topology
+routes each to one queue, a stream hands it to every consumer. Every consumer checks it received exactly its
+events, in publish order, by message id: a lost, duplicated or misrouted event fails the run.
 
 Printed per run: publish rate (confirmed events/s), time until every participant has every event and the drain
 after the last confirm, events/s delivered to all and deliveries/s in total, the CPU RabbitMQ's VM and the Python
@@ -210,8 +212,9 @@ def vhost_url(vhost: str) -> str:
 
 _MEMORY = """
 VH = <<"{vhost}">>,
-Mem = fun(P) -> case erlang:process_info(P, memory) of {{memory, M}} -> M; _ -> 0 end end,
+Mem = fun(P) -> erlang:garbage_collect(P), case erlang:process_info(P, memory) of {{memory, M}} -> M; _ -> 0 end end,
 In = fun(Info) -> case Info of [{{vhost, VH}}] -> true; _ -> false end end,
+[erlang:garbage_collect(P) || Q0 <- rabbit_amqqueue:list(VH), P <- [amqqueue:get_pid(Q0)], is_pid(P)],
 Q = lists:sum([M || Info <- rabbit_amqqueue:info_all(VH, [memory]), {{memory, M}} <- Info, is_integer(M)]),
 Ch = lists:sum([Mem(P) || P <- rabbit_channel:list(), node(P) =:= node(), In(catch rabbit_channel:info(P, [vhost]))]),
 Co = lists:sum([Mem(P) || P <- rabbit_networking:connections_local(), In(catch rabbit_reader:info(P, [vhost]))]),
@@ -220,7 +223,8 @@ io:format("~p ~p ~p ~p~n", [Q, Ch, Co, erlang:memory(total)]).
 
 
 def broker_memory(vhost: str) -> dict[str, int]:
-    """Bytes held by the vhost's queue, channel and connection processes, and the node's total."""
+    """Bytes held by the vhost's queue, channel and connection processes (each garbage-collected first, so what
+    is counted is live), and the node's total."""
     words = rabbitmqctl("eval", _MEMORY.format(vhost=vhost)).split()
     queues, channels, connections, node = (int(word) for word in words[:4])
     return {"queues": queues, "channels": channels, "connections": connections, "node": node}
