@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import math
 import multiprocessing
 import os
 import signal
@@ -285,11 +286,13 @@ def templates() -> dict[str, list[dict[str, Any]]]:
 
 def plan(count: int, participants: list[str], addressed: float) -> tuple[list[str], list[str]]:
     """The run's events: message ids and targets ('broadcast' or an MPID), deterministic. A share `addressed` of
-    them is addressed to one participant each, in turn."""
+    them, spread evenly, is addressed to one participant each, in turn."""
     ids = [str(uuid.UUID(int=n + 1)) for n in range(count)]
-    every = round(1 / addressed) if addressed > 0 else 0
-    targets = [participants[(n // every) % len(participants)] if every and n % every == 0 else "broadcast"
-               for n in range(count)]
+    targets = []
+    for n in range(count):
+        taken = math.floor(n * addressed)  # addressed events before this one
+        addressed_here = math.floor((n + 1) * addressed) > taken
+        targets.append(participants[taken % len(participants)] if addressed_here else "broadcast")
     return ids, targets
 
 

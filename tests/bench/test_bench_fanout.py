@@ -43,8 +43,12 @@ def test_small_runs_get_enough_events_to_time(bench: ModuleType) -> None:
 def test_the_plan_addresses_a_share_of_events_to_one_participant_each_in_turn(bench: ModuleType) -> None:
     ids, targets = bench.plan(8, ["P000", "P001"], 0.25)
     assert len(set(ids)) == 8
-    assert targets == ["P000", "broadcast", "broadcast", "broadcast", "P001", "broadcast", "broadcast", "broadcast"]
+    assert targets == ["broadcast", "broadcast", "broadcast", "P000", "broadcast", "broadcast", "broadcast", "P001"]
     assert bench.plan(3, ["P000"], 0.0)[1] == ["broadcast"] * 3
+    shares = {share: bench.plan(1000, ["P000", "P001", "P002"], share)[1] for share in (0.1, 0.5, 0.9)}
+    assert {share: 1000 - targets.count("broadcast") for share, targets in shares.items()} == {
+        0.1: 100, 0.5: 500, 0.9: 900}
+    assert shares[0.9].count("P002") == 300
 
 
 def test_published_events_are_signed_and_routed_as_the_bridge_does(bench: ModuleType) -> None:
@@ -52,8 +56,8 @@ def test_published_events_are_signed_and_routed_as_the_bridge_does(bench: Module
     ids, targets = bench.plan(6, ["P000", "P001"], 0.5)
     out = bench.messages(ids, targets, bench.templates(), signer)
     assert [m.routing_key for m in out] == [
-        "inbound.D0010002.SYNA.P000", "inbound.D0269002.SYNA.broadcast", "inbound.D0010002.SYNA.P001",
-        "inbound.D0270002.SYNA.broadcast", "inbound.D0010002.SYNA.P000", "inbound.D0269002.SYNA.broadcast"]
+        "inbound.D0269002.SYNA.broadcast", "inbound.D0010002.SYNA.P000", "inbound.D0270002.SYNA.broadcast",
+        "inbound.D0010002.SYNA.P001", "inbound.D0269002.SYNA.broadcast", "inbound.D0010002.SYNA.P000"]
     store = TrustStore.from_jwks(signer.public_jwks())
     for message, event_id in zip(out, ids):
         event = orjson.loads(message.body)
