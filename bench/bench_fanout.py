@@ -402,8 +402,17 @@ class Bench:
         self.node_baseline = 0
 
     def __enter__(self) -> Self:
+        try:
+            self._create()
+        except BaseException:  # a failure or a signal while creating: delete what was made
+            self.__exit__()
+            raise
+        return self
+
+    def _create(self) -> None:
+        """The vhost with guest's permissions, the exchanges and the node's baseline memory."""
+        self.created = True  # set first: a signal during add_vhost may come after the broker made it
         rabbitmqctl("add_vhost", self.vhost)
-        self.created = True
         user = urllib.parse.urlsplit(URL).username or "guest"
         rabbitmqctl("set_permissions", "-p", self.vhost, urllib.parse.unquote(user), ".*", ".*", ".*")
         self.beam = beam_pid()
@@ -413,15 +422,24 @@ class Bench:
                               outbound_rejected_queue=None))
         self.publisher.connect()  # declares the exchanges
         self.node_baseline = broker_memory(self.vhost)["node"]
-        return self
 
     def __exit__(self, *exc: object) -> None:
+        """Delete the vhost with all in it; a second Ctrl-C or SIGTERM does not interrupt that."""
+        handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._delete()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def _delete(self) -> None:
         if self.publisher is not None:
             with contextlib.suppress(Exception):  # the vhost's deletion closes it anyway
                 self.publisher.close()
         if self.created:
-            rabbitmqctl("delete_vhost", self.vhost)  # everything in it: queues, streams, exchanges, connections
             self.created = False
+            if self.vhost in rabbitmqctl("list_vhosts", "name").split():
+                rabbitmqctl("delete_vhost", self.vhost)  # everything in it: queues, streams, exchanges, connections
 
     def declare(self, topology: str, participants: list[str]) -> list[str]:
         """The run's queues (a queue per participant, or one stream), bound; their names in participant order."""
