@@ -1,9 +1,9 @@
 """Fan-out to many participants: one publish of a broadcast event reaching every entitled participant, in the two
 topologies RabbitMQ 3.10 offers, measured at several participant counts against the single-consumer case.
 
-    .venv/bin/python bench/bench_fanout.py          # classic queues and a stream; 1, 50, 200, 500 participants x 300
+    .venv/bin/python bench/bench_fanout.py          # classic queues and a stream; 1, 50, 200, 500 participants x 200
                                                     # events (6,000 for the single consumer): ~4 min on a busy host
-    .venv/bin/python bench/bench_fanout.py --quick  # 1, 10, 50 participants x 100 events: ~1 min
+    .venv/bin/python bench/bench_fanout.py --quick  # 1, 10, 50 participants x 100 events: ~1.5 min on a busy host
     .venv/bin/python bench/bench_fanout.py --topologies quorum --participants 1,50,200 --addressed 0.5
 
 Needs RabbitMQ at DTN_TEST_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2F) and `rabbitmqctl` (run as root
@@ -578,7 +578,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="1, 10, 50 participants x 100 events")
     parser.add_argument("--participants", help="comma-separated participant counts (default 1,50,200,500)")
-    parser.add_argument("--events", type=int, help="events per run (default 300)")
+    parser.add_argument("--events", type=int, help="events per run (default 200, quick 100)")
     parser.add_argument("--min-deliveries", type=int, help="more events when fewer participants would get fewer "
                         "deliveries than this in all (default 6000, quick 2000)")
     parser.add_argument("--topologies", default="classic,stream",
@@ -596,7 +596,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not counts or min(counts) < 1 or max(counts) > 2000:
         parser.error("--participants: each between 1 and 2000")
     args.participants = counts
-    args.events = args.events or (100 if args.quick else 300)
+    args.events = args.events or (100 if args.quick else 200)
     args.min_deliveries = args.min_deliveries or (2000 if args.quick else 6000)
     args.topologies = [part.strip() for part in args.topologies.split(",") if part.strip()]
     if unknown := [t for t in args.topologies if t not in TOPOLOGIES]:
