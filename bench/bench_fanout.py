@@ -46,6 +46,7 @@ import itertools
 import math
 import multiprocessing
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -309,6 +310,8 @@ def messages(ids: list[str], targets: list[str], events: dict[str, list[dict[str
         body = signer.signed_json(canonicalize(event, known_types=True))
         out.append(OutgoingMessage(f"inbound.{flow}.{SENDER}.{target}", body, event_id))
     return out
+
+
 # ------------------------------------------------------------------------------------------------ consumers
 
 
@@ -545,11 +548,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str | Callable
 
 
 def drain(errors: Any) -> list[str]:
+    """What the consumer processes reported (a message put just before may take a moment through the pipe)."""
     out = []
     while True:
         try:
             out.append(errors.get(timeout=0.1))
-        except Exception:  # noqa: BLE001 - queue.Empty
+        except queue.Empty:
             return out
 
 
