@@ -18,9 +18,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bridge.adapters.rabbitmq.topology import Topology
+from bridge.rules.model import BROADCAST
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
-BROADCAST = "broadcast"  # the addressee segment of broadcast routing keys (bridge.rules.model.BROADCAST)
 MANIFEST_PREFIX = "file.received"
 _SELECTOR = re.compile(r"[A-Z][A-Z0-9]{4}(?:[0-9]{3})?")
 _SEGMENT = r"[^.]+"  # one routing-key word; also `*` or `#` in a binding key, which then stays inside the word
