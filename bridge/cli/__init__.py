@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> list[ModuleType]:
     modules: list[ModuleType] = []
-    for name in ("flows", "definitions", "signing", "daemon", "rules", "operations"):
+    for name in ("flows", "definitions", "signing", "daemon", "rules", "operations", "broker"):
         try:
             modules.append(importlib.import_module(f"bridge.cli.{name}"))
         except ModuleNotFoundError as exc:

@@ -315,7 +315,8 @@ class InboundPipeline:
                                   first_event_id=first_id, last_event_id=last_id,
                                   warnings=listed_defects(checked.warnings, header.flow_reference))
         _exchange, manifest_key = self.rules.placement(
-            manifest_routing_key(header.flow_reference, header.from_participant, header.to_participant), test)
+            manifest_routing_key(header.flow_reference, header.from_participant,
+                                 self.rules.addressee_key(FileFacts.from_header(header))), test)
         self.on_published(self.publisher.publish_all(
             [OutgoingMessage(manifest_key, self.sign(canonicalize(manifest, known_types=True)), manifest["id"])]))
         self.ledger.record_published(ledger_id, events=result.confirmed, first_event_id=first_id,

@@ -210,7 +210,8 @@ class _Absent:
     __slots__ = ()
 
 
-_ENVELOPE = ("type", "dtcfrom", "dtcfromrole", "dtcto", "dtctorole", "dtctestflag", "dtcenvelope", "dtcflowcount")
+_ENVELOPE = ("type", "dtcfrom", "dtcfromrole", "dtcto", "dtctorole", "dtctestflag", "dtcenvelope", "dtcflowcount",
+             "dtcbroadcast")
 _ABSENT = _Absent()
 _PLAIN = frozenset({str, int, type(None), _Absent})
 
@@ -237,12 +238,14 @@ def _event_facts(event: Mapping[str, Any]) -> FileFacts | str:
         if not isinstance(value, str):
             return f"attribute {name!r} must be a string"
         values[name] = value
+    broadcast = event.get("dtcbroadcast", "")  # only ever picks a routing key: a non-string one is no broadcast
+    values["dtcbroadcast"] = broadcast if isinstance(broadcast, str) else ""
     flow_count = event.get("dtcflowcount")
     if flow_count is not None and (isinstance(flow_count, bool) or not isinstance(flow_count, int)):
         return "attribute 'dtcflowcount' must be an integer"
     return FileFacts(parts[0] + parts[1][1:], values["dtcfromrole"], values["dtcfrom"], values["dtctorole"],
                      values["dtcto"], values["dtctestflag"], values["dtcenvelope"].split("+")[0] or "ZHV",
-                     None, flow_count)
+                     None, flow_count, values["dtcbroadcast"])
 
 
 # -- outputs -------------------------------------------------------------------------------------------------------
@@ -250,12 +253,12 @@ def _event_facts(event: Mapping[str, Any]) -> FileFacts | str:
 
 def _outputs(event: Mapping[str, Any], facts: FileFacts, direction: Direction, test: bool,
              rules: RuleSet) -> tuple[Output, ...]:
-    key = f"{direction}.{facts.flow_reference}.{facts.from_participant}.{facts.to_participant}"
-    exchange, placed = rules.placement(key, test)
+    addressee = rules.addressee_key(facts) if direction == "inbound" else facts.to_participant
+    tail = f"{facts.flow_reference}.{facts.from_participant}.{addressee}"
+    exchange, placed = rules.placement(f"{direction}.{tail}", test)
     full = event if isinstance(event, dict) else dict(event)
     outputs = [Output(placed, full, exchange, test)]
     if direction == "inbound":
-        tail = f"{facts.flow_reference}.{facts.from_participant}.{facts.to_participant}"
         for route in rules.subscribers:
             if route.applies_to(facts.flow_reference):
                 exchange, placed = rules.placement(f"{route.routing_key_prefix}.{tail}", test)

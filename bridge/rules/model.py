@@ -39,6 +39,7 @@ RULES: tuple[str, ...] = (
     RULE_EVENT_BYTES,
 )
 
+BROADCAST = "broadcast"  # the addressee segment of a broadcast file's routing keys: lower case, never an MPID
 MASK = "***"  # what a masked item's value becomes
 REDACTED_ATTRIBUTE = "dtcredacted"  # comma-separated data paths removed or masked in a minimised copy
 ROUTE_ATTRIBUTE = "dtcroute"  # the subscriber route a minimised copy was made for
@@ -81,6 +82,19 @@ class TestDataRules:
     action: Literal["route", "reject"] = "route"
     routing_key_prefix: str = "test"  # always non-empty: test keys never match a production binding
     exchange: str | None = None  # publish test traffic to this exchange instead of the production one
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastRules:
+    """Which inbound files are broadcast: published once under the addressee `broadcast` instead of the recipient's
+    MPID, for every entitled participant to bind (docs/security.md). A file is broadcast when its flow is listed or
+    its ZHV broadcast flag (J1062) is one of `flag_values`."""
+
+    flows: frozenset[str] = frozenset()  # selectors: D0010 or D0010002
+    flag_values: frozenset[str] = frozenset({"Y"})
+
+    def applies(self, reference: str, flag: str) -> bool:
+        return (bool(flag) and flag in self.flag_values) or reference in self.flows or reference[:5] in self.flows
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +145,7 @@ class RuleSet:
     outbound: DirectionRules = DirectionRules()
     test_data: TestDataRules = TestDataRules()
     limits: LimitRules = LimitRules()
+    broadcast: BroadcastRules = BroadcastRules()
     subscribers: tuple[SubscriberRoute, ...] = ()
     definitions: DefinitionSet | None = field(default=None, compare=False, repr=False)
 
@@ -140,6 +155,11 @@ class RuleSet:
     def redacts(self, reference: str) -> bool:
         """Whether some subscriber's copy of this flow's inbound events has items removed or masked."""
         return any(route.applies_to(reference) and route.redactions.get(reference) for route in self.subscribers)
+
+    def addressee_key(self, facts: FileFacts) -> str:
+        """The last segment of an inbound file's routing keys (its events' and its manifest's): `broadcast` for a
+        broadcast file, the recipient's MPID otherwise. Only the key changes, never the event."""
+        return BROADCAST if self.broadcast.applies(facts.flow_reference, facts.broadcast) else facts.to_participant
 
     def placement(self, routing_key: str, test: bool) -> tuple[str | None, str]:
         """(exchange or None for the usual one, routing key) of a message: test traffic gets the test prefix and
@@ -165,12 +185,13 @@ class FileFacts:
     layout: str = "ZHV"  # ZHV, ZHD-POOL, ZHD-ZHV: pool files carry no test flag and are production
     size: int | None = None
     flow_count: int | None = None
+    broadcast: str = ""  # the ZHV broadcast flag (J1062), empty when not set
 
     @classmethod
     def from_header(cls, header: FileHeader, *, size: int | None = None, flow_count: int | None = None) -> FileFacts:
         """The facts of a file whose header the reader has read."""
         return cls(header.flow_reference, header.from_role, header.from_participant, header.to_role,
-                   header.to_participant, header.test_data_flag, header.layout, size, flow_count)
+                   header.to_participant, header.test_data_flag, header.layout, size, flow_count, header.broadcast)
 
 
 @dataclass(frozen=True, slots=True)

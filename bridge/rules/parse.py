@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 from bridge.dtn.compiled import FlowDefinition, GroupDefinition
 from bridge.dtn.definitions import DefinitionSet
 from bridge.rules.model import (
+    BroadcastRules,
     DirectionRules,
     LimitRules,
     ParticipantList,
@@ -40,7 +41,7 @@ _PATH = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
 # differ, so that no production binding (inbound.#, outbound.#, file.received.#) ever matches them.
 _RESERVED_WORDS = frozenset({"inbound", "outbound", "file"})
 
-_TOP = {"routing", "addressee", "sender", "participants", "test_data", "limits", "subscribers"}
+_TOP = {"routing", "addressee", "sender", "participants", "test_data", "limits", "subscribers", "broadcast"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ def parse_rules(raw: Mapping[str, Any] | None, *, participant_id: str, participa
         outbound=_direction(participants.section("outbound"), definitions),
         test_data=test_data,
         limits=_limits(root.section("limits")),
+        broadcast=_broadcast(root.section("broadcast"), definitions),
         subscribers=_subscribers(root, definitions, test_data),
         definitions=definitions,
     )
@@ -153,6 +155,19 @@ def _limits(node: Node) -> LimitRules:
     node.check_keys({"max_file_bytes", "max_flow_instances", "max_event_bytes"})
     return LimitRules(*(node.optional_integer(name, minimum=1)
                         for name in ("max_file_bytes", "max_flow_instances", "max_event_bytes")))
+
+
+def _broadcast(node: Node, definitions: DefinitionSet) -> BroadcastRules:
+    node.check_keys({"flows", "flag_values"})
+    flows = node.strings("flows")
+    for position, selector in enumerate(flows):
+        _select(node, selector, definitions, key=f"flows[{position}]")
+    flags = node.string_list("flag_values", ["Y"])
+    for position, flag in enumerate(flags):
+        if len(flag) != 1 or not flag.isascii() or not flag.isprintable() or flag in " |":
+            raise node.error(f"flag_values[{position}]", f"{flag!r} is not a ZHV broadcast flag (one printable "
+                                                         "character, not a space or '|')")
+    return BroadcastRules(frozenset(flows), frozenset(flags))
 
 
 def _subscribers(root: Node, definitions: DefinitionSet, test_data: TestDataRules) -> tuple[SubscriberRoute, ...]:
