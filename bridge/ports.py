@@ -167,6 +167,10 @@ class PairSession(Protocol):
         """The pair's next file identifier number of `sender`, never one either daemon took, at least `at_least`."""
         ...
 
+    def identifiers(self) -> Mapping[str, int]:
+        """The last file identifier number the pair took, by sender."""
+        ...
+
     def begin(self, name: str, tmp_name: str, sha256: str, events: list[tuple[str, str]]) -> int:
         """Record a file as pending before it is linked into the outbound folder; returns its record number."""
         ...

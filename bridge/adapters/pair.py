@@ -80,6 +80,7 @@ class SharedSession:
         itself; a pending record (its writer died, or failed, before marking it) is settled first by what the
         outbound folder holds."""
         shared = self._shared
+        self._prune()
         found: list[SharedFile] = []
         if shared._seen_upto is None:
             numbers = sorted({n for n in map(_number, _listing(shared.records)) if n is not None})
@@ -92,7 +93,6 @@ class SharedSession:
             if record is not None:
                 found.append(record)
         shared._seen_upto = max([self._records, *numbers])
-        self._prune()
         return found
 
     def next_identifier(self, sender: str, at_least: int) -> int:
@@ -102,6 +102,10 @@ class SharedSession:
         self._identifiers[sender] = number
         self._save()
         return number
+
+    def identifiers(self) -> dict[str, int]:
+        """The last file identifier number the pair took, by sender."""
+        return dict(self._identifiers)
 
     def begin(self, name: str, tmp_name: str, sha256: str, events: list[EventKey]) -> int:
         """Record a file as pending before it is linked; returns its record number."""

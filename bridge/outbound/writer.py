@@ -84,6 +84,7 @@ class OutboundWriter:
         the state shared with the other daemon of a pair (None: this daemon writes alone)."""
         self.shared = shared
         self._session: PairSession | None = None
+        self._raised: dict[str, int] = {}  # the pair's identifiers this daemon's ledger is known to be at
         self.ledger = ledger
         self.config = config
         self.folder = Path(config.folder)
@@ -102,6 +103,10 @@ class OutboundWriter:
         """The files the pair's other daemon wrote: their events are written, for this daemon's ledger too."""
         for shared in session.news():
             self.ledger.mark_events_written(shared.events, self.folder / shared.name)
+        for sender, number in session.identifiers().items():  # so that, alone again, it never goes back
+            if self._raised.get(sender, 0) < number:
+                self.ledger.raise_file_identifier(sender, number)
+                self._raised[sender] = number
 
     # ------------------------------------------------------------------------------------------------ recovery
 
