@@ -99,8 +99,7 @@ class SharedSession:
         """The pair's next file identifier number of `sender`: above every one either daemon took, and at least
         `at_least` (the daemon's own counter, so that a daemon that ran alone before never goes back)."""
         number = max(self._identifiers.get(sender, 0) + 1, at_least)
-        self._identifiers[sender] = number
-        self._save()
+        self._identifiers[sender] = number  # saved by `begin`: a number no file took may be taken again
         return number
 
     def identifiers(self) -> dict[str, int]:
