@@ -201,6 +201,12 @@ class OutboundConfig:
                                   "while one is written", minimum=1)
     workers: int = setting(2, "worker processes that verify and govern events (other cores); 0 = in the daemon",
                            minimum=0, maximum=16)
+    single_active_consumer: bool = setting(False, "declare the outbound queue with x-single-active-consumer: of the "
+                                                  "daemons consuming it (a pair), one at a time gets messages; an "
+                                                  "existing queue must be re-created to change it "
+                                                  "(docs/operations.md)")
+    shared_state: Path | None = setting(None, "a folder the two daemons of an active/standby pair share (file "
+                                              "identifiers, a record of each written file); null = one daemon")
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +338,9 @@ def check_folders(config: BridgeConfig) -> None:
         existing = _nearest_existing(folder)
         if not existing.is_dir():
             raise ConfigError(key, f"{existing} exists and is not a folder", source)
+    shared = config.outbound.shared_state
+    if shared is not None and not _nearest_existing(shared).is_dir():
+        raise ConfigError("outbound.shared_state", f"{_nearest_existing(shared)} exists and is not a folder", source)
     try:
         same_fs = (os.stat(_nearest_existing(config.watch.inbound)).st_dev
                    == os.stat(_nearest_existing(config.spool.processing)).st_dev)
@@ -418,6 +427,9 @@ def _outbound(node: Node, warnings: list[str]) -> OutboundConfig:
     problem = name_pattern_problem(values["name_pattern"])
     if problem:
         raise node.error("name_pattern", problem)
+    if values["shared_state"] is not None and not values["single_active_consumer"]:
+        raise node.error("shared_state", "a pair needs single_active_consumer: true as well (two active consumers "
+                         "would split a source file between them)")
     old = _deprecated(node, warnings)
     if old:
         values["workers"] = old["verify_workers"]

@@ -26,7 +26,9 @@ import structlog
 
 from bridge.adapters.encryption import FileCipher, spool_cipher
 from bridge.adapters.ledger import Ledger
+from bridge.adapters.locks import HeldLock, try_hold
 from bridge.adapters.metrics import Metrics, MetricsServer, make_readiness
+from bridge.adapters.pair import SharedOutbound
 from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher, broker_endpoint_labels
 from bridge.adapters.rabbitmq.topology import Topology
 from bridge.adapters.spool import Spool, make_folders, write_atomic
@@ -52,11 +54,13 @@ log = structlog.get_logger("dtn_bridge.service")
 DEV_KEY_NAME = "dev-signing.key.pem"
 DEV_JWKS_NAME = "dev-signing.jwks.json"  # written beside the development key, with it
 STATUS_FILE = "status.json"
+PROCESSING_LOCK_SUFFIX = ".dtn-bridge.lock"  # .<processing folder's name><this>, beside the folder
 
 
 def topology_for(config: BridgeConfig) -> Topology:
     """The broker objects this configuration declares."""
-    topology = Topology(store_max_age=config.broker.stream_max_age)
+    topology = Topology(store_max_age=config.broker.stream_max_age,
+                        outbound_single_active_consumer=config.outbound.single_active_consumer)
     suffix = config.broker.topology_suffix
     return topology.with_suffix(suffix) if suffix else topology
 
@@ -69,6 +73,24 @@ def ensure_folders(config: BridgeConfig) -> tuple[Path, ...]:
     for folder in config.folders:
         make_folders(folder, config.spool.dir_mode)
     return config.folders
+
+
+def hold_processing(config: BridgeConfig) -> HeldLock:
+    """The processing folder, this daemon's own while it runs: claims found there at start are resumed as this
+    daemon's, so a second daemon (of a pair) sharing it would publish another's file again. The lock file is a
+    hidden file beside the folder (inside, it would be taken for a claim by older tools and tests)."""
+    processing = Path(config.spool.processing)
+    try:
+        held = try_hold(processing.parent / f".{processing.name}{PROCESSING_LOCK_SUFFIX}", config.spool.file_mode)
+    except StorageError as exc:
+        log.warning("processing_not_locked", error=str(exc),
+                    advice="nothing stops a second daemon from sharing spool.processing: give each its own")
+        return HeldLock(processing, None)
+    if isinstance(held, str):
+        raise ConfigError("spool.processing", f"{processing} is in use by another bridge ({held}): each daemon, "
+                          "each of a pair too, needs its own processing folder and state.dir",
+                          str(config.source) if config.source else None)
+    return held
 
 
 def log_config_warnings(config: BridgeConfig) -> None:
@@ -218,6 +240,7 @@ class Daemon:
         log_config_warnings(config)
         startup = load_startup(config)  # every check runs before a folder is made or a worker started
         ensure_folders(config)
+        self._processing_lock = hold_processing(config)
         self.ledger = Ledger(config.state.ledger_path)
         self.spool = Spool(config.spool.processing, config.spool.archive, config.spool.quarantine,
                            file_mode=config.spool.file_mode, dir_mode=config.spool.dir_mode,
@@ -242,7 +265,7 @@ class Daemon:
         the ledger. Without signing.trust it consumes nothing: events wait in their queue (docs/outbound.md)."""
         config = self.config
         self.outbound_writer = OutboundWriter(self.definitions, self.ledger, config.outbound,
-                                             checks=config.checks.severities)
+                                             checks=config.checks.severities, shared=self._pair_state(config))
         topology = topology_for(config)
         assert topology.outbound_queue is not None
         consumer = RabbitConsumer(list(config.broker.urls), queue=topology.outbound_queue,
@@ -256,6 +279,15 @@ class Daemon:
             on_rejected=lambda code: outbound_metrics.outbound_events_rejected.labels(code=code).inc(),
             on_decision=self.count_decision, on_interrupted=lambda error: self.status.update(outbound_error=error))
         return self.outbound
+
+    @staticmethod
+    def _pair_state(config: BridgeConfig) -> SharedOutbound | None:
+        """The outbound state shared with the other daemon of an active/standby pair (outbound.shared_state)."""
+        folder = config.outbound.shared_state
+        if folder is None:
+            return None
+        return SharedOutbound(folder, config.outbound.folder, file_mode=config.spool.file_mode,
+                              dir_mode=config.spool.dir_mode)
 
     def _outbound_checks(self, config: BridgeConfig, trust: TrustStore | None) -> CheckStage | None:
         """Stage 1 of the outbound half with the current definitions and rules: in worker processes, or here.
@@ -351,6 +383,7 @@ class Daemon:
         _close_pipeline(self.inbound.pipeline)
         self.publisher.close()
         self.ledger.close()
+        self._processing_lock.release()
 
 
 def _close_pipeline(pipeline: InboundPipeline) -> None:

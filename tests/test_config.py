@@ -293,6 +293,7 @@ class TestErrors:
             ("outbound: {name_pattern: '{file_identifier:>300}.usr'}\n", "outbound.name_pattern"),  # too long
             ("outbound: {name_pattern: \"{file_identifier}\\tx\"}\n", "outbound.name_pattern"),  # a control char
             ("metrics: {port: 70000}\n", "metrics.port"),
+            ("outbound: {shared_state: pair}\n", "outbound.shared_state"),  # without single_active_consumer
         ],
     )
     def test_bad_value(self, tmp_path: Path, text: str, key: str) -> None:

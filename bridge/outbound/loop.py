@@ -164,8 +164,11 @@ class OutboundLoop:
                 self._flush_all(self.batcher.add(outcome, delivery, self.monotonic()))
 
     def _written_among(self, answers: list[tuple[Delivery, Checked]]) -> set[EventKey]:
-        return self.writer.written([checked.outcome.key for _delivery, checked in answers
-                                    if isinstance(checked.outcome, VerifiedEvent)])
+        # A redelivered event may have been written by the other daemon of a pair before it died: `refresh`.
+        events = [(delivery, checked.outcome) for delivery, checked in answers
+                  if isinstance(checked.outcome, VerifiedEvent)]
+        return self.writer.written([event.key for _delivery, event in events],
+                                   refresh=any(delivery.redelivered for delivery, _event in events))
 
     def _switch_checks(self) -> None:
         if self._next_checks is None:  # the usual case, read without the lock: a reload is rare

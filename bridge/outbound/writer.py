@@ -12,6 +12,11 @@ The protocol between the ledger and the filesystem (docs/outbound.md, "Exactly o
 `recover()` at start settles every `pending` file: if the final name holds exactly the recorded bytes the file is
 finished, otherwise the temporary file is removed and the record and its event ids are rolled back, so the
 redelivered messages are written again. A redelivered event whose id is recorded is acked without writing.
+
+In an active/standby pair (`shared`, outbound.shared_state) each file is also recorded in the pair's shared folder,
+under the pair's lock held from the identifier to the link: pending before step 3, done after it; and before
+writing, the files the other daemon recorded are taken into this daemon's ledger, so their events count as written
+(docs/operations.md, "An active/standby pair").
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from bridge.dtn.writer import FlowFileWriter
 from bridge.errors import EventError, StorageError
 from bridge.outbound.batching import Held, ReadyFile
 from bridge.outbound.check import EventRejected, ManifestNotice
+from bridge.ports import PairSession, PairState
 
 log = structlog.get_logger("dtn_bridge.outbound")
 FILE_INVALID = "file_invalid"
@@ -73,22 +79,47 @@ class OutboundWriter:
 
     def __init__(self, definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 checks: Mapping[str, str] | None = None) -> None:
-        """`checks`: the severities of the named checks, as for inbound files (`checks:` in the config)."""
+                 checks: Mapping[str, str] | None = None, shared: PairState | None = None) -> None:
+        """`checks`: the severities of the named checks, as for inbound files (`checks:` in the config); `shared`:
+        the state shared with the other daemon of a pair (None: this daemon writes alone)."""
+        self.shared = shared
+        self._session: PairSession | None = None
+        self._raised: dict[str, int] = {}  # the pair's identifiers this daemon's ledger is known to be at
         self.ledger = ledger
         self.config = config
         self.folder = Path(config.folder)
         self.clock = clock
         self._reader = FlowFileReader(definitions, checks=checks)
 
-    def written(self, keys: Collection[EventKey]) -> set[EventKey]:
-        """Which of these events, by (source, id), are in a file already (redeliveries or duplicates)."""
+    def written(self, keys: Collection[EventKey], *, refresh: bool = False) -> set[EventKey]:
+        """Which of these events, by (source, id), are in a file already (redeliveries or duplicates). `refresh`
+        (some are redelivered): in a pair, first take in what the other daemon wrote."""
+        if refresh and keys and self.shared is not None:
+            with self.shared.session() as session:
+                self._take_in(session)
         return self.ledger.seen_events(keys) if keys else set()
+
+    def _take_in(self, session: PairSession) -> None:
+        """The files the pair's other daemon wrote: their events are written, for this daemon's ledger too."""
+        for shared in session.news():
+            self.ledger.mark_events_written(shared.events, self.folder / shared.name)
+        for sender, number in session.identifiers().items():  # so that, alone again, it never goes back
+            if self._raised.get(sender, 0) < number:
+                self.ledger.raise_file_identifier(sender, number)
+                self._raised[sender] = number
 
     # ------------------------------------------------------------------------------------------------ recovery
 
     def recover(self) -> Recovery:
-        """Finish or roll back the files a crash left `pending` (call at start, before consuming)."""
+        """Finish or roll back the files a crash left `pending` (call at start, before consuming); in a pair, then
+        take in what the other daemon wrote."""
+        recovery = self._recover()
+        if self.shared is not None:
+            with self.shared.session() as session:
+                self._take_in(session)
+        return recovery
+
+    def _recover(self) -> Recovery:
         finished = rolled_back = 0
         for record in self.ledger.pending_outbound_files():
             try:
@@ -129,6 +160,17 @@ class OutboundWriter:
         dead-letters them), EventError when an original set cannot be rendered as its source file (the caller
         batches it instead), StorageError when the folder or the ledger fails (nothing is acked; recovery settles it).
         """
+        if self.shared is None:
+            return self._write(ready)
+        with self.shared.session() as session:  # the other daemon of the pair waits: one writer at a time
+            self._session = session
+            try:
+                self._take_in(session)
+                return self._write(ready)
+            finally:
+                self._session = None
+
+    def _write(self, ready: ReadyFile) -> OutboundFileRecord | None:
         items = self._unwritten(ready.items)
         if not items:
             return None
@@ -168,7 +210,7 @@ class OutboundWriter:
         key = items[0].event.batch_key
         if key is None or any(held.event.batch_key != key for held in items):
             raise EventError("these events share no new-file key (flow, participants, roles, test data flag)")
-        number = self.ledger.allocate_file_identifier(key.from_participant) % _IDENTIFIER_MODULUS
+        number = self._next_identifier(key.from_participant) % _IDENTIFIER_MODULUS
         header = FileHeader(layout="ZHV", file_identifier=f"{number:010d}", flow_reference=key.flow,
                             from_role=key.from_role, from_participant=key.from_participant, to_role=key.to_role,
                             to_participant=key.to_participant, created=dtn_timestamp(self.clock()),
@@ -181,6 +223,16 @@ class OutboundWriter:
         text = "".join(lines)
         self._check_file(text)
         return _Rendered(text.encode("utf-8"), header, "batch", None)
+
+    def _next_identifier(self, sender: str) -> int:
+        """The next number of the sender's counter: this daemon's ledger's, or in a pair the pair's (the ledger's
+        follows it, so the daemon alone later goes on from there)."""
+        number = self.ledger.allocate_file_identifier(sender)
+        if self._session is None:
+            return number
+        number = self._session.next_identifier(sender, number)
+        self.ledger.raise_file_identifier(sender, number)
+        return number
 
     def _check_file(self, text: str) -> None:
         """Every instance fits its flow, but some flows also bound groups per *file* (D0030: one SUP): a new
@@ -219,13 +271,36 @@ class OutboundWriter:
                 to_participant=header.to_participant, file_identifier=header.file_identifier,
                 test_flag=header.test_data_flag, origin=rendered.origin)
             file_id = self.ledger.begin_outbound_file(draft, keys)
-            if not self._put(rendered.data, tmp, path, file_id):
+            record_number = self._shared_begin(name, tmp, digest, keys, file_id)
+            linked = self._put(rendered.data, tmp, path, file_id)  # failing, a pending record is settled later
+            self._shared_end(record_number, linked=linked)
+            if not linked:
                 continue  # the name was taken meanwhile: rolled back, try the next one
             self.ledger.finish_outbound_file(file_id)
             record = self.ledger.outbound_file(file_id)
             assert record is not None
             return record
         raise AssertionError("unreachable")  # pragma: no cover - candidate_names is infinite
+
+    def _shared_begin(self, name: str, tmp: Path, digest: str, keys: list[EventKey], file_id: int) -> int | None:
+        """In a pair: record the file pending in the shared folder before it is linked (None alone)."""
+        if self._session is None:
+            return None
+        try:
+            return self._session.begin(name, tmp.name, digest, keys)
+        except BaseException:
+            self.ledger.abandon_outbound_file(file_id)
+            raise
+
+    def _shared_end(self, number: int | None, *, linked: bool) -> None:
+        """In a pair: the recorded file is in place (done) or is not (forgotten). A record left pending (this or
+        the write failed) is settled by the outbound folder when the pair's lock is next taken."""
+        if self._session is None or number is None:
+            return
+        if linked:
+            self._session.finish(number)
+        else:
+            self._session.drop(number)
 
     def _put(self, data: bytes, tmp: Path, path: Path, file_id: int) -> bool:
         """Write `tmp`, fsync, link to `path`, unlink `tmp`, fsync the folder. False (rolled back) if `path` exists.

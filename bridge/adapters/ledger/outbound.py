@@ -115,6 +115,15 @@ class OutboundLedger(LedgerConnection):
                 conn.execute("SELECT last_value FROM outbound_counters WHERE sender = ?", (sender,)).fetchone()[0]
             )
 
+    def raise_file_identifier(self, sender: str, at_least: int) -> None:
+        """Move `sender`'s counter up to `at_least` (a number the daemon's pair took): never back."""
+        with self._transaction("raise_file_identifier") as conn:
+            conn.execute(
+                "INSERT INTO outbound_counters (sender, last_value) VALUES (?, ?)"
+                " ON CONFLICT (sender) DO UPDATE SET last_value = max(last_value, excluded.last_value)",
+                (sender, at_least),
+            )
+
     def begin_outbound_file(self, draft: OutboundFileDraft, keys: Iterable[EventKey]) -> int:
         """Record a file as `pending` together with its events, in one transaction, before it is renamed.
 

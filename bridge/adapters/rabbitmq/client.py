@@ -15,7 +15,7 @@ from pika.channel import Channel
 
 from bridge.adapters.rabbitmq.endpoints import parse_endpoints
 from bridge.adapters.rabbitmq.link import Link
-from bridge.adapters.rabbitmq.topology import Topology
+from bridge.adapters.rabbitmq.topology import Topology, mismatch_advice
 from bridge.errors import BrokerError, BrokerUnavailable
 from bridge.ports import Backoff
 
@@ -42,10 +42,16 @@ def declare_topology(link: Link, channel: Channel, topology: Topology) -> None:
         )
     for q in topology.queues:
         args = ", ".join(f"{k}={v}" for k, v in q.arguments.items())
-        link.rpc(
-            f"declaring queue {q.name!r} ({args})",
-            _with_callback(channel.queue_declare, q.name, durable=q.durable, arguments=dict(q.arguments)),
-        )
+        try:
+            link.rpc(
+                f"declaring queue {q.name!r} ({args})",
+                _with_callback(channel.queue_declare, q.name, durable=q.durable, arguments=dict(q.arguments)),
+            )
+        except BrokerError as exc:
+            advice = mismatch_advice(str(exc))
+            if advice is None:
+                raise
+            raise type(exc)(f"{exc}; {advice}") from exc
     for b in topology.bindings:
         link.rpc(
             f"binding queue {b.queue!r} to exchange {b.exchange!r} with {b.routing_key!r}",

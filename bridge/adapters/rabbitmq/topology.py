@@ -65,6 +65,7 @@ class Topology:
     outbound_rejected_routing_key: str = "outbound.rejected"
     outbound_rejected_queue: str | None = "dtn.outbound.rejected"
     outbound_delivery_limit: int | None = None
+    outbound_single_active_consumer: bool = False  # one consumer at a time: the active one of a pair
 
     def __post_init__(self) -> None:
         if self.store_max_age is not None and not _MAX_AGE.match(self.store_max_age):
@@ -126,6 +127,8 @@ class Topology:
             }
             if self.outbound_delivery_limit is not None:
                 outbound_args["x-delivery-limit"] = self.outbound_delivery_limit
+            if self.outbound_single_active_consumer:
+                outbound_args["x-single-active-consumer"] = True
             specs.append(QueueSpec(self.outbound_queue, outbound_args))
         if self.outbound_rejected_queue is not None:
             specs.append(QueueSpec(self.outbound_rejected_queue, {"x-queue-type": "quorum"}))
@@ -152,3 +155,21 @@ class Topology:
                 )
             )
         return tuple(specs)
+
+
+#: What to do when RabbitMQ refuses to declare a queue because it exists with another value of an argument (it
+#: never changes the arguments of an existing queue): the argument -> the advice.
+ARGUMENT_ADVICE = {
+    "x-single-active-consumer": "outbound.single_active_consumer must match the existing queue, or the queue must be "
+                                "re-created with it: see docs/operations.md, 'Turning on single active consumer'",
+}
+
+
+def mismatch_advice(reply_text: str) -> str | None:
+    """The advice for a PRECONDITION_FAILED reply naming an argument the configuration sets, or None."""
+    if "PRECONDITION_FAILED" not in reply_text:
+        return None
+    for argument, advice in ARGUMENT_ADVICE.items():
+        if f"'{argument}'" in reply_text:
+            return advice
+    return None

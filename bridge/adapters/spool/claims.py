@@ -107,7 +107,11 @@ class ClaimFolders:
     # ---------------------------------------------------------------------------------------------------- claim
 
     def claim(self, path: Path) -> Claim | None:
-        """Take `path` into processing/ by an atomic rename; None if it vanished (another instance took it)."""
+        """Take `path` into processing/ by an atomic rename; None if it vanished (another instance took it).
+
+        The rename is the claim: of two daemons (a pair) renaming the same file out of their shared inbound folder
+        into their own processing folders, exactly one succeeds, as long as both are on inbound's filesystem
+        (config.check_folders insists) and that filesystem renames atomically (a local one, NFS)."""
         path = Path(path)
         try:
             if stat.S_ISDIR(os.lstat(path).st_mode):
@@ -124,6 +128,11 @@ class ClaimFolders:
         try:
             os.rename(path, target)
         except FileNotFoundError:
+            if os.path.lexists(target):
+                # Ours after all: over NFS a retransmitted rename can answer ENOENT to the call that did it (the
+                # name is unique to this process, so nobody else made it).
+                fsync_folder(self.processing)
+                return Claim(target, name, _utc_from_ns(ns))
             if not self.processing.is_dir():
                 raise StorageError(
                     f"cannot claim {path}: processing folder {self.processing} is missing"
