@@ -63,6 +63,15 @@ def register(subparsers: Any) -> None:
     schemas.add_argument("--out", type=Path, required=True, metavar="DIR")
     schemas.set_defaults(run=run_schemas)
 
+    asyncapi = subparsers.add_parser("asyncapi", parents=[common],
+                                     help="the AsyncAPI 3.0 document of the channels the bridge uses")
+    asyncapi.add_argument("--out", type=Path, metavar="FILE", help="write here (.yaml/.yml: YAML; else JSON); "
+                                                                   "default stdout")
+    asyncapi.add_argument("--config", type=Path, metavar="FILE",
+                          help="describe this configuration's topology (default: the default names)")
+    asyncapi.add_argument("--check", action="store_true", help="exit 1 if --out differs from what would be written")
+    asyncapi.set_defaults(run=run_asyncapi)
+
 
 def _definitions(args: argparse.Namespace) -> DefinitionSet:
     return load_definitions(args.definitions)
@@ -223,4 +232,40 @@ def run_schemas(args: argparse.Namespace) -> int:
     for name, schema in schemas.items():
         (args.out / f"{name}.schema.json").write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2) + b"\n")
     print(f"wrote {len(schemas)} schemas to {args.out}")
+    return EXIT_OK
+
+
+def run_asyncapi(args: argparse.Namespace) -> int:
+    """Write (or with --check compare) the AsyncAPI document of the default topology or a configuration's."""
+    from bridge.adapters.rabbitmq.topology import Topology
+    from bridge.asyncapi import asyncapi_document
+
+    definitions = _definitions(args)
+    topology = Topology()
+    if args.config is not None:
+        from bridge.config import load_config
+        from bridge.service import topology_for
+
+        config = load_config(args.config)
+        topology = topology_for(config)
+        definitions = load_definitions(args.definitions or config.flows.definitions)
+    document = asyncapi_document(definitions, topology)
+    if args.out is not None and args.out.suffix in (".yaml", ".yml"):
+        import yaml
+
+        text = yaml.dump(document, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
+                         allow_unicode=True, width=120).encode("utf-8")
+    else:
+        text = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+    if args.check:
+        if args.out is None or not args.out.is_file() or args.out.read_bytes() != text:
+            print(f"dtn-bridge: {args.out}: not current; run `dtn-bridge asyncapi --out {args.out}`", file=sys.stderr)
+            return EXIT_INVALID
+        return EXIT_OK
+    if args.out is None:
+        sys.stdout.buffer.write(text)
+        return EXIT_OK
+    args.out.write_bytes(text)
+    print(f"wrote {args.out}: {len(document['channels'])} channels, {len(document['components']['messages'])} "
+          "messages", file=sys.stderr)
     return EXIT_OK
