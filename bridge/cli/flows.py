@@ -120,9 +120,9 @@ def _json_line(record: dict[str, Any]) -> None:
     sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
 
 
-def _check(path: Path, reader: FlowFileReader) -> FileParse:
-    """The first pass over a file, or over stdin as it streams in; a progress line on a terminal."""
-    with Progress(f"checking {path}", None if is_stdin(path) else os.path.getsize(path)) as progress:
+def _check(path: Path, reader: FlowFileReader, name: Path | None = None) -> FileParse:
+    """The first pass over a file, or over stdin as it streams in; a progress line on a terminal naming `name`."""
+    with Progress(f"checking {name or path}", None if is_stdin(path) else os.path.getsize(path)) as progress:
         if is_stdin(path):
             return check_stream(sys.stdin.buffer, reader, on_read=progress.advance)
         return check_file(path, reader, on_read=progress.advance)
@@ -174,7 +174,7 @@ def run_parse(args: argparse.Namespace) -> int:
             with ExitStack() as stack:
                 # Stdin is read twice (check, then events): copied to a temporary file first, never held in memory
                 path = stack.enter_context(spooled_stdin()) if is_stdin(name) else name
-                checked = _check(path, reader)
+                checked = _check(path, reader, name)
                 _report(name, checked)
                 if not checked.ok:
                     invalid += 1

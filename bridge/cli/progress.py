@@ -23,16 +23,17 @@ _COPY_CHUNK = 1 << 20
 
 class Progress:
     """`label: 42% 120.0 MB of 286.1 MB` (or a count) on one stderr line, redrawn in place; silent when stderr is
-    not a terminal (a pipe, a log file, cron), so scripts and logs never see it."""
+    not a terminal (a pipe, a log file, cron), so scripts and logs never see it. Work done within `delay` seconds
+    shows nothing."""
 
     def __init__(self, label: str, total: int | None = None, *, unit: str = "bytes",
-                 stream: TextIO | None = None, enabled: bool | None = None) -> None:
+                 stream: TextIO | None = None, enabled: bool | None = None, delay: float = 0.5) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.label, self.total, self.unit = label, total, unit
         self.done = 0
         self.drawn = 0  # how many times the line was drawn (tests hold the rate to this)
-        self._next = 0.0
+        self._next = time.monotonic() + delay
         self._width = 0
 
     def advance(self, amount: int) -> None:

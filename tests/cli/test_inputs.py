@@ -122,12 +122,19 @@ class TestProgress:
     def test_redrawn_at_most_four_times_a_second(self) -> None:
         """A million updates in a fraction of a second draw a handful of times; the line is cleared at the end."""
         terminal = _Terminal()
-        with Progress("checking big.uff", 10**6, stream=terminal) as progress:
+        with Progress("checking big.uff", 10**6, stream=terminal, delay=0) as progress:
             for _ in range(10**6):
                 progress.advance(1)
         assert 1 <= progress.drawn <= 4 * 10  # a million calls take well under ten seconds
         text = terminal.getvalue()
         assert text.startswith("\rchecking big.uff: 0% 0.0 MB of 1.0 MB") and text.endswith("\r")
+
+    def test_quick_work_shows_nothing(self) -> None:
+        """Work done before the delay draws no line at all (a small file on a terminal prints just its result)."""
+        terminal = _Terminal()
+        with Progress("checking small.uff", 100, stream=terminal) as progress:
+            progress.advance(100)
+        assert progress.drawn == 0 and terminal.getvalue() == ""
 
     def test_counts_the_bytes_of_a_real_check(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """`validate` on a terminal counts every byte of the file it checks."""
@@ -135,7 +142,7 @@ class TestProgress:
 
         class Seen(Progress):
             def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs, stream=_Terminal())
+                super().__init__(*args, **kwargs, stream=_Terminal(), delay=0)
                 seen.append(self)
 
         monkeypatch.setattr(bridge.cli.flows, "Progress", Seen)
