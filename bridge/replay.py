@@ -29,7 +29,7 @@ from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.names import plain_name_problem
 from bridge.errors import EventError, SignatureError
 from bridge.events.envelope import Event, render_events
-from bridge.events.manifest import MANIFEST_TYPE
+from bridge.events.manifest import MANIFEST_TYPES
 from bridge.ports import Consumer, Delivery, OutgoingMessage, Publisher
 from bridge.signing import TrustStore
 
@@ -45,7 +45,7 @@ class ReplayFilter:
     until: datetime | None = None
 
     def accepts(self, event: Event) -> bool:
-        if event.get("type") == MANIFEST_TYPE:
+        if event.get("type") in MANIFEST_TYPES:
             return False
         if self.flow is not None:
             event_type = str(event.get("type", ""))  # uk.dtc.D0010.v002

@@ -106,7 +106,7 @@ def test_messages_are_the_same_both_ways(tmp_path: Path, definitions: Definition
                 file_events(EXAMPLES / "D0275001.txt", reader, check_file(EXAMPLES / "D0275001.txt", reader))]
     assert [message.body for message in events] == expected
     assert [message.routing_key for message in events] == ["inbound.D0275001.SYNA.SYNB"] * 2
-    assert json.loads(manifest.body)["type"] == "uk.dtc.file.received"
+    assert json.loads(manifest.body)["type"] == "uk.dtc.file.received.v1"
 
 
 def test_a_file_of_many_runs_keeps_its_order(tmp_path: Path, definitions: DefinitionSet, build: BuildStage) -> None:

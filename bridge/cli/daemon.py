@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bridge.cli.progress import Progress
 from bridge.config import load_config
 
 EXIT_OK = 0
@@ -169,21 +170,20 @@ def run_replay(args: argparse.Namespace) -> int:
         publisher = RabbitPublisher(list(config.broker.urls), topology=topology, client_name="dtn-bridge-replay",
                                     **tls)
 
+    line = Progress("replaying", unit="events read")
+
     def progress(summary: ReplaySummary) -> None:
-        if sys.stderr.isatty():
-            print(f"\rreplaying: {summary.read} read, {summary.replayed} replayed, "
-                  f"{len(summary.files_written)} files", end="", file=sys.stderr, flush=True)
+        line.update(summary.read, f"{summary.replayed} replayed, {len(summary.files_written)} files")
 
     try:
-        summary = replay(consumer, since=since, selection=ReplayFilter(args.flow, args.participant, until),
-                         idle_seconds=args.idle_seconds, assembler=assembler, publisher=publisher,
-                         republish_prefix=args.republish, progress=progress, trust=trust)
+        with line:
+            summary = replay(consumer, since=since, selection=ReplayFilter(args.flow, args.participant, until),
+                             idle_seconds=args.idle_seconds, assembler=assembler, publisher=publisher,
+                             republish_prefix=args.republish, progress=progress, trust=trust)
     finally:
         consumer.close()
         if publisher is not None:
             publisher.close()
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
     print(f"replay: {summary.read} events read, {summary.replayed} replayed"
           + (f", {len(summary.files_written)} files rebuilt in {args.to_dir}" if assembler else
              f", republished under {args.republish}.*")

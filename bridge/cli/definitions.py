@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bridge.cli.progress import Progress, input_file, is_stdin, spooled_stdin
 from bridge.errors import CatalogueError
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -22,9 +24,10 @@ def register(subparsers: Any) -> None:
         "import", help="DTC Word documents -> one flow definition per operational flow version",
         description="Read the DTC Data Flow Catalogue and Data Item Catalogue (and Domains) and write one "
                     "definition per operational flow version, merging the curated overlays of OUT/curated/.")
-    importer.add_argument("flow_catalogue", type=Path, metavar="FLOW_CATALOGUE.docx")
-    importer.add_argument("item_catalogue", type=Path, metavar="ITEM_CATALOGUE.docx")
-    importer.add_argument("--domains", type=Path, metavar="DOMAINS.docx", help="fills formats items leave blank")
+    importer.add_argument("flow_catalogue", type=input_file, metavar="FLOW_CATALOGUE.docx", help="'-' for stdin")
+    importer.add_argument("item_catalogue", type=input_file, metavar="ITEM_CATALOGUE.docx", help="'-' for stdin")
+    importer.add_argument("--domains", type=input_file, metavar="DOMAINS.docx",
+                          help="fills formats items leave blank")
     importer.add_argument("--out", type=Path, metavar="DIR", help="write the definitions here")
     importer.add_argument("--overlays", type=Path, metavar="DIR",
                           help="curated overlays merged over the catalogue (default: OUT/curated when it exists)")
@@ -55,19 +58,28 @@ def run_import(args: argparse.Namespace) -> int:
     if args.out is None and args.compare is None:
         print("dtn-bridge: definitions import: give --out DIR, --compare DIR or both", file=sys.stderr)
         return EXIT_USAGE
-    for path in (args.flow_catalogue, args.item_catalogue, args.domains):
-        if path is not None and not path.is_file():
-            raise CatalogueError(f"{path}: no such file")
+    if [args.flow_catalogue, args.item_catalogue, args.domains].count(Path("-")) > 1:
+        print("dtn-bridge: definitions import: only one document can come from stdin ('-')", file=sys.stderr)
+        return EXIT_USAGE
     overlays_dir = args.overlays or (args.out / "curated" if args.out is not None else None)
     if args.overlays is not None and not args.overlays.is_dir():
         raise CatalogueError(f"{args.overlays}: no such folder of overlays")
     overlays = _read_folder(overlays_dir) if overlays_dir is not None and overlays_dir.is_dir() else {}
-    result = import_catalogue(read_tables(args.flow_catalogue), read_tables(args.item_catalogue),
-                              read_tables(args.domains) if args.domains else [], overlays)
-    if not result.documents:
-        raise CatalogueError(f"{args.flow_catalogue}: no flow version found (is it the Data Flow Catalogue?)")
-    texts = {reference: dump(document, result.release) for reference, document in result.documents.items()}
-    for reference, why in _invalid(texts, load_definition).items():
+    documents = [args.flow_catalogue, args.item_catalogue, *([args.domains] if args.domains else [])]
+    with ExitStack() as stack, Progress("importing", len(documents) + 2, unit="steps") as progress:
+        tables = []
+        for document in documents:  # the Word documents take seconds each to read
+            progress.update(progress.done, f"reading {document}")
+            # A .docx is a zip, read by seeking: stdin is copied to a temporary file first
+            tables.append(read_tables(stack.enter_context(spooled_stdin()) if is_stdin(document) else document))
+            progress.advance(1)
+        result = import_catalogue(tables[0], tables[1], tables[2] if args.domains else [], overlays)
+        progress.advance(1)
+        if not result.documents:
+            raise CatalogueError(f"{args.flow_catalogue}: no flow version found (is it the Data Flow Catalogue?)")
+        texts = {reference: dump(document, result.release) for reference, document in result.documents.items()}
+        invalid = _invalid(texts, load_definition, progress)
+    for reference, why in invalid.items():
         del texts[reference], result.documents[reference]
         result.skipped[reference] = why
     for reference, why in result.skipped.items():
@@ -88,7 +100,7 @@ def run_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _invalid(texts: dict[str, str], load: Any) -> dict[str, str]:
+def _invalid(texts: dict[str, str], load: Any, progress: Progress) -> dict[str, str]:
     """The generated texts the loader refuses (e.g. a 2-character group code in the catalogue), and why."""
     import tempfile
 
@@ -96,7 +108,8 @@ def _invalid(texts: dict[str, str], load: Any) -> dict[str, str]:
 
     refused: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for reference, text in texts.items():
+        for number, (reference, text) in enumerate(texts.items(), 1):
+            progress.update(progress.done, f"checking definition {number} of {len(texts)}")
             path = Path(folder) / f"{reference}.yaml"
             path.write_text(text, encoding="utf-8")
             try:

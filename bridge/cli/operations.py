@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from bridge.adapters.encryption import FileCipher, generate_key_file, is_encrypted, key_id, spool_cipher
+from bridge.cli.progress import input_file, is_stdin, spooled_stdin
 from bridge.config import load_config
 from bridge.errors import StorageError
 
@@ -37,7 +39,7 @@ def register(subparsers: Any) -> None:
         help="the bridge configuration (for spool.encryption_key and encryption_keys_old)",
     )
     cat.add_argument(
-        "path", type=Path, metavar="PATH", help="an archived or quarantined file (.enc or plain)"
+        "path", type=input_file, metavar="PATH", help="an archived or quarantined file (.enc or plain), '-' for stdin"
     )
     cat.set_defaults(run=run_cat)
 
@@ -49,7 +51,13 @@ def register(subparsers: Any) -> None:
 def run_cat(args: argparse.Namespace) -> int:
     """Stream the file's plaintext to stdout; the key is only needed (and only read) for encrypted files."""
     config = load_config(args.config)
-    path: Path = args.path
+    with ExitStack() as stack:  # stdin: copied to a temporary file first (the encrypted format is read by path)
+        path: Path = stack.enter_context(spooled_stdin()) if is_stdin(args.path) else args.path
+        _cat(config, path)
+    return EXIT_OK
+
+
+def _cat(config: Any, path: Path) -> None:
     out = sys.stdout.buffer
     if is_encrypted(path):
         cipher: FileCipher | None = spool_cipher(config.spool)
@@ -65,7 +73,6 @@ def run_cat(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     out.flush()
-    return EXIT_OK
 
 
 def run_keygen(args: argparse.Namespace) -> int:

@@ -10,12 +10,14 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from bridge.cli.ndjson import read_events
+from bridge.cli.progress import input_file, is_stdin, spooled_stdin
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
@@ -44,8 +46,8 @@ def register(subparsers: Any) -> None:
     check.add_argument("--direction", choices=("inbound", "outbound"), default="inbound",
                        help="direction of the events in NDJSON inputs (DTN files are always inbound)")
     check.add_argument("--json", action="store_true", help="one JSON object per decision instead of text")
-    check.add_argument("inputs", nargs="*", type=Path, metavar="FILE|EVENTS.ndjson",
-                       help="DTN files or NDJSON events; none: only check the rules themselves")
+    check.add_argument("inputs", nargs="*", type=input_file, metavar="FILE|EVENTS.ndjson",
+                       help="DTN files or NDJSON events ('-' for stdin); none: only check the rules themselves")
     check.set_defaults(run=run_check)
 
 
@@ -74,25 +76,33 @@ def run_check(args: argparse.Namespace) -> int:
     if not args.inputs:
         print(f"{args.config}: rules valid ({len(rules.subscribers)} subscriber routes)")
         return EXIT_OK
-    for path in args.inputs:
-        if _is_events(path):
-            for number, event in read_events(path):
-                printer.event(f"{path} line {number}", route_event(event, args.direction, rules))
-            continue
-        checked = check_file(path, reader)
-        if not checked.ok or checked.header is None:
-            printer.failed += 1
-            for line in checked.describe_defects():
-                print(f"{path}: {line}", file=sys.stderr)
-            continue
-        facts = FileFacts.from_header(checked.header, size=os.path.getsize(path), flow_count=checked.flow_count)
-        decision = decide_inbound_file(facts, rules)
-        printer.decision(f"{path} file", decision)
-        if not decision.accepted:
-            continue
-        for event in file_events(path, reader, checked):
-            printer.event(f"{path} #{event.get('dtcindex')}", route_event(event, "inbound", rules))
+    for name in args.inputs:
+        with ExitStack() as stack:  # stdin: copied to a temporary file, read twice like a file
+            path = stack.enter_context(spooled_stdin()) if is_stdin(name) else name
+            _check_input(args, name, path, reader, rules, printer)
     return EXIT_INVALID if printer.failed else EXIT_OK
+
+
+def _check_input(args: argparse.Namespace, name: Path, path: Path, reader: FlowFileReader, rules: RuleSet,
+                 printer: _Printer) -> None:
+    """The decisions on one input, `name` as the command line named it, read from `path`."""
+    if _is_events(path):
+        for number, event in read_events(path, name):
+            printer.event(f"{name} line {number}", route_event(event, args.direction, rules))
+        return
+    checked = check_file(path, reader)
+    if not checked.ok or checked.header is None:
+        printer.failed += 1
+        for line in checked.describe_defects():
+            print(f"{name}: {line}", file=sys.stderr)
+        return
+    facts = FileFacts.from_header(checked.header, size=os.path.getsize(path), flow_count=checked.flow_count)
+    decision = decide_inbound_file(facts, rules)
+    printer.decision(f"{name} file", decision)
+    if not decision.accepted:
+        return
+    for event in file_events(path, reader, checked):
+        printer.event(f"{name} #{event.get('dtcindex')}", route_event(event, "inbound", rules))
 
 
 class _Printer:

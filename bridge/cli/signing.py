@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import orjson
 
+from bridge.cli.progress import input_file
 from bridge.errors import SignatureError
 from bridge.signing.certs import load_ca_bundle
 from bridge.signing.jws import ALG_EDDSA, ALG_ES256
@@ -61,14 +62,15 @@ def register(subparsers: Any) -> None:
     sign.add_argument(
         "--embed-x5c", action="store_true", help="also put the certificate chain in each header"
     )
-    sign.add_argument("input", nargs="?", default="-", help="NDJSON file, or - for stdin (default)")
+    sign.add_argument("input", nargs="?", default="-", type=input_file, help="NDJSON file, or - for stdin (default)")
     sign.add_argument("-o", "--output", default="-", help="output file, or - for stdout (default)")
     sign.set_defaults(run=run_sign)
 
     verify = subparsers.add_parser("verify", help="verify the signature of each event of an NDJSON stream")
     verify.add_argument("--trust", required=True, type=Path, help="JWKS of trusted public keys")
     verify.add_argument("--ca", type=Path, help="PEM CA bundle for keys presented with an x5c chain")
-    verify.add_argument("input", nargs="?", default="-", help="NDJSON file, or - for stdin (default)")
+    verify.add_argument("input", nargs="?", default="-", type=input_file,
+                        help="NDJSON file, or - for stdin (default)")
     verify.set_defaults(run=run_verify)
 
 
@@ -235,8 +237,8 @@ def _lines(source: IO[bytes]) -> Iterator[tuple[int, bytes]]:
 
 
 @contextlib.contextmanager
-def _open_input(name: str) -> Iterator[IO[bytes]]:
-    if name == "-":
+def _open_input(name: str | Path) -> Iterator[IO[bytes]]:
+    if str(name) == "-":
         yield sys.stdin.buffer
         return
     with open(name, "rb") as handle:

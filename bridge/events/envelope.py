@@ -49,6 +49,16 @@ def event_id_of(name: str) -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+SCHEMA_PREFIX = "urn:dtn-bridge:schema:"
+
+
+def dataschema_for(name: str) -> str:
+    """The CloudEvents `dataschema` of a flow version's events (`urn:dtn-bridge:schema:D0010002`), also the `$id`
+    of its JSON Schema (docs/schemas/D0010002.schema.json). A URN, not an https URL: the project owns no domain
+    whose URLs it could keep answering; a URN names the schema without promising a place, and never changes."""
+    return SCHEMA_PREFIX + name
+
+
 def source_for(participant: str) -> str:
     """The CloudEvents `source` of a market participant: `urn:mpid:<MPID>`."""
     return SOURCE_PREFIX + participant
@@ -94,6 +104,7 @@ class EventBuilder:
             "type": definition.event_type,
             "time": rfc3339(header.created),
             "datacontenttype": "application/json",
+            "dataschema": dataschema_for(definition.reference),
             "dtcenvelope": envelope,
             "dtcfileid": header.file_identifier,
             "dtcfromrole": header.from_role,

@@ -11,9 +11,11 @@ import uuid
 from typing import Any
 
 from bridge.dtn.model import FileHeader
-from bridge.events.envelope import EVENT_NAMESPACE, Event, rfc3339, source_for
+from bridge.events.envelope import EVENT_NAMESPACE, Event, dataschema_for, rfc3339, source_for
 
-MANIFEST_TYPE = "uk.dtc.file.received"
+MANIFEST_TYPE = "uk.dtc.file.received.v1"  # versioned since its `data` has a schema (docs/events.md)
+MANIFEST_TYPES = frozenset({MANIFEST_TYPE, "uk.dtc.file.received"})  # the unversioned type of older stored events
+MANIFEST_SCHEMA = dataschema_for("file.received.v1")
 
 
 def routing_key(direction: str, flow_reference: str, from_participant: str, to_participant: str) -> str:
@@ -58,6 +60,7 @@ def build_manifest(header: FileHeader, *, sha256: str, size: int, original_name:
         "type": MANIFEST_TYPE,
         "time": rfc3339(header.created),
         "datacontenttype": "application/json",
+        "dataschema": MANIFEST_SCHEMA,
         "dtcfileid": header.file_identifier,
         "dtcfrom": header.from_participant,
         "dtcto": header.to_participant,

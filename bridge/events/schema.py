@@ -6,6 +6,8 @@ from typing import Any
 
 from bridge.dtn.compiled import DataItem, FlowDefinition, GroupDefinition
 from bridge.dtn.formats import CONTROL_RANGE, INT_DIGITS_AS_NUMBER
+from bridge.events.envelope import dataschema_for
+from bridge.events.manifest import MANIFEST_SCHEMA, MANIFEST_TYPE
 
 _ISO = {
     "DATE": {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
@@ -71,7 +73,7 @@ def flow_schema(definition: FlowDefinition) -> dict[str, Any]:
     string = {"type": "string"}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"urn:dtn-bridge:schema:{definition.reference}",
+        "$id": dataschema_for(definition.reference),
         "title": f"{definition.flow} v{definition.version} {definition.name}",
         "type": "object",
         "required": ["specversion", "id", "source", "type", "data", "dtcfileid", "dtcfrom", "dtcto", "dtcindex"],
@@ -82,11 +84,52 @@ def flow_schema(definition: FlowDefinition) -> dict[str, Any]:
             "type": {"const": definition.event_type},
             "time": {"type": "string", "format": "date-time"},
             "datacontenttype": {"const": "application/json"},
+            "dataschema": {"const": dataschema_for(definition.reference)},
             "subject": string,
             "dtcenvelope": string, "dtcfileid": string, "dtcfromrole": string, "dtcfrom": string,
             "dtctorole": string, "dtcto": string, "dtccreated": string, "dtccompleted": string,
             "dtctestflag": string, "dtcindex": {"type": "integer", "minimum": 1},
             "dtcflowcount": {"type": "integer", "minimum": 1}, "signature": string,
             "data": data_options[0] if len(data_options) == 1 else {"oneOf": data_options},
+        },
+    }
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The schema of the file manifest event (bridge/events/manifest.py; docs/events.md)."""
+    string, text = {"type": "string"}, {"type": "string", "minLength": 1}
+    count = {"type": "integer", "minimum": 0}
+    warning = {"type": "object", "required": ["rule", "message", "text"], "properties": {
+        "rule": string, "message": string, "line": count, "group": string, "item": count, "item_key": string,
+        "item_format": string, "text": string}, "additionalProperties": False}
+    data = {
+        "type": "object",
+        "required": ["file_identifier", "flow", "from_participant", "to_participant", "sha256", "size",
+                     "flow_count", "events", "first_event_id", "last_event_id"],
+        "properties": {
+            "file_identifier": string, "flow": text, "from_role": string, "from_participant": text,
+            "to_role": string, "to_participant": text, "test_data_flag": string, "created": string,
+            "original_name": string, "size": count, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "flow_count": count, "group_count": count, "events": count, "first_event_id": text,
+            "last_event_id": text, "warnings": {"type": "array", "items": warning, "maxItems": 100},
+        },
+        "additionalProperties": False,
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": MANIFEST_SCHEMA,
+        "title": "The file manifest: one per inbound file, after all its events were confirmed",
+        "type": "object",
+        "required": ["specversion", "id", "source", "type", "data", "dtcfileid", "dtcfrom", "dtcto"],
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": string,
+            "source": {"type": "string", "pattern": "^urn:mpid:[A-Z0-9]{1,4}$"},
+            "type": {"const": MANIFEST_TYPE},
+            "time": {"type": "string", "format": "date-time"},
+            "datacontenttype": {"const": "application/json"},
+            "dataschema": {"const": MANIFEST_SCHEMA},
+            "dtcfileid": string, "dtcfrom": string, "dtcto": string, "signature": string,
+            "data": data,
         },
     }

@@ -32,13 +32,14 @@ from bridge.events.envelope import (
     MPID,
     ROLE_CODE,
     Event,
+    dataschema_for,
     definition_for,
     event_to_instance,
     header_of,
     participant_of,
     trailer_of,
 )
-from bridge.events.manifest import MANIFEST_TYPE
+from bridge.events.manifest import MANIFEST_SCHEMA, MANIFEST_TYPES
 from bridge.interning import Interner
 from bridge.rules import Decision, EventRouter, RuleSet
 from bridge.signing import TrustStore
@@ -195,12 +196,13 @@ class MessageChecker:
         event_id = event.get("id")
         if not isinstance(event_id, str) or not event_id:
             raise EventRejected(ENVELOPE_INVALID, "attribute 'id' must be a non-empty string")
-        if event.get("type") == MANIFEST_TYPE:
+        if event.get("type") in MANIFEST_TYPES:
             return _manifest(event, event_id), event
         try:
             definition = definition_for(event, self.definitions)
         except EventError as exc:
             raise EventRejected(UNKNOWN_FLOW, str(exc)) from exc
+        _check_dataschema(event, dataschema_for(definition.reference))
         try:
             root = event_to_instance(event, definition)
         except EventError as exc:
@@ -318,7 +320,17 @@ def _origin(event: Event, definition: FlowDefinition, share: Callable[[FileHeade
                   tuple(event.get(name) for name in FILE_ATTRIBUTES))
 
 
+def _check_dataschema(event: Event, expected: str) -> None:
+    """`dataschema` may be absent (events stored before it was added still replay), but never name another
+    schema than the type's."""
+    named = event.get("dataschema", expected)
+    if named != expected:
+        raise EventRejected(SCHEMA_INVALID, f"event {event.get('id')}: dataschema {str(named)[:80]!r} is not "
+                            f"{expected!r}, the schema of its type")
+
+
 def _manifest(event: Event, event_id: str) -> ManifestNotice:
+    _check_dataschema(event, MANIFEST_SCHEMA)
     data = event.get("data")
     if not isinstance(data, dict):
         raise EventRejected(MANIFEST_INVALID, f"manifest {event_id}: data must be an object")

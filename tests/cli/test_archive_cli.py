@@ -159,10 +159,13 @@ class TestCat:
 
     def test_missing_file(self, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
         config = write_config(tmp_path)
-        assert main(["archive", "cat", "--config", str(config), str(tmp_path / "nope.usr")]) == 3
-        assert "cannot read" in capfd.readouterr().err
+        with pytest.raises(SystemExit) as exited:  # a usage error, as for every command's input file
+            main(["archive", "cat", "--config", str(config), str(tmp_path / "nope.usr")])
+        assert exited.value.code == 2
+        assert "nope.usr: no such file" in capfd.readouterr().err
 
     def test_bad_config(self, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
         config = write_config(tmp_path, encryption_keys_old=["old.key"])
+        (tmp_path / "x").write_bytes(b"plain")
         assert main(["archive", "cat", "--config", str(config), str(tmp_path / "x")]) == 2
         assert "spool.encryption_keys_old" in capfd.readouterr().err

@@ -3,6 +3,7 @@ they are on this machine) on the real DTC 15.4 documents."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,15 @@ class TestImport:
         capsys.readouterr()
         assert main(["definitions", "import", *docs, "--out", str(tmp_path / "a")]) == 0
         assert "0 written" in capsys.readouterr().err
+
+    def test_document_from_stdin(self, docs: list[str], tmp_path: Path) -> None:
+        """`-` reads one document from stdin (copied to a temporary file: a .docx is a zip, read by seeking)."""
+        assert main(["definitions", "import", *docs, "--out", str(tmp_path / "a")]) == 0
+        with open(docs[0], "rb") as document:
+            result = subprocess.run([sys.executable, "-m", "bridge", "definitions", "import", "-", *docs[1:], "--out",
+                                     str(tmp_path / "b")], stdin=document, capture_output=True, check=False)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "a" / "D0901001.yaml").read_bytes() == (tmp_path / "b" / "D0901001.yaml").read_bytes()
 
     def test_overlay_survives_reimport(self, docs: list[str], tmp_path: Path) -> None:
         """What we know beyond the catalogue lives in curated/: keys, lenient ranges, notes, checks and a format for

@@ -61,9 +61,11 @@ class TestValidate:
         assert err.startswith(f"{path}: ") and "Traceback" not in err
 
     def test_missing_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """A missing file is one line and exit 3."""
-        assert main(["validate", str(tmp_path / "nope")]) == 3
-        assert "No such file" in capsys.readouterr().err
+        """A missing file is a usage error (exit 2) naming it (tests/cli/test_inputs.py: every command)."""
+        with pytest.raises(SystemExit) as exited:
+            main(["validate", str(tmp_path / "nope")])
+        assert exited.value.code == 2
+        assert f"{tmp_path / 'nope'}: no such file" in capsys.readouterr().err
 
     def test_bad_definitions(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A wrong flow definition (compiled on first use) makes the files of its flow invalid, naming its file and

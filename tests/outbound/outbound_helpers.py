@@ -17,7 +17,7 @@ import orjson
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.reader import FlowFileReader
 from bridge.events.envelope import Event
-from bridge.events.manifest import build_manifest, routing_key
+from bridge.events.manifest import MANIFEST_TYPES, build_manifest, routing_key
 from bridge.inbound.flowfile import check_file, file_events
 from bridge.outbound import OutboundLoop
 from bridge.ports import OutgoingMessage
@@ -65,7 +65,7 @@ def source_file(path: Path, reader: FlowFileReader) -> SourceFile:
 
 def key_of(event: Event) -> str:
     """`outbound.<flow><version>.<from>.<to>` for a flow event (manifests: their data's flow)."""
-    if event["type"] == "uk.dtc.file.received":
+    if event["type"] in MANIFEST_TYPES:
         data = event["data"]
         return routing_key("outbound", data["flow"], data["from_participant"], data["to_participant"])
     flow = event["type"].split(".")[2] + event["type"].split(".v")[1]
