@@ -159,10 +159,12 @@ class SigningConfig:
 
 @dataclass(frozen=True, slots=True)
 class FlowsConfig:
-    """Flow definitions folder; `strict` enforces the DTC ranges instead of the lenient ones."""
+    """Flow definitions: the shipped ones, and over them those of `definitions` (folders of the operator's own);
+    `strict` enforces the DTC ranges instead of the lenient ones."""
 
-    definitions: Path = setting(doc="folder of <flow><version>.yaml flow definitions",
-                                yaml_default="../flow_definitions")
+    definitions: tuple[Path, ...] = setting((), "folders of <flow><version>.yaml definitions that take precedence "
+                                                "over the shipped ones (the first folder wins; one folder alone "
+                                                "is a list of one); empty = the shipped definitions only")
     strict: bool = setting(False, "enforce the DTC group ranges, not the lenient ones real files need")
 
 
@@ -408,6 +410,13 @@ def _spool(node: Node, warnings: list[str]) -> SpoolConfig:
     return spool
 
 
+def _flows(node: Node, warnings: list[str]) -> FlowsConfig:
+    folders = node.raw("definitions")
+    if isinstance(folders, str):  # one folder alone, as configs wrote it before the definitions shipped inside
+        node = Node(node.key, {**node.data, "definitions": [folders]}, node.source, node.base_dir)
+    return FlowsConfig(**_read(node, FlowsConfig))
+
+
 def _checks(node: Node, warnings: list[str]) -> ChecksConfig:
     node.check_keys(set(DEFAULT_SEVERITIES))
     return ChecksConfig({name: node.choice(name, default, SEVERITIES)  # type: ignore[misc]
@@ -452,7 +461,8 @@ def _deprecated(node: Node, warnings: list[str]) -> dict[str, Any]:
     return values
 
 
-_BUILDERS = {"broker": _broker, "spool": _spool, "checks": _checks, "inbound": _inbound, "outbound": _outbound}
+_BUILDERS = {"broker": _broker, "spool": _spool, "flows": _flows, "checks": _checks, "inbound": _inbound,
+             "outbound": _outbound}
 
 
 # ------------------------------------------------------------------------------------------------------ machinery

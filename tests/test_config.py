@@ -63,7 +63,7 @@ class TestDefaults:
         assert config.watch.inbound == folder / "var/dtn/inbound"
         assert config.spool.archive == folder / "var/archive"
         assert config.state.ledger_path == folder / "var/state/ledger.sqlite3"
-        assert config.flows.definitions == tmp_path / "flow_definitions"
+        assert config.flows.definitions == ()  # the shipped definitions only: nothing beside the config is needed
         assert config.outbound.folder == folder / "var/dtn/outbound"
 
     def test_config_is_frozen(self, tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ class TestExampleConfig:
         assert isinstance(config, BridgeConfig)
         assert config.watch.inbound == REPO / "var" / "dtn" / "inbound"
         assert config.state.dir == REPO / "var" / "state"
-        assert config.flows.definitions == REPO / "flow_definitions"
+        assert config.flows.definitions == ()  # the shipped ones: the example works wherever it is copied
         assert config.spool.file_mode == 0o640
 
     def test_example_equals_defaults_apart_from_paths(self, tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ class TestValues:
         assert not config.watch.trust_renames
         assert config.spool.file_mode == 0o600 and config.spool.dir_mode == 0o700
         assert config.signing.key == tmp_path / "keys/k.pem"
-        assert config.flows.definitions == tmp_path / "defs" and config.flows.strict
+        assert config.flows.definitions == (tmp_path / "defs",) and config.flows.strict
         assert config.log.level == "debug"
         assert config.metrics.port == 9100
         assert config.inbound.max_file_bytes == 10 and config.inbound.workers == 3 and config.outbound.workers == 0
@@ -153,6 +153,15 @@ class TestValues:
         config = load_config(write(folder, "watch: {inbound: ../in}\nstate: {dir: ./st}\n"))
         assert config.watch.inbound == tmp_path / "in"
         assert config.state.dir == folder / "st"
+
+    def test_definitions_folders(self, tmp_path: Path) -> None:
+        """flows.definitions is a list of folders over the shipped definitions, or one folder alone (as it was
+        before the definitions shipped in the package), each resolved against the config's folder."""
+        listed = load_config(write(tmp_path, "flows: {definitions: [mine, /srv/flows]}\n"))
+        assert listed.flows.definitions == (tmp_path / "mine", Path("/srv/flows"))
+        single = load_config(write(tmp_path, "flows: {definitions: ../flow_definitions}\n"))
+        assert single.flows.definitions == (tmp_path.parent / "flow_definitions",)
+        assert load_config(write(tmp_path, "flows: {definitions: null}\n")).flows.definitions == ()
 
     def test_relative_config_path(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """A config path given relative to the working directory still anchors its paths correctly."""
@@ -237,6 +246,8 @@ class TestErrors:
             ("watch: {inbound: 5}\n", "watch.inbound"),
             ("watch: {ignore: '*.tmp'}\n", "watch.ignore"),
             ("flows: {strict: 'yes please'}\n", "flows.strict"),
+            ("flows: {definitions: [defs, 5]}\n", "flows.definitions[1]"),
+            ("flows: {definitions: {a: b}}\n", "flows.definitions"),
             ("signing: {key: [a]}\n", "signing.key"),
             ("broker: [a]\n", "broker"),
             ("participant: {id: 1234}\n", "participant.id"),

@@ -70,7 +70,10 @@ def run_check_config(args: argparse.Namespace) -> int:
     print(f"  signing key  {signing_key}{f' (kid {startup.signer.kid})' if startup.signer else ''}")
     print(f"  trust        {config.signing.trust or 'none: outbound events wait in their queue'}"
           f"{f' ({len(startup.trust.keys)} keys)' if startup.trust else ''}")
-    print(f"  flows        {len(startup.definitions)} definitions from {config.flows.definitions}"
+    own = config.flows.definitions  # folders over the shipped definitions
+    from_own = sum(startup.definitions.path_of(reference).parent in own for reference in startup.definitions)
+    folders = f", {from_own} from {', '.join(map(str, own))}" if own else ""
+    print(f"  flows        {len(startup.definitions)} definitions (shipped{folders})"
           f"{' (strict ranges)' if config.flows.strict else ''}")
     return EXIT_OK
 

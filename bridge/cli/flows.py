@@ -27,8 +27,9 @@ EXIT_OK, EXIT_INVALID = 0, 1
 def register(subparsers: Any) -> None:
     """Add the flow engine's commands."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--definitions", type=Path, default=None, metavar="DIR",
-                        help="folder of flow definitions (default: the shipped flow_definitions/)")
+    common.add_argument("--definitions", type=Path, action="append", default=[], metavar="DIR",
+                        help="a folder of flow definitions that take precedence over the shipped ones "
+                             "(repeatable: the first folder wins)")
     common.add_argument("--strict", action="store_true",
                         help="enforce the DTC ranges even where real files break them (see lenient_range)")
 

@@ -2,12 +2,18 @@
 
 The YAML holds the DTC facts (docs/flow-definitions.md); this module finds the files, checks each against a schema
 once, at load, with errors that name the file and the key, and compiles it into the model the reader uses.
+
+The definitions ship inside the package (`bridge/flow_definitions`, read through importlib.resources: in a checkout
+a link to the repository's `flow_definitions/`, in a wheel the files themselves), so an installed bridge reads
+nothing from a checkout; folders given by `flows.definitions` or `--definitions` add definitions over them.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -57,6 +63,11 @@ class DefinitionSet(Mapping[str, FlowDefinition]):
     def __len__(self) -> int:
         return len(self._definitions)
 
+    def path_of(self, reference: str) -> Path:
+        """The file the definition of `reference` comes from (shipped, or a folder over the shipped ones)."""
+        entry = self._definitions[reference]
+        return entry if isinstance(entry, Path) else entry.path
+
     def by_event_type(self, event_type: str) -> FlowDefinition | None:
         """The definition whose events carry `event_type` (uk.dtc.D0010.v002), or None."""
         match = re.fullmatch(r"uk\.dtc\.([A-Z][A-Z0-9]{4})\.v([0-9]{3})", event_type)
@@ -90,22 +101,40 @@ class FlowOutline(NamedTuple):
 
 
 def default_definitions_dir() -> Path:
-    """`flow_definitions/` of this checkout (or of the installed package's source tree)."""
-    return Path(__file__).resolve().parents[2] / "flow_definitions"
+    """The definitions shipped in the package (`bridge/flow_definitions`), wherever the package is installed."""
+    shipped = files("bridge") / "flow_definitions"
+    if not isinstance(shipped, Path) or not shipped.is_dir():  # a wheel installs files; a zip import has none
+        raise FlowDefinitionError(str(shipped), "", "the shipped flow definitions are missing from the installed "
+                                  "package (reinstall dtn-bridge)")
+    return shipped.resolve()  # in a checkout: the repository's flow_definitions/ itself
 
 
-def load_definitions(folder: str | Path | None = None) -> DefinitionSet:
-    """Every `<flow><version>.yaml` in `folder`, each loaded and validated on first use (FlowDefinitionError names
-    the file and key); a file named otherwise is an error now."""
-    directory = Path(folder) if folder is not None else default_definitions_dir()
+def load_definitions(folders: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None
+                     ) -> DefinitionSet:
+    """The shipped definitions and, over them, every `<flow><version>.yaml` of `folders` (one folder or several;
+    for a flow version in more than one, the first folder given wins), each loaded and validated on first use
+    (FlowDefinitionError names the file and key); a file named otherwise, or a missing folder, is an error now."""
+    if folders is None:
+        extra: list[Path] = []
+    elif isinstance(folders, (str, os.PathLike)):
+        extra = [Path(folders)]
+    else:
+        extra = [Path(folder) for folder in folders]
+    definitions: dict[str, FlowDefinition | Path] = {}
+    for directory in [default_definitions_dir(), *reversed(extra)]:  # later updates win: the first folder last
+        definitions.update(_folder(directory))
+    return DefinitionSet(definitions)
+
+
+def _folder(directory: Path) -> dict[str, Path]:
     if not directory.is_dir():
         raise FlowDefinitionError(str(directory), "", "no such folder of flow definitions")
-    definitions: dict[str, FlowDefinition | Path] = {}
+    found: dict[str, Path] = {}
     for path in sorted(directory.glob("*.yaml")):
         if not _REFERENCE.match(path.stem):
             raise FlowDefinitionError(path.name, "", "the file must be named <flow><version>.yaml, e.g. D0010002.yaml")
-        definitions[path.stem] = path
-    return DefinitionSet(definitions)
+        found[path.stem] = path
+    return found
 
 
 def _read_yaml(path: Path) -> Any:

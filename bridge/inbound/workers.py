@@ -43,7 +43,7 @@ log = structlog.get_logger("dtn_bridge.worker")
 class BuildValues:
     """What a build worker builds its chain from: the composition root's values, picklable, no configuration."""
 
-    definitions: Path  # the flow definitions folder
+    definitions: tuple[Path, ...]  # folders of flow definitions over the shipped ones
     strict: bool
     checks: Mapping[str, Severity]
     rules: RulesDocument

@@ -32,7 +32,7 @@ _BATCHES_OUT = 4  # check batches a worker may have in hand before the daemon wa
 class CheckValues:
     """What a check worker builds its checker from: the composition root's values, picklable, no configuration."""
 
-    definitions: Path  # the flow definitions folder
+    definitions: tuple[Path, ...]  # folders of flow definitions over the shipped ones
     rules: RulesDocument
     trust: Path  # the JWKS of the keys outbound events may be signed with
     ca_bundle: Path | None = None

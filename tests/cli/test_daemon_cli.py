@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,26 @@ class TestCheckConfig:
         assert main(["check-config", "--config", str(REPO / "config" / "bridge.example.yaml")]) == 0
         out = capsys.readouterr().out
         assert "valid" in out and "amqp://guest:***@127.0.0.1:5672/" in out and "207 definitions" in out
+
+    def test_example_config_copied_out_of_the_checkout(self, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+        """An operator copies the example to /etc/dtn-bridge/bridge.yaml: with nothing of the checkout beside it,
+        it validates on the definitions shipped in the package, and resolves nothing into the checkout."""
+        etc = tmp_path / "etc" / "dtn-bridge"
+        etc.mkdir(parents=True)
+        shutil.copy(REPO / "config" / "bridge.example.yaml", etc / "bridge.yaml")
+        assert main(["check-config", "--config", str(etc / "bridge.yaml")]) == 0
+        out = capsys.readouterr().out
+        assert "207 definitions (shipped)" in out and str(REPO) not in out
+
+    def test_own_definitions_are_counted(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """flows.definitions adds folders over the shipped definitions; check-config says how many come from them."""
+        own = tmp_path / "flows"
+        own.mkdir()
+        shutil.copy(REPO / "flow_definitions" / "D0010002.yaml", own)
+        config = installed(tmp_path, flows={"definitions": [str(own)]})
+        assert main(["check-config", "--config", str(config)]) == 0
+        assert f"207 definitions (shipped, 1 from {own})" in capsys.readouterr().out
 
     def test_bad_key_is_named(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A misspelt key is reported with its dotted path, exit 2."""

@@ -138,6 +138,19 @@ class TestParseAndRender:
         out = capsys.readouterr().out
         assert "D0010002  uk.dtc.D0010.v002" in out and "D0275001" in out
 
+    def test_definitions_option_takes_precedence(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """`--definitions DIR` (repeatable, the first wins) adds definitions over the shipped ones."""
+        for folder, name in (("first", "Ours First"), ("second", "Ours Second")):
+            (tmp_path / folder).mkdir()
+            text = (EXAMPLES.parent / "flow_definitions" / "D0010002.yaml").read_text(encoding="utf-8")
+            (tmp_path / folder / "D0010002.yaml").write_text(text.replace("\nname: ", f"\nname: {name} ", 1))
+        assert main(["flows", "--definitions", str(tmp_path / "first"), "--definitions",
+                     str(tmp_path / "second")]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 207 and [line for line in lines if "Ours" in line] == [
+            next(line for line in lines if line.startswith("D0010002"))]
+        assert "Ours First" in next(line for line in lines if line.startswith("D0010002"))
+
     def test_module_entry_point(self) -> None:
         """`python -m bridge` is the same command line."""
         result = subprocess.run([sys.executable, "-m", "bridge", "validate", str(sample(KRAKEN))],

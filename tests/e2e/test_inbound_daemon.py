@@ -26,7 +26,7 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.inbound.flowfile import check_file, file_events
-from tests.conftest import AMQP_URL, EXAMPLES, REPO, sample
+from tests.conftest import AMQP_URL, EXAMPLES, REPO, sample, samples
 from tests.e2e.conftest import Bridge
 from tests.helpers import wait_until
 
@@ -80,7 +80,7 @@ class TestPublishing:
                                          tmp_path: Path, workers: int) -> None:
         """Every flow instance is published once, signed, with its id, routing key and a manifest per file."""
         bridge: Bridge = make_bridge(inbound={"workers": workers})
-        files = sorted(EXAMPLES.glob("*.txt")) + [sample(name) for name in VALID_SAMPLES]
+        files = sorted(EXAMPLES.glob("*.txt")) + samples(VALID_SAMPLES)
         files += corpus(tmp_path / "corpus", reader.definitions, files=20, instances=5)
         running = run_service(bridge)
         for path in files:

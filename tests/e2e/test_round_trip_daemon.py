@@ -12,7 +12,7 @@ import pika
 import pytest
 
 from bridge.cli import main
-from tests.conftest import EXAMPLES, sample
+from tests.conftest import EXAMPLES, sample, samples
 from tests.e2e.conftest import Bridge
 from tests.helpers import wait_until
 
@@ -27,7 +27,7 @@ class TestRoundTrip:
         OVOE1359 has 209 flow instances: an original file is reproduced when all its events fit the prefetch window.
         """
         bridge: Bridge = make_bridge(outbound={"prefetch": 1000})
-        files = sorted(EXAMPLES.glob("*.txt")) + [sample(name) for name in VALID_SAMPLES]
+        files = sorted(EXAMPLES.glob("*.txt")) + samples(VALID_SAMPLES)
         process = bridge.run_files(files)
         bridge.route_back()
         bridge.stop_when_written(process, len(files))

@@ -25,7 +25,7 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.inbound.flowfile import check_file, file_events
-from tests.conftest import EXAMPLES, sample
+from tests.conftest import EXAMPLES, sample, samples
 from tests.e2e.conftest import Bridge
 from tests.helpers import wait_until
 
@@ -162,7 +162,7 @@ class TestOutboundFull:
         bridge: Bridge = make_bridge(outbound={"prefetch": 1000, "batch_seconds": 1}, log={"level": "info"})
         outbound = small_fs(bridge.outbound_folder, "1m")
         filler = fill(outbound)
-        files = sorted(EXAMPLES.glob("*.txt")) + [sample(name) for name in SAMPLES]
+        files = sorted(EXAMPLES.glob("*.txt")) + samples(SAMPLES)
         process = bridge.run_files(files)
         routed = bridge.route_back()
         log = bridge.root / "daemon.log"

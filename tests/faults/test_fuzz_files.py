@@ -31,7 +31,7 @@ from bridge.dtn.reader import FileParse, FlowFileReader
 from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.inbound.flowfile import check_file, file_events
-from tests.conftest import REPO, sample
+from tests.conftest import REPO, samples
 from tests.e2e.conftest import Bridge
 
 SOAK = os.environ.get("DTN_SOAK", "") not in ("", "0")
@@ -47,7 +47,7 @@ def _seeds() -> dict[str, bytes]:
     """The valid files the mutations start from."""
     seeds = {f"{reference}_{seed}": "".join(synthetic_file(DEFINITIONS[reference], seed)).encode()
              for reference in sorted(DEFINITIONS) for seed in (1, 2)}
-    seeds.update({name: sample(name).read_bytes() for name in VALID_SAMPLES})
+    seeds.update(zip(VALID_SAMPLES, (path.read_bytes() for path in samples(VALID_SAMPLES)), strict=False))
     return seeds
 
 

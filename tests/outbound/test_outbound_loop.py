@@ -27,7 +27,7 @@ from bridge.ports import Backoff
 from bridge.rules import parse_rules
 from bridge.service import check_values
 from bridge.signing import Signer, TrustStore
-from tests.conftest import EXAMPLES, Admin, sample
+from tests.conftest import EXAMPLES, Admin, samples
 from tests.fakes import FakeConsumer, FakePublisher
 from tests.helpers import close_connections, wait_until
 from tests.outbound.outbound_helpers import (
@@ -118,7 +118,7 @@ class TestRoundTrip:
     ) -> None:
         """DTN -> events (+ manifest) -> RabbitMQ -> the loop -> the same bytes, and every manifest matches."""
         sources = [source_file(p, reader) for p in sorted(EXAMPLES.glob("*.txt"))]
-        sources += [source_file(sample(name), reader) for name in VALID_SAMPLES]
+        sources += [source_file(path, reader) for path in samples(VALID_SAMPLES)]
         # manifests first for half of them, last for the other half: both orders are checked
         for number, source in enumerate(sources):
             events = [message(e, signer) for e in source.events]
