@@ -101,10 +101,10 @@ def test_real_events_fit_their_messages(document: dict[str, Any], reader: FlowFi
 def test_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`asyncapi --out FILE.yaml` writes YAML, `--check` says whether a file is current, and `--config` describes
     that configuration's topology (its suffixed names)."""
-    flows = tmp_path / "flows"  # two definitions: a small document, quick to write and read
+    flows = tmp_path / "flows"  # the operator's own definition of a new flow version, beside the shipped ones
     flows.mkdir()
-    for reference in ("D0010002", "D0275001"):
-        (flows / f"{reference}.yaml").write_bytes((REPO / "flow_definitions" / f"{reference}.yaml").read_bytes())
+    (flows / "D0010099.yaml").write_bytes((REPO / "flow_definitions" / "D0010002.yaml").read_bytes()
+                                          .replace(b"version: '002'", b"version: '099'"))
     config = tmp_path / "bridge.yaml"
     config.write_text(orjson.dumps({"broker": {"topology_suffix": ".t1"}, "watch": {"inbound": "in"},
                                     "flows": {"definitions": str(flows)}}).decode())
@@ -113,7 +113,8 @@ def test_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     written = yaml.load(out.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     assert written["asyncapi"] == "3.0.0"
     assert written["channels"]["outboundQueue"]["address"] == "dtn.outbound.t1"
-    assert set(written["components"]["schemas"]) == {"D0010002", "D0275001", "FileReceived"}
+    shipped = {path.stem for path in (REPO / "flow_definitions").glob("*.yaml")}
+    assert set(written["components"]["schemas"]) == shipped | {"D0010099", "FileReceived"}
     assert main(["asyncapi", "--config", str(config), "--out", str(out), "--check"]) == 0
     out.write_text(out.read_text().replace("dtn.outbound.t1", "dtn.outbound"))
     assert main(["asyncapi", "--config", str(config), "--out", str(out), "--check"]) == 1
