@@ -19,6 +19,7 @@ import structlog
 
 from bridge.adapters.encryption import FileCipher
 from bridge.adapters.ledger import Ledger
+from bridge.adapters.processes import ChildProcess
 from bridge.adapters.spool import MAX_NAME_BYTES, Spool
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import DefinitionSet
@@ -64,7 +65,8 @@ def bridge_config(tmp_path: Path) -> BridgeConfig:
 @pytest.fixture(params=["in-process", "worker", "2 workers"])
 def build(request: pytest.FixtureRequest, tmp_path: Path, definitions: DefinitionSet) -> Iterator[BuildStage]:
     if request.param != "in-process":
-        worker = BuildWorker(build_values(bridge_config(tmp_path), SIGNER), 2 if request.param == "2 workers" else 1)
+        worker = BuildWorker(build_values(bridge_config(tmp_path), SIGNER), 2 if request.param == "2 workers" else 1,
+                             spawn=ChildProcess)
         worker.start()
         yield worker
         worker.close()

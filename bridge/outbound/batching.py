@@ -21,9 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bridge.adapters.ledger import EventKey
 from bridge.outbound.check import BatchKey, VerifiedEvent
-from bridge.ports import Delivery
+from bridge.ports import Delivery, EventKey
 
 Kind = Literal["original", "batch", "incomplete"]
 

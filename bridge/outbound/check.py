@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 import structlog
 
-from bridge.adapters.ledger import EventKey
 from bridge.dtn.compiled import FlowDefinition
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader
@@ -40,6 +39,7 @@ from bridge.events.envelope import (
 )
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.interning import Interner
+from bridge.ports import EventKey
 from bridge.rules import Decision, EventRouter, RuleSet
 from bridge.signing import TrustStore
 

@@ -16,13 +16,12 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
-from bridge.adapters.ledger import EventKey
 from bridge.errors import BrokerError, BrokerUnavailable, EventError, StorageError, WorkerError
 from bridge.outbound.batching import Batcher, ReadyFile
 from bridge.outbound.check import Checked, EventRejected, ManifestNotice, Rejection, VerifiedEvent
 from bridge.outbound.stages import CheckStage
 from bridge.outbound.writer import OutboundWriter
-from bridge.ports import Backoff, Consumer, Delivery
+from bridge.ports import Backoff, Consumer, Delivery, EventKey
 from bridge.rules import Decision
 
 log = structlog.get_logger("dtn_bridge.outbound")

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.adapters.ledger import Ledger
+from bridge.adapters.spool import FolderOutbox
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
@@ -74,7 +75,8 @@ def test_hostile_envelopes_never_escape_break_or_block(cases: list[tuple[str, di
         folder = top / "outbound"
         folder.mkdir()
         with Ledger(top / "ledger.sqlite3") as ledger:
-            writer = OutboundWriter(DEFINITIONS, ledger, OutboundConfig(folder=folder, name_pattern=name_pattern))
+            writer = OutboundWriter(DEFINITIONS, ledger, OutboundConfig(folder=folder, name_pattern=name_pattern),
+                                    outbox=FolderOutbox(folder))
             for number, (base, overrides) in enumerate(cases):
                 hostile = (ORIGINAL if base == "original" else numbered_events(TEMPLATE, 1, start=900)[0]) | overrides
                 hostile["id"] = f"hostile-{number}"

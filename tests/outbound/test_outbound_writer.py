@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from bridge.adapters.ledger import Ledger, OutboundFileDraft
+from bridge.adapters.spool import FolderOutbox
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
@@ -42,7 +43,8 @@ SYNA = "urn:mpid:SYNA"
 
 @pytest.fixture
 def writer(definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig, clock: FakeClock) -> OutboundWriter:
-    return OutboundWriter(definitions, ledger, config, clock=clock)
+    return OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode),
+                          clock=clock)
 
 
 @pytest.fixture
@@ -152,7 +154,7 @@ class TestWrite:
         config = OutboundConfig(folder=out_dir, file_mode=0o600,
                                 name_pattern="{from_role}{from_participant}-{to_role}{to_participant}-{flow}-v{version}"
                                              "-{file_identifier}.dtn")
-        writer = OutboundWriter(definitions, ledger, config)
+        writer = OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode))
         record = writer.write(ready("batch", verified(checker, signer, numbered_events(template, 1))))
         assert record and record.path.name == "XSYNA-XSYNB-D0010-v002-0000000001.dtn"
         assert record.path.stat().st_mode & 0o777 == 0o600
