@@ -18,7 +18,7 @@ import structlog
 
 from bridge.errors import BrokerError, BrokerUnavailable, EventError, StorageError, WorkerError
 from bridge.outbound.batching import Batcher, ReadyFile
-from bridge.outbound.check import Checked, EventRejected, ManifestNotice, Rejection, VerifiedEvent
+from bridge.outbound.check import Checked, CheckedEvent, EventRejected, ManifestNotice, Rejection
 from bridge.outbound.stages import CheckStage
 from bridge.outbound.writer import OutboundWriter
 from bridge.ports import Backoff, Consumer, Delivery, EventKey
@@ -164,7 +164,7 @@ class OutboundLoop:
 
     def _written_among(self, answers: list[tuple[Delivery, Checked]]) -> set[EventKey]:
         return self.writer.written([checked.outcome.key for _delivery, checked in answers
-                                    if isinstance(checked.outcome, VerifiedEvent)])
+                                    if isinstance(checked.outcome, CheckedEvent)])
 
     def _switch_checks(self) -> None:
         if self._next_checks is None:  # the usual case, read without the lock: a reload is rare

@@ -1,4 +1,4 @@
-"""Stage 3: a ready group of verified events -> one durable DTN file in the outbound folder, exactly once.
+"""Stage 3: a ready group of checked events -> one durable DTN file in the outbound folder, exactly once.
 
 The protocol between the ledger and the filesystem (docs/outbound.md, "Exactly once"):
 
@@ -67,7 +67,7 @@ def dtn_timestamp(moment: datetime) -> str:
 
 
 class OutboundWriter:
-    """Writes the files that the DTN gateway sends, from verified events. One writer per outbound folder."""
+    """Writes the files that the DTN gateway sends, from checked events. One writer per outbound folder."""
 
     def __init__(self, definitions: DefinitionSet, ledger: OutboundLedger, config: OutboundConfig, *, outbox: Outbox,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),

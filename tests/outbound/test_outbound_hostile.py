@@ -19,7 +19,7 @@ from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import StorageError
-from bridge.outbound import EventRejected, MessageChecker, OutboundLoop, OutboundWriter, VerifiedEvent
+from bridge.outbound import CheckedEvent, EventRejected, MessageChecker, OutboundLoop, OutboundWriter
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin
 from tests.helpers import wait_until
@@ -60,7 +60,7 @@ def original(reader: FlowFileReader) -> list[dict[str, Any]]:
 def code_of(checker: MessageChecker, signer: Signer, event: dict[str, Any]) -> str | None:
     """The reject code of a signed event, or None when it passes."""
     try:
-        checker.verify(orjson.dumps(signer.sign(event)))
+        checker.check_or_raise(orjson.dumps(signer.sign(event)))
     except EventRejected as exc:
         return exc.code
     return None
@@ -202,13 +202,13 @@ class TestBodies:
         """`dtcto` twice: orjson reads the signed last one, a first-wins parser the other; refused, not guessed."""
         [event] = numbered_events(d0010_template(reader), 1)
         body = orjson.dumps(signer.sign(event))
-        assert isinstance(checker.verify(body), VerifiedEvent)
+        assert isinstance(checker.check_or_raise(body), CheckedEvent)
         hostile = b'{"dtcto":"EVIL",' + body[1:]
         with pytest.raises(EventRejected) as info:
-            checker.verify(hostile)
+            checker.check_or_raise(hostile)
         assert info.value.code == "json_ambiguous" and "'dtcto' appears twice" in str(info.value)
         spaced = body.replace(b'","', b'", "')  # not compact, but unambiguous: still accepted
-        assert isinstance(checker.verify(spaced), VerifiedEvent)
+        assert isinstance(checker.check_or_raise(spaced), CheckedEvent)
 
     @pytest.mark.parametrize("spaced", [False, True])
     def test_a_float_is_refused(self, checker: MessageChecker, signer: Signer, reader: FlowFileReader,
@@ -219,7 +219,7 @@ class TestBodies:
         if spaced:
             body = body.replace(b'","', b'", "')
         with pytest.raises(EventRejected) as info:
-            checker.verify(body)
+            checker.check_or_raise(body)
         assert info.value.code == "json_ambiguous" and "0.1" in str(info.value)
 
 
@@ -250,7 +250,7 @@ class TestProvenance:
         forged = _from(source.manifest, "EVIL")
         forged["data"] = forged["data"] | {"from_participant": "EVIL", "sha256": "0" * 64}
         for manifest in (source.manifest, forged):
-            writer.note_manifest(checker.verify(orjson.dumps(signer.sign(manifest))))  # type: ignore[arg-type]
+            writer.note_manifest(checker.check_or_raise(orjson.dumps(signer.sign(manifest))))  # type: ignore[arg-type]
         record = writer.write(ready("original", verified(checker, signer, source.events)))
         assert record is not None and ledger.outbound_file(record.id).manifest_match is True  # type: ignore[union-attr]
 

@@ -16,6 +16,7 @@ from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.inbound.flowfile import check_file
 from bridge.outbound import (
+    CheckedEvent,
     EventRejected,
     Held,
     ManifestNotice,
@@ -23,7 +24,6 @@ from bridge.outbound import (
     OutboundWriter,
     ReadyFile,
     Rejection,
-    VerifiedEvent,
 )
 from bridge.ports import Delivery
 from bridge.rules import parse_rules
@@ -57,16 +57,16 @@ def template(reader: FlowFileReader) -> dict[str, Any]:
     return source_file(EXAMPLES / "D0010002.txt", reader).events[0]
 
 
-def verified(checker: MessageChecker, signer: Signer, events: list[dict[str, Any]]) -> list[VerifiedEvent]:
+def verified(checker: MessageChecker, signer: Signer, events: list[dict[str, Any]]) -> list[CheckedEvent]:
     out = []
     for event in events:
-        item = checker.verify(orjson.dumps(signer.sign(event)))
-        assert isinstance(item, VerifiedEvent)
+        item = checker.check_or_raise(orjson.dumps(signer.sign(event)))
+        assert isinstance(item, CheckedEvent)
         out.append(item)
     return out
 
 
-def ready(kind: str, items: list[VerifiedEvent]) -> ReadyFile:
+def ready(kind: str, items: list[CheckedEvent]) -> ReadyFile:
     return ReadyFile(kind, tuple(Held(item, Delivery(b"", {}, None, "k", False, n), 0.0)
                                  for n, item in enumerate(items, 1)), "test")
 
@@ -74,7 +74,7 @@ def ready(kind: str, items: list[VerifiedEvent]) -> ReadyFile:
 class TestVerify:
     def code(self, checker: MessageChecker, body: bytes) -> str:
         with pytest.raises(EventRejected) as info:
-            checker.verify(body)
+            checker.check_or_raise(body)
         return info.value.code
 
     def test_codes(self, checker: MessageChecker, signer: Signer, template: dict[str, Any]) -> None:
@@ -102,7 +102,7 @@ class TestVerify:
 
     def test_manifest(self, checker: MessageChecker, signer: Signer, reader: FlowFileReader) -> None:
         source = source_file(EXAMPLES / "D0030001.txt", reader)
-        notice = checker.verify(orjson.dumps(signer.sign(source.manifest)))
+        notice = checker.check_or_raise(orjson.dumps(signer.sign(source.manifest)))
         assert isinstance(notice, ManifestNotice) and notice.first_event_id == source.events[0]["id"]
         broken = source.manifest | {"data": source.manifest["data"] | {"sha256": "xyz"}}
         assert self.code(checker, orjson.dumps(signer.sign(broken))) == "manifest_invalid"
@@ -122,7 +122,7 @@ class TestVerify:
         assert (blocked.outcome.code, blocked.decision.outcome, blocked.decision.participant) == \
             (blocked.decision.rule, "reject", "SYNB")
         plain = MessageChecker(definitions, trust).check(orjson.dumps(signer.sign(new_event(template, 1))))
-        assert isinstance(plain.outcome, VerifiedEvent) and plain.decision is None
+        assert isinstance(plain.outcome, CheckedEvent) and plain.decision is None
 
 
 class TestWrite:
@@ -183,10 +183,10 @@ class TestWrite:
         first = source_file(EXAMPLES / "D0030001.txt", reader)
         second = source_file(EXAMPLES / "D0036001.txt", reader)
         wrong = second.manifest | {"data": second.manifest["data"] | {"sha256": "0" * 64}}
-        assert writer.note_manifest(checker.verify(orjson.dumps(signer.sign(first.manifest)))) is None  # type: ignore[arg-type]
+        assert writer.note_manifest(checker.check_or_raise(orjson.dumps(signer.sign(first.manifest)))) is None  # type: ignore[arg-type]
         a = writer.write(ready("original", verified(checker, signer, first.events)))
         b = writer.write(ready("original", verified(checker, signer, second.events)))
-        assert writer.note_manifest(checker.verify(orjson.dumps(signer.sign(wrong)))) is False  # type: ignore[arg-type]
+        assert writer.note_manifest(checker.check_or_raise(orjson.dumps(signer.sign(wrong)))) is False  # type: ignore[arg-type]
         assert a and b
         assert ledger.outbound_file(a.id).manifest_match is True  # type: ignore[union-attr]
         assert ledger.outbound_file(b.id).manifest_match is False  # type: ignore[union-attr]
