@@ -20,6 +20,7 @@ from bridge.inbound import InboundPipeline
 from bridge.inbound.build import built_messages
 from bridge.inbound.loop import InboundLoop
 from bridge.ports import Backoff
+from bridge.rules import RuleSet
 from bridge.rules.parse import parse_rules
 from bridge.signing import Signer
 from tests.conftest import EXAMPLES
@@ -32,7 +33,7 @@ SIGNER = Signer.generate()
 class Rig:
     """An inbound loop on fakes: drop files with `drop`, run it with `running`."""
 
-    def __init__(self, tmp_path: Path, definitions: DefinitionSet, *, shadow: bool = False) -> None:
+    def __init__(self, tmp_path: Path, definitions: DefinitionSet, rules: RuleSet, *, shadow: bool = False) -> None:
         self.inbound = tmp_path / "inbound"
         self.inbound.mkdir()
         self.spool = FakeSpool(tmp_path / "spool")
@@ -41,7 +42,6 @@ class Rig:
         self.publisher = FakePublisher()
         self.statuses: list[dict[str, Any]] = []
         reader = FlowFileReader(definitions)
-        rules = parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
         pipeline = InboundPipeline(reader=reader, build=functools.partial(built_messages, reader=reader, rules=rules,
                                                                           sign=SIGNER.signed_json),
                                    sign=SIGNER.signed_json, publisher=self.publisher, ledger=self.ledger,
@@ -82,9 +82,14 @@ class _Running:
         assert not self.thread.is_alive()
 
 
+@pytest.fixture(scope="module")
+def rules(definitions: DefinitionSet) -> RuleSet:
+    return parse_rules(None, participant_id="SYNB", participant_role="X", definitions=definitions)
+
+
 @pytest.fixture
-def rig(tmp_path: Path, definitions: DefinitionSet) -> Iterator[Rig]:
-    yield Rig(tmp_path, definitions)
+def rig(tmp_path: Path, definitions: DefinitionSet, rules: RuleSet) -> Iterator[Rig]:
+    yield Rig(tmp_path, definitions, rules)
 
 
 def test_claims_a_crash_left_are_settled_first_in_claim_order(rig: Rig) -> None:
@@ -130,8 +135,9 @@ def test_a_defective_file_is_quarantined_with_its_report(rig: Rig) -> None:
     assert final.with_name(final.name + ".error.json").exists()
 
 
-def test_shadow_mode_copies_and_leaves_the_dropped_file(tmp_path: Path, definitions: DefinitionSet) -> None:
-    shadow = Rig(tmp_path, definitions, shadow=True)
+def test_shadow_mode_copies_and_leaves_the_dropped_file(tmp_path: Path, definitions: DefinitionSet,
+                                                        rules: RuleSet) -> None:
+    shadow = Rig(tmp_path, definitions, rules, shadow=True)
     path = shadow.drop("D0275001.txt")
     shadow.watcher.ready.append(path)
     with running(shadow):
