@@ -44,9 +44,12 @@ def bridge_config(tmp_path: Path) -> BridgeConfig:
 SIGNER = Signer.generate()
 
 
-@pytest.fixture
-def worker(tmp_path: Path) -> Iterator[BuildWorker]:
-    started = BuildWorker(build_values(bridge_config(tmp_path), SIGNER), spawn=ChildProcess)
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildWorker]:
+    """One build worker for the module, as the daemon keeps one for every file: each test leaves it serving (a
+    test that ends or kills its processes checks that the next file gets new ones), and its start, seconds on a
+    loaded machine, is paid once."""
+    started = BuildWorker(build_values(bridge_config(tmp_path_factory.mktemp("worker")), SIGNER), spawn=ChildProcess)
     started.start()
     yield started
     started.close()
