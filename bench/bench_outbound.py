@@ -24,8 +24,10 @@ import orjson
 import pika
 
 from bridge.adapters.ledger import Ledger
+from bridge.adapters.processes import ChildProcess
 from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
 from bridge.adapters.rabbitmq.topology import Topology
+from bridge.adapters.spool import FolderOutbox
 from bridge.config import BridgeConfig, OutboundConfig, load_config
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
@@ -99,10 +101,10 @@ def outbound_rate(bodies: list[bytes], jwks: dict[str, Any], batch_size: int, wo
         config = OutboundConfig(folder=folder, batch_size=batch_size, batch_seconds=5.0, prefetch=prefetch)
         ledger = Ledger(Path(tmp) / "ledger.sqlite3")
         definitions = load_definitions(REPO / "flow_definitions")
-        writer = OutboundWriter(definitions, ledger, config)
+        writer = OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode))
         checks: CheckStage
         if workers:
-            checks = CheckWorkers(check_values(bridge_config(Path(tmp), jwks)), workers)
+            checks = CheckWorkers(check_values(bridge_config(Path(tmp), jwks)), workers, spawn=ChildProcess)
             checks.start()
             checks.take(drain=True)
             time.sleep(1.5)  # the workers load definitions and keys

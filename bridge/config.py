@@ -199,9 +199,9 @@ class OutboundConfig:
     file_mode: int = setting(0o640, "permissions of written files", kind="mode")
     name_pattern: str = setting("{flow}{version}_{from_participant}_{file_identifier}.usr",
                                 "file name; placeholders: " + ", ".join(sorted(NAME_PATTERN_FIELDS)))
-    prefetch: int = setting(2000, "unacknowledged messages held; twice batch_size verifies the next file's events "
+    prefetch: int = setting(2000, "unacknowledged messages held; twice batch_size checks the next file's events "
                                   "while one is written", minimum=1)
-    workers: int = setting(2, "worker processes that verify and govern events (other cores); 0 = in the daemon",
+    workers: int = setting(2, "worker processes that check and govern events (other cores); 0 = in the daemon",
                            minimum=0, maximum=16)
     single_active_consumer: bool = setting(False, "declare the outbound queue with x-single-active-consumer: of the "
                                                   "daemons consuming it (a pair), one at a time gets messages; an "

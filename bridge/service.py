@@ -29,9 +29,10 @@ from bridge.adapters.ledger import Ledger
 from bridge.adapters.locks import HeldLock, try_hold
 from bridge.adapters.metrics import Metrics, MetricsServer, make_readiness
 from bridge.adapters.pair import SharedOutbound
+from bridge.adapters.processes import ChildProcess
 from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher, broker_endpoint_labels
 from bridge.adapters.rabbitmq.topology import Topology
-from bridge.adapters.spool import Spool, make_folders, write_atomic
+from bridge.adapters.spool import FolderOutbox, Spool, make_folders, write_atomic
 from bridge.adapters.systemd import Heartbeat, Notifier, watchdog_interval
 from bridge.adapters.tls import BrokerTlsOptions, broker_connection_options
 from bridge.adapters.watcher import DropWatcher
@@ -255,8 +256,7 @@ class Daemon:
         self.inbound = InboundLoop(pipeline, watcher, spool=self.spool, publisher=self.publisher,
                                    metrics=self.metrics, notifier=self.notifier, heartbeat=self.heartbeat,
                                    status=self.status.update, broker_labels=list(config.broker.redacted_urls),
-                                   shadow=config.inbound.shadow, processing=Path(config.spool.processing),
-                                   file_mode=config.spool.file_mode, reload=self.reload)
+                                   shadow=config.inbound.shadow, reload=self.reload)
         self.outbound_writer: OutboundWriter | None = None
         self.outbound: OutboundLoop | None = None
 
@@ -265,6 +265,7 @@ class Daemon:
         the ledger. Without signing.trust it consumes nothing: events wait in their queue (docs/outbound.md)."""
         config = self.config
         self.outbound_writer = OutboundWriter(self.definitions, self.ledger, config.outbound,
+                                             outbox=FolderOutbox(config.outbound.folder, config.outbound.file_mode),
                                              checks=config.checks.severities, shared=self._pair_state(config))
         topology = topology_for(config)
         assert topology.outbound_queue is not None
@@ -296,7 +297,7 @@ class Daemon:
         if trust is None:
             return None
         if config.outbound.workers:
-            return CheckWorkers(check_values(config), config.outbound.workers)  # started by the first message
+            return CheckWorkers(check_values(config), config.outbound.workers, spawn=ChildProcess)  # started lazily
         return InlineChecks(MessageChecker(self.definitions, trust, self.rules))
 
     def _chain(self, config: BridgeConfig, startup: Startup) -> tuple[InboundPipeline, DropWatcher]:
@@ -307,7 +308,7 @@ class Daemon:
         self.definitions, self.rules = definitions, rules
         build: BuildStage
         if config.inbound.workers:
-            worker = BuildWorker(build_values(config, signer), config.inbound.workers)
+            worker = BuildWorker(build_values(config, signer), config.inbound.workers, spawn=ChildProcess)
             worker.start()
             build = worker
         else:

@@ -19,6 +19,7 @@ import structlog
 
 from bridge.adapters.encryption import FileCipher
 from bridge.adapters.ledger import Ledger
+from bridge.adapters.processes import ChildProcess
 from bridge.adapters.spool import MAX_NAME_BYTES, Spool
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import DefinitionSet
@@ -61,10 +62,14 @@ def bridge_config(tmp_path: Path) -> BridgeConfig:
     return load_config(path)
 
 
-@pytest.fixture(params=["in-process", "worker", "2 workers"])
-def build(request: pytest.FixtureRequest, tmp_path: Path, definitions: DefinitionSet) -> Iterator[BuildStage]:
+@pytest.fixture(params=["in-process", "worker", "2 workers"], scope="module")
+def build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+          definitions: DefinitionSet) -> Iterator[BuildStage]:
+    """The build stage three ways; the worker processes serve every test of the module, as the daemon's serve
+    every file (their start is paid once per kind, not per test)."""
     if request.param != "in-process":
-        worker = BuildWorker(build_values(bridge_config(tmp_path), SIGNER), 2 if request.param == "2 workers" else 1)
+        config = bridge_config(tmp_path_factory.mktemp("build"))
+        worker = BuildWorker(build_values(config, SIGNER), 2 if request.param == "2 workers" else 1, spawn=ChildProcess)
         worker.start()
         yield worker
         worker.close()

@@ -47,6 +47,7 @@ class DefinitionSet(Mapping[str, FlowDefinition]):
 
     def __init__(self, definitions: Mapping[str, FlowDefinition | Path]) -> None:
         self._definitions: dict[str, FlowDefinition | Path] = dict(sorted(definitions.items()))
+        self._outlines: dict[str, FlowOutline] = {}  # read once: every rules parse (start, reload) asks for all
 
     def __getitem__(self, reference: str) -> FlowDefinition:
         entry = self._definitions[reference]
@@ -75,6 +76,12 @@ class DefinitionSet(Mapping[str, FlowDefinition]):
 
     def outline(self, reference: str) -> FlowOutline:
         """Name, number of groups and levels, routes: what listings and routing need, read without compiling."""
+        known = self._outlines.get(reference)
+        if known is None:
+            known = self._outlines[reference] = self._outline(reference)
+        return known
+
+    def _outline(self, reference: str) -> FlowOutline:
         entry = self._definitions[reference]
         if isinstance(entry, FlowDefinition):
             return FlowOutline(entry.name, len(entry.groups), max(group.level for group in entry.groups),

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import itertools
 import string
+from collections.abc import Iterable
 
 from bridge.dtn.formats import CONTROL
 
@@ -53,3 +55,12 @@ def plain_name_problem(name: str) -> str | None:
     if len(name.encode()) > MAX_FILE_NAME_BYTES:
         return f"is longer than {MAX_FILE_NAME_BYTES} bytes"
     return None
+
+
+def candidate_names(name: str) -> Iterable[str]:
+    """`name`, then `stem.1.ext`, `stem.2.ext`, ... (the extension stays last for tools that look at it)."""
+    yield name
+    dot = name.rfind(".")
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
+    for n in itertools.count(1):
+        yield f"{stem}.{n}{ext}"

@@ -8,8 +8,6 @@ The composition root (bridge/service.py) hands the loop its chain and adapters; 
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,16 +16,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from bridge.adapters.spool import Claim, stored_name, write_atomic
 from bridge.errors import BrokerError, BrokerUnavailable, StorageError, WorkerError
 from bridge.inbound.pipeline import FileOutcome, InboundPipeline
-from bridge.ports import Backoff, Publisher
+from bridge.ports import Backoff, Claim, Publisher, Spool, Watcher
 
 if TYPE_CHECKING:  # the adapters the composition root hands in; the loop never builds one
     from bridge.adapters.metrics import Metrics
-    from bridge.adapters.spool import Spool
     from bridge.adapters.systemd import Heartbeat, Notifier
-    from bridge.adapters.watcher import DropWatcher
 
 log = structlog.get_logger("dtn_bridge.inbound")
 
@@ -53,10 +48,10 @@ def _mtime(path: Path) -> float | None:
 class InboundLoop:
     """Watch -> claim -> settle, retrying through broker, storage and worker trouble until told to stop."""
 
-    def __init__(self, pipeline: InboundPipeline, watcher: DropWatcher, *, spool: Spool,
+    def __init__(self, pipeline: InboundPipeline, watcher: Watcher, *, spool: Spool,
                  publisher: ConnectedPublisher, metrics: Metrics, notifier: Notifier, heartbeat: Heartbeat,
-                 status: Callable[..., None], broker_labels: list[str], shadow: bool, processing: Path,
-                 file_mode: int, reload: Callable[[], object]) -> None:
+                 status: Callable[..., None], broker_labels: list[str], shadow: bool,
+                 reload: Callable[[], object]) -> None:
         self.pipeline = pipeline
         self.watcher = watcher
         self.spool = spool
@@ -67,12 +62,9 @@ class InboundLoop:
         self.status = status  # StatusBoard.update
         self.broker_labels = broker_labels  # the broker URLs without secrets, for the log
         self.shadow = shadow
-        self.processing = processing
-        self.file_mode = file_mode
         self._reload_now = reload
         self.backoff = Backoff()
         self.processed = 0
-        self._shadow_seen: dict[Path, tuple[int, int]] = {}
         self._arrivals: dict[Path, float | None] = {}  # claim -> when the file was dropped (latency histogram)
         self._next: Claim | None = None  # claimed (and being checked) while the file before it publishes
         self._reload = threading.Event()
@@ -151,27 +143,7 @@ class InboundLoop:
 
     def take(self, path: Path) -> Claim | None:
         """Claim a dropped file; in shadow mode, claim a copy and leave the gateway's file where it is."""
-        if not self.shadow:
-            return self.spool.claim(path)
-        try:  # never through a link, never blocking on a pipe swapped in after the watcher's check
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            log.warning("file_skipped", file=stored_name(path.name), reason=f"cannot be opened: {exc.strerror}")
-            return None
-        with open(fd, "rb") as source:
-            details = os.fstat(fd)
-            signature = (details.st_size, details.st_mtime_ns)
-            if self._shadow_seen.get(path) == signature:
-                return None  # seen already: the rescan finds files that stay in the folder
-            self._shadow_seen[path] = signature
-            if not stat.S_ISREG(details.st_mode) or details.st_nlink != 1:
-                log.warning("file_skipped", file=stored_name(path.name), reason="not a regular file of one link")
-                return None
-            target = self.processing / f"{time.time_ns():020d}-{os.getpid()}-{stored_name(path.name)}"
-            write_atomic(target, iter(lambda: source.read(1 << 20), b""), mode=self.file_mode)
-        return Claim.from_path(target)
+        return self.spool.claim_copy(path) if self.shadow else self.spool.claim(path)
 
     def settle(self, claim: Claim, stop: threading.Event) -> FileOutcome | None:
         """Process one claimed file, retrying through broker outages; None when stopped with the file claimed."""

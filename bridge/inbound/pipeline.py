@@ -22,8 +22,6 @@ from typing import Any, Literal
 
 import structlog
 
-from bridge.adapters.ledger import Ledger
-from bridge.adapters.spool import Claim, Spool, sha256_of
 from bridge.dtn.formats import DEFAULT_MAX_LINE_BYTES
 from bridge.dtn.model import Defect
 from bridge.dtn.reader import FileParse, FlowFileReader
@@ -32,7 +30,7 @@ from bridge.errors import FlowFileError, StorageError
 from bridge.events.manifest import build_manifest, manifest_routing_key
 from bridge.inbound.build import BuiltMessage
 from bridge.inbound.flowfile import check_file, file_events
-from bridge.ports import OutgoingMessage, Publisher, PublishResult
+from bridge.ports import Claim, InboundLedger, OutgoingMessage, Publisher, PublishResult, Spool
 from bridge.rules import Decision, FileFacts, RuleSet, decide_inbound_file, route_event
 from bridge.signing import canonicalize
 
@@ -56,9 +54,9 @@ class FileOutcome:
     rule: str | None = None  # why a file was quarantined: the first defect's rule, or the governance rule
 
 
-def _first_pass(path: Path, reader: FlowFileReader, max_line_bytes: int) -> tuple[str, FileParse]:
+def _first_pass(claim: Claim, spool: Spool, reader: FlowFileReader, max_line_bytes: int) -> tuple[str, FileParse]:
     """The file's SHA-256, then its first pass (in this order, as `InboundPipeline.process` takes them)."""
-    return sha256_of(path), check_file(path, reader, max_line_bytes)
+    return spool.sha256(claim), check_file(claim.path, reader, max_line_bytes)
 
 
 def defect_report(claim: Claim, sha256: str, size: int, checked: FileParse | None, reason: str,
@@ -87,7 +85,7 @@ class InboundPipeline:
     """Processes one claimed file to its end: archived with its events confirmed, or quarantined with a report."""
 
     def __init__(self, *, reader: FlowFileReader, build: BuildStage, sign: Callable[[bytes], bytes],
-                 publisher: Publisher, ledger: Ledger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
+                 publisher: Publisher, ledger: InboundLedger, spool: Spool, rules: RuleSet, duplicates: str = "skip",
                  max_file_bytes: int = 1 << 30, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, shadow: bool = False,
                  on_decision: Callable[[Decision, int], None] = lambda _decision, _count: None,
                  on_published: Callable[[PublishResult], None] = lambda _result: None,
@@ -123,7 +121,7 @@ class InboundPipeline:
             return  # gone or not statable: `process` says so, where errors count
         if self._checker is None:
             self._checker = ThreadPoolExecutor(1, thread_name_prefix="check-ahead")
-        self._ahead = (claim.path, self._checker.submit(_first_pass, claim.path, self.reader,
+        self._ahead = (claim.path, self._checker.submit(_first_pass, claim, self.spool, self.reader,
                                                           self.max_line_bytes))
 
     def close(self) -> None:
@@ -154,7 +152,7 @@ class InboundPipeline:
             if unsafe is not None:
                 return self._set_aside(claim, unsafe, record.id if record else None)
         size = claim.path.stat().st_size
-        sha256 = sha256_of(claim.path)
+        sha256 = self.spool.sha256(claim)
         checked_ahead = self._checked_ahead(claim, sha256)
         ledger_id = record.id if record else self.ledger.record_claimed(sha256, claim.original_name,
                                                                          str(claim.path), size)

@@ -24,7 +24,6 @@ from typing import Any
 
 import structlog
 
-from bridge.adapters.processes import ChildProcess
 from bridge.dtn.checks import Severity
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
@@ -32,6 +31,7 @@ from bridge.dtn.valid import ValidFile
 from bridge.errors import FlowFileError
 from bridge.inbound.build import BuiltMessage, built_messages
 from bridge.inbound.flowfile import SHARE_INSTANCES
+from bridge.ports import SpawnWorker
 from bridge.rules import EventDecision, RulesDocument
 from bridge.signing import Signer
 from bridge.signing.keys import load_private_key_pem
@@ -58,8 +58,9 @@ class BuildWorker:
     reads the whole file, builds only its own), and the runs are taken from them in turn: the messages come in file
     order, and the processes work side by side, each a run or two ahead in its pipe."""
 
-    def __init__(self, values: BuildValues, processes: int = 1) -> None:
-        self._children = [ChildProcess("build", "bridge.inbound.workers:serve", values, values.log)
+    def __init__(self, values: BuildValues, processes: int = 1, *, spawn: SpawnWorker) -> None:
+        """`spawn` makes the processes (the composition root's bridge.adapters.processes.ChildProcess)."""
+        self._children = [spawn("build", "bridge.inbound.workers:serve", values, values.log)
                           for _ in range(max(1, processes))]
         self._jobs = 0  # files handed out so far
         self._busy = False  # a worker may still be sending a file's messages

@@ -22,12 +22,12 @@ from bridge.outbound.check import (
     UNKNOWN_FLOW,
     BatchKey,
     Checked,
+    CheckedEvent,
     EventRejected,
     ManifestNotice,
     MessageChecker,
     Origin,
     Rejection,
-    VerifiedEvent,
     origin_key,
 )
 from bridge.outbound.loop import INCOMPLETE_FILE, OutboundLoop
@@ -49,6 +49,7 @@ __all__ = [
     "Batcher",
     "CheckStage",
     "Checked",
+    "CheckedEvent",
     "EventRejected",
     "Held",
     "InlineChecks",
@@ -60,7 +61,6 @@ __all__ = [
     "ReadyFile",
     "Recovery",
     "Rejection",
-    "VerifiedEvent",
     "dtn_timestamp",
     "origin_key",
 ]

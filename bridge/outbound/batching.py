@@ -21,18 +21,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bridge.adapters.ledger import EventKey
-from bridge.outbound.check import BatchKey, VerifiedEvent
-from bridge.ports import Delivery
+from bridge.outbound.check import BatchKey, CheckedEvent
+from bridge.ports import Delivery, EventKey
 
 Kind = Literal["original", "batch", "incomplete"]
 
 
 @dataclass(slots=True)
 class Held:
-    """A verified event and its delivery, not yet acked."""
+    """A checked event and its delivery, not yet acked."""
 
-    event: VerifiedEvent
+    event: CheckedEvent
     delivery: Delivery
     arrived: float  # monotonic seconds
 
@@ -75,7 +74,7 @@ class Batcher:
         """The held event with this (source, id): a second delivery of it needs no place of its own."""
         return self._by_key.get(key)
 
-    def add(self, event: VerifiedEvent, delivery: Delivery, now: float) -> list[ReadyFile]:
+    def add(self, event: CheckedEvent, delivery: Delivery, now: float) -> list[ReadyFile]:
         """Hold a new event; returns what became ready (a completed source file, a full batch)."""
         held = Held(event, delivery, now)
         self._by_key[event.key] = held

@@ -1,11 +1,11 @@
-"""Stage 1 of the outbound direction: message bytes -> a verified event (or a manifest), or a typed rejection.
+"""Stage 1 of the outbound direction: message bytes -> a checked event (or a manifest), or a typed rejection.
 
 Nothing reaches a file without passing, in this order: JSON object -> signature (trust store) -> known flow ->
 data fits the flow definition -> envelope attributes usable in a file header -> governance. The order is
 cheap-and-safe first: an unsigned or untrusted message is not even looked at further. Each failure is one stable
 machine code plus words for people; the loop dead-letters the message with both.
 
-A verified event keeps only what batching and writing need, as plain values (its flow instance as DTN records,
+A checked event keeps only what batching and writing need, as plain values (its flow instance as DTN records,
 its keys, its source file's header), so the stage runs the same in the daemon or in a worker process that sends
 its answers through a pipe (bridge/outbound/workers.py).
 """
@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 import structlog
 
-from bridge.adapters.ledger import EventKey
 from bridge.dtn.compiled import FlowDefinition
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader
@@ -41,6 +40,7 @@ from bridge.events.envelope import (
 )
 from bridge.events.manifest import MANIFEST_SCHEMA, MANIFEST_TYPES
 from bridge.interning import Interner
+from bridge.ports import EventKey
 from bridge.rules import Decision, EventRouter, RuleSet
 from bridge.signing import TrustStore
 
@@ -104,7 +104,7 @@ class Origin(_Portable):
 
 
 @dataclass(frozen=True, slots=True)
-class VerifiedEvent(_Portable):
+class CheckedEvent(_Portable):
     """An event that passed every check, with what batching and writing need already worked out."""
 
     id: str
@@ -122,7 +122,7 @@ class VerifiedEvent(_Portable):
 
 @dataclass(frozen=True, slots=True)
 class ManifestNotice(_Portable):
-    """A verified `uk.dtc.file.received` manifest: the SHA-256 its source file must reproduce to."""
+    """A checked `uk.dtc.file.received` manifest: the SHA-256 its source file must reproduce to."""
 
     id: str
     source: str  # the sender's source: the manifest describes the sender's own first event only
@@ -152,12 +152,12 @@ class Rejection(_Portable):
 class Checked(_Portable):
     """Stage 1's answer for one message, and the governance decision on it when governance saw it (for the metrics)."""
 
-    outcome: VerifiedEvent | ManifestNotice | Rejection
+    outcome: CheckedEvent | ManifestNotice | Rejection
     decision: Decision | None = None
 
 
 class MessageChecker:
-    """Verifies message bodies against the trust store, the flow definitions and the governance rules (thread-safe;
+    """Checks message bodies against the trust store, the flow definitions and the governance rules (thread-safe;
     it keeps nothing but shared copies of equal values). `check` answers with a value, never an exception, so that it
     can answer from a worker process."""
 
@@ -168,14 +168,14 @@ class MessageChecker:
         self._share = Interner()  # equal keys, headers and decisions as one object each
 
     def check(self, body: bytes) -> Checked:
-        """Verify and govern one message body."""
+        """Check and govern one message body."""
         try:
-            item, event = self._verify(body)
+            item, event = self._check_body(body)
         except EventRejected as exc:
             return Checked(Rejection(exc.code, str(exc)))
         except Exception as exc:  # a defect must not turn one message into a poison pill that stops the queue
-            log.exception("outbound_verify_failed")
-            return Checked(Rejection(INTERNAL_ERROR, f"verification failed: {type(exc).__name__}: {exc}"))
+            log.exception("outbound_check_failed")
+            return Checked(Rejection(INTERNAL_ERROR, f"the check failed: {type(exc).__name__}: {exc}"))
         if self._route is None or isinstance(item, ManifestNotice):
             return Checked(item)
         decision = self._share(replace(self._route(event), outputs=()))
@@ -183,11 +183,11 @@ class MessageChecker:
             return Checked(Rejection(decision.rule, f"governance rule {decision.rule}: {decision.reason}"), decision)
         return Checked(item, decision)
 
-    def verify(self, body: bytes) -> VerifiedEvent | ManifestNotice:
-        """Verify one message body (no governance); raise EventRejected with the reason."""
-        return self._verify(body)[0]
+    def check_or_raise(self, body: bytes) -> CheckedEvent | ManifestNotice:
+        """Check one message body (no governance); raise EventRejected with the reason."""
+        return self._check_body(body)[0]
 
-    def _verify(self, body: bytes) -> tuple[VerifiedEvent | ManifestNotice, Event]:
+    def _check_body(self, body: bytes) -> tuple[CheckedEvent | ManifestNotice, Event]:
         event = _parse(body)
         try:
             self.trust.verify(event, from_json=True)
@@ -215,8 +215,8 @@ class MessageChecker:
                 raise
             batch_key = None  # reproducible within its source file only
         source = event["source"]  # a participant source: both the batch key and the origin's header checked it
-        verified = VerifiedEvent(event_id, source, definition.reference, instance_records(root), batch_key, origin)
-        return verified, event
+        checked = CheckedEvent(event_id, source, definition.reference, instance_records(root), batch_key, origin)
+        return checked, event
 
 
 def _parse(body: bytes) -> Event:

@@ -16,13 +16,12 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
-from bridge.adapters.ledger import EventKey
 from bridge.errors import BrokerError, BrokerUnavailable, EventError, StorageError, WorkerError
 from bridge.outbound.batching import Batcher, ReadyFile
-from bridge.outbound.check import Checked, EventRejected, ManifestNotice, Rejection, VerifiedEvent
+from bridge.outbound.check import Checked, CheckedEvent, EventRejected, ManifestNotice, Rejection
 from bridge.outbound.stages import CheckStage
 from bridge.outbound.writer import OutboundWriter
-from bridge.ports import Backoff, Consumer, Delivery
+from bridge.ports import Backoff, Consumer, Delivery, EventKey
 from bridge.rules import Decision
 
 log = structlog.get_logger("dtn_bridge.outbound")
@@ -166,7 +165,7 @@ class OutboundLoop:
     def _written_among(self, answers: list[tuple[Delivery, Checked]]) -> set[EventKey]:
         # A redelivered event may have been written by the other daemon of a pair before it died: `refresh`.
         events = [(delivery, checked.outcome) for delivery, checked in answers
-                  if isinstance(checked.outcome, VerifiedEvent)]
+                  if isinstance(checked.outcome, CheckedEvent)]
         return self.writer.written([event.key for _delivery, event in events],
                                    refresh=any(delivery.redelivered for delivery, _event in events))
 

@@ -1,8 +1,8 @@
 """Where stage 1 runs: the loop hands each delivery to a check stage and takes the answers back in delivery order.
 
 Two stages share one small interface: `InlineChecks` checks in the loop's own thread; the worker processes of
-bridge/outbound/workers.py (`CheckWorkers`) check on the other cores, since verification, not the broker or the
-disk, is what an outbound event costs most.
+bridge/outbound/workers.py (`CheckWorkers`) check on the other cores, since the check (its signature verification
+above all), not the broker or the disk, is what an outbound event costs most.
 """
 
 from __future__ import annotations

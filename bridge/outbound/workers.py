@@ -16,11 +16,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bridge.adapters.processes import ChildProcess
 from bridge.dtn.definitions import load_definitions
 from bridge.errors import WorkerError
 from bridge.outbound.check import Checked, MessageChecker
-from bridge.ports import Delivery
+from bridge.ports import Delivery, SpawnWorker, WorkerProcess
 from bridge.rules import RulesDocument
 from bridge.signing import TrustStore
 
@@ -46,13 +45,14 @@ class CheckWorkers:
     the order they were sent gives the answers in delivery order. A worker reads its pipe on a thread of its own,
     so the daemon's sends never wait on a worker that is itself waiting for the daemon to read."""
 
-    def __init__(self, values: CheckValues, processes: int) -> None:
-        self._children = [ChildProcess("check", "bridge.outbound.workers:serve", values, values.log)
+    def __init__(self, values: CheckValues, processes: int, *, spawn: SpawnWorker) -> None:
+        """`spawn` makes the processes (the composition root's bridge.adapters.processes.ChildProcess)."""
+        self._children = [spawn("check", "bridge.outbound.workers:serve", values, values.log)
                           for _ in range(max(1, processes))]
         self._started = False  # started by the first message unless `start` came first: no outbound, no memory
         self._next = 0
         self._buffer: list[Delivery] = []
-        self._sent: deque[tuple[ChildProcess, list[Delivery]]] = deque()  # batches out, oldest first
+        self._sent: deque[tuple[WorkerProcess, list[Delivery]]] = deque()  # batches out, oldest first
         self._pending = 0
         self._look = False  # a batch went out since answers were last looked for
 

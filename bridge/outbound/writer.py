@@ -1,4 +1,4 @@
-"""Stage 3: a ready group of verified events -> one durable DTN file in the outbound folder, exactly once.
+"""Stage 3: a ready group of checked events -> one durable DTN file in the outbound folder, exactly once.
 
 The protocol between the ledger and the filesystem (docs/outbound.md, "Exactly once"):
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -33,18 +32,16 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from bridge.adapters.ledger import EventKey, Ledger, OutboundFileDraft, OutboundFileRecord
-from bridge.adapters.spool import candidate_names, fsync_folder, link_no_overwrite, sha256_of
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.model import FileHeader
-from bridge.dtn.names import plain_name_problem
+from bridge.dtn.names import candidate_names, plain_name_problem
 from bridge.dtn.reader import FlowFileReader
 from bridge.dtn.writer import FlowFileWriter
 from bridge.errors import EventError, StorageError
 from bridge.outbound.batching import Held, ReadyFile
 from bridge.outbound.check import EventRejected, ManifestNotice
-from bridge.ports import PairSession, PairState
+from bridge.ports import EventKey, OutboundFileDraft, OutboundFileRecord, OutboundLedger, Outbox, PairSession, PairState
 
 log = structlog.get_logger("dtn_bridge.outbound")
 FILE_INVALID = "file_invalid"
@@ -75,19 +72,21 @@ def dtn_timestamp(moment: datetime) -> str:
 
 
 class OutboundWriter:
-    """Writes the files that the DTN gateway sends, from verified events. One writer per outbound folder."""
+    """Writes the files that the DTN gateway sends, from checked events. One writer per outbound folder."""
 
-    def __init__(self, definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig, *,
+    def __init__(self, definitions: DefinitionSet, ledger: OutboundLedger, config: OutboundConfig, *, outbox: Outbox,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  checks: Mapping[str, str] | None = None, shared: PairState | None = None) -> None:
-        """`checks`: the severities of the named checks, as for inbound files (`checks:` in the config); `shared`:
-        the state shared with the other daemon of a pair (None: this daemon writes alone)."""
+        """`outbox`: the outbound folder (`config.folder`) the files go to; `checks`: the severities of the named
+        checks, as for inbound files (`checks:` in the config); `shared`: the state shared with the other daemon of
+        a pair (None: this daemon writes alone)."""
         self.shared = shared
         self._session: PairSession | None = None
         self._raised: dict[str, int] = {}  # the pair's identifiers this daemon's ledger is known to be at
         self.ledger = ledger
         self.config = config
-        self.folder = Path(config.folder)
+        self.outbox = outbox
+        self.folder = outbox.folder
         self.clock = clock
         self._reader = FlowFileReader(definitions, checks=checks)
 
@@ -133,7 +132,7 @@ class OutboundWriter:
             finished += done
             rolled_back += not done
         if finished or rolled_back:
-            fsync_folder(self.folder)
+            self.outbox.sync()
         return Recovery(finished, rolled_back)
 
     def _settle(self, record: OutboundFileRecord) -> bool:
@@ -141,8 +140,8 @@ class OutboundWriter:
         for path in (record.path, record.tmp_path):
             if path.parent != self.folder:
                 raise StorageError(f"the recorded name {str(path)[:80]!r} is not a name in {self.folder}")
-        done = _sha256_of(record.path) == record.sha256
-        _unlink(record.tmp_path)
+        done = self.outbox.sha256(record.path) == record.sha256
+        self.outbox.remove(record.tmp_path)
         if done:
             self.ledger.finish_outbound_file(record.id)
         else:
@@ -262,7 +261,7 @@ class OutboundWriter:
         digest = hashlib.sha256(rendered.data).hexdigest()
         for name in candidate_names(self.file_name(header)):
             path = self.folder / name
-            if os.path.lexists(path):
+            if self.outbox.taken(path):
                 continue
             tmp = self.folder / f".{name}.{secrets.token_hex(6)}.tmp"
             draft = OutboundFileDraft(
@@ -310,11 +309,11 @@ class OutboundWriter:
         """
         linked = False
         try:
-            _write_synced(tmp, data, self.config.file_mode)
-            linked = link_no_overwrite(tmp, path)  # never replaces a file; False if the name is taken
-            _unlink(tmp)
+            self.outbox.write_synced(tmp, data)
+            linked = self.outbox.link(tmp, path)  # never replaces a file; False if the name is taken
+            self.outbox.remove(tmp)
             if linked:
-                fsync_folder(self.folder)
+                self.outbox.sync()
         except BaseException:
             if not linked:
                 self._give_up(file_id, tmp)
@@ -327,7 +326,7 @@ class OutboundWriter:
         """Roll back a file that never reached its final name: its events may be written again. Removing its
         temporary file is best effort (recovery and the gateway ignore hidden names); the rollback is not."""
         try:
-            _unlink(tmp)
+            self.outbox.remove(tmp)
         except (StorageError, ValueError) as exc:
             log.warning("outbound_tmp_left", path=repr(str(tmp)), error=str(exc))
         finally:
@@ -359,42 +358,3 @@ class OutboundWriter:
             log.warning("outbound_manifest_checked", match=False, path=str(record.path), expected=expected,
                         written=record.sha256)
         return match
-
-
-# ------------------------------------------------------------------------------------------------- filesystem
-
-
-def _write_synced(path: Path, data: bytes, mode: int) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
-        raise StorageError(f"cannot create {path!r}: {getattr(exc, 'strerror', None) or exc}") from exc
-    try:
-        os.fchmod(fd, mode)  # the open mode is masked by the umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise StorageError(f"cannot remove {path}: {exc.strerror or exc}") from exc
-
-
-def _sha256_of(path: Path) -> str | None:
-    """The file's SHA-256, or None when it is not there."""
-    try:
-        return sha256_of(path)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from bridge.signing.keys import write_private_key
 from tests.conftest import EXAMPLES, Admin
 from tests.e2e.conftest import Bridge, write_config
 from tests.e2e.test_inbound_daemon import corpus, expected_ids
+from tests.helpers import wait_until
 from tests.rabbit_nodes import LocalNode
 
 BASE = Path(tempfile.gettempdir()) / "dtn-bridge-cluster"
@@ -104,9 +104,7 @@ def test_stopping_the_connected_node_loses_nothing(cluster: list[LocalNode], rea
         assert connected_nodes(cluster, "dtn-bridge") == {NAMES[0]}  # the first URL
         for path in files:
             bridge.drop(path)
-        deadline = time.monotonic() + 60
-        while not bridge.archived() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: bridge.archived(), 60, "no file was archived through node 1", interval=0.02)
         assert len(bridge.archived()) < len(files), "node 1 must stop while files are still flowing"
         cluster[0].ctl("stop_app", timeout=60)
         try:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from bridge.dtn.reader import FlowFileReader
 from tests.e2e.conftest import Bridge, held_or_queued
 from tests.e2e.test_inbound_daemon import corpus, expected_ids, split
+from tests.helpers import wait_until
 
 
 def close_all_connections() -> None:
@@ -41,19 +41,21 @@ def test_server_side_closes_during_publish_and_during_consume(make_bridge: Any, 
         bridge.wait_running(process)
         for path in files:
             bridge.drop(path)
+        wait_until(lambda: bridge.archived(), 60, "no file was archived", interval=0.02)  # files are flowing
         drops = 0
-        deadline = time.monotonic() + 60
         # A close that lands between two files (the publisher idle) is mended by the next publish without a retry:
         # close again, while files are still flowing, until one has cut a publish short.
-        while (drops < 3 or not log_events(bridge, "file_retry")) and drops < 8 and time.monotonic() < deadline:
-            archived = len(bridge.archived())
+        while (drops < 3 or not log_events(bridge, "file_retry")) and drops < 8:
+            archived, connects = len(bridge.archived()), log_events(bridge, "broker_connected")
             if archived >= len(files):
                 break
-            if archived:
-                close_all_connections()
-                drops += 1
-                time.sleep(0.4)
-            time.sleep(0.02)
+            close_all_connections()
+            drops += 1
+            # The next close once the daemon reconnected (after a cut publish) or settled another file (after an
+            # idle close), not after a fixed pause: each close then lands on a daemon that is publishing again.
+            wait_until(lambda before=archived, connected=connects: len(bridge.archived()) > before
+                       or log_events(bridge, "broker_connected") > connected,
+                       30, "after a close the daemon neither reconnected nor settled a file")
         assert drops >= 2 and log_events(bridge, "file_retry"), \
             f"the connections must be closed while files are still being published ({drops} closes, none did)"
         bridge.admin.reconnect()
@@ -67,14 +69,15 @@ def test_server_side_closes_during_publish_and_during_consume(make_bridge: Any, 
 
         bridge.capture = routable  # now send every event back to outbound.#, and close connections while it writes
         routed = bridge.route_back()
-        deadline = time.monotonic() + 60
         consume_drops = 0
-        while consume_drops < 2 and time.monotonic() < deadline:
-            if len(bridge.outbound_files()) < len(files):
-                close_all_connections()
-                consume_drops += 1
-                time.sleep(1.0)
-            time.sleep(0.05)
+        while consume_drops < 2 and len(bridge.outbound_files()) < len(files):
+            resumed = log_events(bridge, "outbound_resumed")
+            close_all_connections()
+            consume_drops += 1
+            # the next close once the outbound loop is consuming again (was: a fixed second)
+            wait_until(lambda before=resumed: log_events(bridge, "outbound_resumed") > before
+                       or len(bridge.outbound_files()) >= len(files), 60,
+                       "after a close the outbound loop neither resumed nor wrote every file")
         bridge.admin.reconnect()
         bridge.stop_when_written(process, len(files), timeout=120)
     finally:
@@ -89,9 +92,8 @@ def test_server_side_closes_during_publish_and_during_consume(make_bridge: Any, 
     left = held_or_queued(outbound_queue)
     again = bridge.start_process()
     bridge.wait_running(again)
-    deadline = time.monotonic() + 60
-    while held_or_queued(outbound_queue) and time.monotonic() < deadline:  # acked, not only taken
-        time.sleep(0.5)
+    wait_until(lambda: not held_or_queued(outbound_queue), 60, "the restarted daemon left deliveries unacked",
+               interval=0.5)  # acked, not only taken
     again.send_signal(signal.SIGTERM)
     assert again.wait(30) == 0
     bridge.assert_reproduced(files)

@@ -16,12 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.adapters.ledger import Ledger
+from bridge.adapters.spool import FolderOutbox
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import load_definitions
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import EventError
 from bridge.inbound.flowfile import check_file
-from bridge.outbound import EventRejected, MessageChecker, OutboundWriter, Rejection, VerifiedEvent
+from bridge.outbound import CheckedEvent, EventRejected, MessageChecker, OutboundWriter, Rejection
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, REPO
 from tests.outbound.outbound_helpers import numbered_events, source_file
@@ -47,7 +48,7 @@ HOSTILE = st.tuples(st.sampled_from(["original", "new"]),
                     st.dictionaries(st.sampled_from(ATTRIBUTES), VALUES, min_size=1, max_size=4))
 
 
-def _settle(writer: OutboundWriter, item: VerifiedEvent) -> None:
+def _settle(writer: OutboundWriter, item: CheckedEvent) -> None:
     """What the loop does with one verified event alone: its source file when it is whole, else a new file; an
     original the writer refuses goes to a batch, as `Batcher.divert` sends it."""
     if item.origin is not None and item.origin.flow_count == 1:
@@ -74,18 +75,19 @@ def test_hostile_envelopes_never_escape_break_or_block(cases: list[tuple[str, di
         folder = top / "outbound"
         folder.mkdir()
         with Ledger(top / "ledger.sqlite3") as ledger:
-            writer = OutboundWriter(DEFINITIONS, ledger, OutboundConfig(folder=folder, name_pattern=name_pattern))
+            writer = OutboundWriter(DEFINITIONS, ledger, OutboundConfig(folder=folder, name_pattern=name_pattern),
+                                    outbox=FolderOutbox(folder))
             for number, (base, overrides) in enumerate(cases):
                 hostile = (ORIGINAL if base == "original" else numbered_events(TEMPLATE, 1, start=900)[0]) | overrides
                 hostile["id"] = f"hostile-{number}"
                 checked = CHECKER.check(orjson.dumps(SIGNER.sign(hostile)))  # never raises: a value
-                if isinstance(checked.outcome, VerifiedEvent):
+                if isinstance(checked.outcome, CheckedEvent):
                     _settle(writer, checked.outcome)
                 else:
                     assert isinstance(checked.outcome, Rejection)
                 [honest] = numbered_events(TEMPLATE, 1, start=number)
                 item = CHECKER.check(orjson.dumps(SIGNER.sign(honest))).outcome
-                assert isinstance(item, VerifiedEvent)
+                assert isinstance(item, CheckedEvent)
                 assert writer.write(ready("batch", [item])) is not None, "the honest event behind was not written"
             writer.recover()  # nothing left pending, and nothing it cannot settle
             assert ledger.pending_outbound_files() == []

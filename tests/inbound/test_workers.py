@@ -14,6 +14,7 @@ from unittest import mock
 import orjson
 import pytest
 
+from bridge.adapters.processes import ChildProcess
 from bridge.adapters.spool import sha256_of
 from bridge.config import BridgeConfig, load_config
 from bridge.dtn.definitions import DefinitionSet
@@ -43,9 +44,12 @@ def bridge_config(tmp_path: Path) -> BridgeConfig:
 SIGNER = Signer.generate()
 
 
-@pytest.fixture
-def worker(tmp_path: Path) -> Iterator[BuildWorker]:
-    started = BuildWorker(build_values(bridge_config(tmp_path), SIGNER))
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildWorker]:
+    """One build worker for the module, as the daemon keeps one for every file: each test leaves it serving (a
+    test that ends or kills its processes checks that the next file gets new ones), and its start, seconds on a
+    loaded machine, is paid once."""
+    started = BuildWorker(build_values(bridge_config(tmp_path_factory.mktemp("worker")), SIGNER), spawn=ChildProcess)
     started.start()
     yield started
     started.close()
@@ -136,13 +140,14 @@ def test_the_worker_ends_with_the_daemon(tmp_path: Path, role: str) -> None:
     by a thread of its own) reads the end of its pipe and exits, leaving no orphan."""
     config = bridge_config(tmp_path)
     (tmp_path / "trust.jwks.json").write_text(json.dumps(Signer.generate().public_jwks()))
-    started = ("BuildWorker(build_values(config, Signer.generate()))" if role == "build"
+    started = ("BuildWorker(build_values(config, Signer.generate()), spawn=ChildProcess)" if role == "build"
                else f"CheckWorkers(check_values(replace(config, signing=SigningConfig(trust=Path({str(tmp_path)!r}) / "
-                    "'trust.jwks.json'))), 1)")
+                    "'trust.jwks.json'))), 1, spawn=ChildProcess)")
     script = (
         "import sys, time\n"
         "from dataclasses import replace\n"
         "from pathlib import Path\n"
+        "from bridge.adapters.processes import ChildProcess\n"
         "from bridge.inbound.workers import BuildWorker\n"
         "from bridge.outbound.workers import CheckWorkers\n"
         "from bridge.service import build_values, check_values\n"

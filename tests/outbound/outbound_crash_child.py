@@ -18,10 +18,10 @@ import orjson
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import RabbitConsumer
 from bridge.adapters.rabbitmq.topology import Topology
+from bridge.adapters.spool import FolderOutbox
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import load_definitions
 from bridge.outbound import InlineChecks, MessageChecker, OutboundLoop, OutboundWriter
-from bridge.outbound import writer as writer_module
 from bridge.signing import TrustStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,19 +38,20 @@ def arm(crash: str, writer: OutboundWriter, after_files: int) -> None:
     def due() -> bool:
         return done[0] >= after_files
 
+    outbox = writer.outbox
     if crash == "mid_write":
-        original_write = writer_module._write_synced
+        original_write = outbox.write_synced
 
-        def write(path: Path, data: bytes, mode: int) -> None:
+        def write(path: Path, data: bytes) -> None:
             if due():
                 with open(path, "wb") as stream:
                     stream.write(data[: len(data) // 2])
                 die()
-            original_write(path, data, mode)
+            original_write(path, data)
 
-        writer_module._write_synced = write  # type: ignore[assignment]
+        outbox.write_synced = write  # type: ignore[method-assign]
     elif crash == "after_link":
-        original_link = writer_module.link_no_overwrite
+        original_link = outbox.link
 
         def link(tmp: Path, path: Path) -> bool:
             linked = original_link(tmp, path)
@@ -58,7 +59,7 @@ def arm(crash: str, writer: OutboundWriter, after_files: int) -> None:
                 die()
             return linked
 
-        writer_module.link_no_overwrite = link  # type: ignore[assignment]
+        outbox.link = link  # type: ignore[method-assign]
     finish = writer.ledger.finish_outbound_file
 
     def finish_then(file_id: int) -> None:
@@ -77,7 +78,7 @@ def main(state_path: str) -> None:
                             batch_seconds=state["batch_seconds"], prefetch=state["prefetch"])
     ledger = Ledger(Path(state["ledger"]))
     definitions = load_definitions(REPO / "flow_definitions")
-    writer = OutboundWriter(definitions, ledger, config)
+    writer = OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder))
     checks = InlineChecks(MessageChecker(definitions, TrustStore.from_jwks(state["jwks"])))
     if state.get("crash"):
         arm(state["crash"], writer, state.get("after_files", 0))

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bridge.adapters.processes import ChildProcess
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import WorkerError
@@ -31,7 +32,7 @@ def signer() -> Signer:
 
 @pytest.fixture
 def workers(tmp_path: Path, signer: Signer) -> Iterator[CheckWorkers]:
-    started = CheckWorkers(check_values(check_config(tmp_path, signer)), processes=2)
+    started = CheckWorkers(check_values(check_config(tmp_path, signer)), processes=2, spawn=ChildProcess)
     started.start()
     yield started
     started.close()
@@ -92,7 +93,7 @@ def test_a_dead_worker_is_an_error_then_replaced(workers: CheckWorkers, signer: 
 
 def test_started_by_the_first_message(tmp_path: Path, signer: Signer) -> None:
     """A daemon with no outbound traffic spends no memory on check workers: they start with the first message."""
-    lazy = CheckWorkers(check_values(check_config(tmp_path, signer)), processes=1)
+    lazy = CheckWorkers(check_values(check_config(tmp_path, signer)), processes=1, spawn=ChildProcess)
     try:
         assert lazy._children[0].pid is None
         lazy.submit(Delivery(b"not json", {}, None, "k", False, 1))

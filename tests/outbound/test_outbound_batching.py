@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.dtn.model import FileHeader
-from bridge.outbound import Batcher, BatchKey, Origin, VerifiedEvent
+from bridge.outbound import Batcher, BatchKey, CheckedEvent, Origin
 from bridge.ports import Delivery
 
 KEY = BatchKey("D0010002", "SYNA", "D", "SYNB", "X", "OPER")
@@ -19,10 +19,10 @@ def delivery(tag: int) -> Delivery:
 HEADER = FileHeader("ZHV", "0000000001", "D0010002", "D", "SYNA", "X", "SYNB", "20240701123005")
 
 
-def event(event_id: str, key: BatchKey | None = KEY, origin: tuple[str, int, int] | None = None) -> VerifiedEvent:
+def event(event_id: str, key: BatchKey | None = KEY, origin: tuple[str, int, int] | None = None) -> CheckedEvent:
     placed = Origin(*origin, header=HEADER, completed="20240701123005", dtn_checksum="", attributes=()) \
         if origin else None
-    return VerifiedEvent(event_id, "urn:mpid:SYNA", "D0010002", ("026|1200023305967|V",), key, placed)
+    return CheckedEvent(event_id, "urn:mpid:SYNA", "D0010002", ("026|1200023305967|V",), key, placed)
 
 
 def ids(ready: Any) -> list[str]:

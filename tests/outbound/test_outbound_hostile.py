@@ -14,11 +14,12 @@ import pytest
 from bridge.adapters.ledger import Ledger, OutboundFileDraft
 from bridge.adapters.rabbitmq import REJECT_CODE_HEADER, REJECT_REASON_HEADER, RabbitPublisher
 from bridge.adapters.rabbitmq.topology import Topology
+from bridge.adapters.spool import FolderOutbox
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.errors import StorageError
-from bridge.outbound import EventRejected, MessageChecker, OutboundLoop, OutboundWriter, VerifiedEvent
+from bridge.outbound import CheckedEvent, EventRejected, MessageChecker, OutboundLoop, OutboundWriter
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, Admin
 from tests.helpers import wait_until
@@ -59,7 +60,7 @@ def original(reader: FlowFileReader) -> list[dict[str, Any]]:
 def code_of(checker: MessageChecker, signer: Signer, event: dict[str, Any]) -> str | None:
     """The reject code of a signed event, or None when it passes."""
     try:
-        checker.verify(orjson.dumps(signer.sign(event)))
+        checker.check_or_raise(orjson.dumps(signer.sign(event)))
     except EventRejected as exc:
         return exc.code
     return None
@@ -112,7 +113,8 @@ class TestFileNames:
     ) -> None:
         """A file identifier of dots is valid DTC text, but `..` or `...usr` is no file name the gateway sends: the
         events are refused (dead-lettered by the loop), nothing is written and nothing stays recorded."""
-        writer = OutboundWriter(definitions, ledger, OutboundConfig(folder=out_dir, name_pattern=pattern))
+        writer = OutboundWriter(definitions, ledger, OutboundConfig(folder=out_dir, name_pattern=pattern),
+                                outbox=FolderOutbox(out_dir))
         events = [event | {"dtcfileid": ".."} for event in original]
         with pytest.raises(EventRejected) as info:
             writer.write(ready("original", verified(checker, signer, events)))
@@ -133,7 +135,7 @@ class TestFailedWrites:
     ) -> None:
         """A name too long for the filesystem fails the write and then the clean-up: the record is rolled back
         anyway, so its events are not later acked as duplicates of a file that was never written."""
-        writer = OutboundWriter(definitions, ledger, config)
+        writer = OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode))
         name = "x" * 300
         file_id = ledger.begin_outbound_file(_draft(out_dir, name, f".{name}.tmp"), [(SYNA, "e1")])
         with pytest.raises(StorageError):
@@ -152,7 +154,8 @@ class TestFailedWrites:
         ledger.begin_outbound_file(_draft(out_dir, "F.usr", ".F.usr.tmp"), [(SYNA, "honest")])
         (out_dir / "F.usr").write_bytes(b"x")
         (out_dir.parent / "escaped.usr").write_bytes(b"x")  # a file outside that must not count as ours
-        recovery = OutboundWriter(definitions, ledger, config).recover()
+        outbox = FolderOutbox(config.folder, config.file_mode)
+        recovery = OutboundWriter(definitions, ledger, config, outbox=outbox).recover()
         assert (recovery.finished, recovery.rolled_back) == (1, 1)
         assert ledger.pending_outbound_files() == []
         assert not ledger.seen_event((SYNA, "hostile")) and ledger.seen_event((SYNA, "honest"))
@@ -199,13 +202,13 @@ class TestBodies:
         """`dtcto` twice: orjson reads the signed last one, a first-wins parser the other; refused, not guessed."""
         [event] = numbered_events(d0010_template(reader), 1)
         body = orjson.dumps(signer.sign(event))
-        assert isinstance(checker.verify(body), VerifiedEvent)
+        assert isinstance(checker.check_or_raise(body), CheckedEvent)
         hostile = b'{"dtcto":"EVIL",' + body[1:]
         with pytest.raises(EventRejected) as info:
-            checker.verify(hostile)
+            checker.check_or_raise(hostile)
         assert info.value.code == "json_ambiguous" and "'dtcto' appears twice" in str(info.value)
         spaced = body.replace(b'","', b'", "')  # not compact, but unambiguous: still accepted
-        assert isinstance(checker.verify(spaced), VerifiedEvent)
+        assert isinstance(checker.check_or_raise(spaced), CheckedEvent)
 
     @pytest.mark.parametrize("spaced", [False, True])
     def test_a_float_is_refused(self, checker: MessageChecker, signer: Signer, reader: FlowFileReader,
@@ -216,7 +219,7 @@ class TestBodies:
         if spaced:
             body = body.replace(b'","', b'", "')
         with pytest.raises(EventRejected) as info:
-            checker.verify(body)
+            checker.check_or_raise(body)
         assert info.value.code == "json_ambiguous" and "0.1" in str(info.value)
 
 
@@ -232,7 +235,7 @@ class TestProvenance:
     ) -> None:
         """CloudEvents identity is (source, id): EVIL's copy of SYNA's id, written first, does not make SYNA's
         event a duplicate."""
-        writer = OutboundWriter(definitions, ledger, config)
+        writer = OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode))
         [honest] = numbered_events(d0010_template(reader), 1)
         assert writer.write(ready("batch", verified(checker, signer, [_from(honest, "EVIL")])))
         record = writer.write(ready("batch", verified(checker, signer, [honest])))
@@ -242,12 +245,12 @@ class TestProvenance:
         self, definitions: DefinitionSet, checker: MessageChecker, ledger: Ledger, config: OutboundConfig,
         signer: Signer, reader: FlowFileReader
     ) -> None:
-        writer = OutboundWriter(definitions, ledger, config)
+        writer = OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode))
         source = source_file(EXAMPLES / "D0030001.txt", reader)
         forged = _from(source.manifest, "EVIL")
         forged["data"] = forged["data"] | {"from_participant": "EVIL", "sha256": "0" * 64}
         for manifest in (source.manifest, forged):
-            writer.note_manifest(checker.verify(orjson.dumps(signer.sign(manifest))))  # type: ignore[arg-type]
+            writer.note_manifest(checker.check_or_raise(orjson.dumps(signer.sign(manifest))))  # type: ignore[arg-type]
         record = writer.write(ready("original", verified(checker, signer, source.events)))
         assert record is not None and ledger.outbound_file(record.id).manifest_match is True  # type: ignore[union-attr]
 

@@ -15,8 +15,10 @@ import orjson
 import pytest
 
 from bridge.adapters.ledger import Ledger
+from bridge.adapters.processes import ChildProcess
 from bridge.adapters.rabbitmq import RabbitConsumer, RabbitPublisher
 from bridge.adapters.rabbitmq.topology import Topology
+from bridge.adapters.spool import FolderOutbox
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
@@ -52,7 +54,8 @@ def make_loop(amqp_url: str, topology: Topology, client_name: str, definitions: 
     assert topology.outbound_queue is not None
     consumer = RabbitConsumer([amqp_url], queue=topology.outbound_queue, prefetch=config.prefetch,
                               topology=topology, client_name=client_name)
-    writer = OutboundWriter(definitions, ledger, config, clock=clock)
+    writer = OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode),
+                            clock=clock)
     if checks is None and trust is not None:
         checks = InlineChecks(MessageChecker(definitions, trust))
     return OutboundLoop(consumer, writer, checks, poll_seconds=0.1, **options)
@@ -100,8 +103,9 @@ def fake_rig(definitions: DefinitionSet, trust: TrustStore | None, ledger: Ledge
     ticker = Ticker()
     if checks is None and trust is not None:
         checks = InlineChecks(MessageChecker(definitions, trust))
-    loop = OutboundLoop(consumer, OutboundWriter(definitions, ledger, config, clock=clock), checks, poll_seconds=0.05,
-                        monotonic=ticker, **options)
+    writer = OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode),
+                            clock=clock)
+    loop = OutboundLoop(consumer, writer, checks, poll_seconds=0.05, monotonic=ticker, **options)
     return FakeRig(loop, consumer, FakePublisher(route=consumer.offer), ticker)
 
 
@@ -234,7 +238,7 @@ class TestExactlyOnce:
         prefetch window until batch_seconds give it up."""
         source = source_file(EXAMPLES / "D0030001.txt", reader)
         config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=60.0, prefetch=100)
-        checks = CheckWorkers(check_values(check_config(tmp_path, signer)), 1)
+        checks = CheckWorkers(check_values(check_config(tmp_path, signer)), 1, spawn=ChildProcess)
         checks.start()
         rig = fake_rig(definitions, None, ledger, config, clock, checks)
         bodies = [message(e, signer) for e in source.events]
@@ -273,7 +277,7 @@ class TestCheckWorkers:
         """The daemon's default stage: two check worker processes. One is killed while events stream: the loop
         gives its deliveries back to the broker, a new worker checks them again, and every event is written once."""
         config = OutboundConfig(folder=out_dir, batch_size=1000, batch_seconds=1.0, prefetch=2000)
-        checks = CheckWorkers(check_values(check_config(tmp_path, signer)), 2)
+        checks = CheckWorkers(check_values(check_config(tmp_path, signer)), 2, spawn=ChildProcess)
         checks.start()
         interruptions: list[str | None] = []
         loop = make_loop(amqp_url, topology, client_name, definitions, None, ledger, config, clock, checks,

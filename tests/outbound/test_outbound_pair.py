@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-import bridge.outbound.writer as writer_module
 from bridge.adapters.ledger import Ledger
 from bridge.adapters.pair import SharedOutbound, SharedSession
+from bridge.adapters.spool import FolderOutbox
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
@@ -38,7 +38,8 @@ def pair(definitions: DefinitionSet, ledgers: tuple[Ledger, Ledger], config: Out
          clock: FakeClock) -> tuple[OutboundWriter, OutboundWriter]:
     def writer(ledger: Ledger) -> OutboundWriter:
         shared = SharedOutbound(tmp_path / "shared", config.folder)
-        return OutboundWriter(definitions, ledger, config, clock=clock, shared=shared)
+        return OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode),
+                              clock=clock, shared=shared)
 
     return writer(ledgers[0]), writer(ledgers[1])
 
@@ -115,11 +116,11 @@ def test_killed_before_the_link_the_standby_writes_the_file(
     source = source_file(EXAMPLES / "D0010002.txt", reader)
     items = verified(checker, signer, source.events)
 
-    def die(_src: Path, _target: Path) -> bool:
+    def die(_outbox: FolderOutbox, _tmp: Path, _path: Path) -> bool:
         raise Died
 
     with monkeypatch.context() as patch:
-        patch.setattr(writer_module, "link_no_overwrite", die)
+        patch.setattr(FolderOutbox, "link", die)
         with pytest.raises(Died):
             a.write(ready("original", items))
     assert visible_files(out_dir) == []

@@ -10,11 +10,13 @@ import orjson
 import pytest
 
 from bridge.adapters.ledger import Ledger, OutboundFileDraft
+from bridge.adapters.spool import FolderOutbox
 from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.inbound.flowfile import check_file
 from bridge.outbound import (
+    CheckedEvent,
     EventRejected,
     Held,
     ManifestNotice,
@@ -22,7 +24,6 @@ from bridge.outbound import (
     OutboundWriter,
     ReadyFile,
     Rejection,
-    VerifiedEvent,
 )
 from bridge.ports import Delivery
 from bridge.rules import parse_rules
@@ -42,7 +43,8 @@ SYNA = "urn:mpid:SYNA"
 
 @pytest.fixture
 def writer(definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig, clock: FakeClock) -> OutboundWriter:
-    return OutboundWriter(definitions, ledger, config, clock=clock)
+    return OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode),
+                          clock=clock)
 
 
 @pytest.fixture
@@ -55,16 +57,16 @@ def template(reader: FlowFileReader) -> dict[str, Any]:
     return source_file(EXAMPLES / "D0010002.txt", reader).events[0]
 
 
-def verified(checker: MessageChecker, signer: Signer, events: list[dict[str, Any]]) -> list[VerifiedEvent]:
+def verified(checker: MessageChecker, signer: Signer, events: list[dict[str, Any]]) -> list[CheckedEvent]:
     out = []
     for event in events:
-        item = checker.verify(orjson.dumps(signer.sign(event)))
-        assert isinstance(item, VerifiedEvent)
+        item = checker.check_or_raise(orjson.dumps(signer.sign(event)))
+        assert isinstance(item, CheckedEvent)
         out.append(item)
     return out
 
 
-def ready(kind: str, items: list[VerifiedEvent]) -> ReadyFile:
+def ready(kind: str, items: list[CheckedEvent]) -> ReadyFile:
     return ReadyFile(kind, tuple(Held(item, Delivery(b"", {}, None, "k", False, n), 0.0)
                                  for n, item in enumerate(items, 1)), "test")
 
@@ -72,7 +74,7 @@ def ready(kind: str, items: list[VerifiedEvent]) -> ReadyFile:
 class TestVerify:
     def code(self, checker: MessageChecker, body: bytes) -> str:
         with pytest.raises(EventRejected) as info:
-            checker.verify(body)
+            checker.check_or_raise(body)
         return info.value.code
 
     def test_codes(self, checker: MessageChecker, signer: Signer, template: dict[str, Any]) -> None:
@@ -100,7 +102,7 @@ class TestVerify:
 
     def test_manifest(self, checker: MessageChecker, signer: Signer, reader: FlowFileReader) -> None:
         source = source_file(EXAMPLES / "D0030001.txt", reader)
-        notice = checker.verify(orjson.dumps(signer.sign(source.manifest)))
+        notice = checker.check_or_raise(orjson.dumps(signer.sign(source.manifest)))
         assert isinstance(notice, ManifestNotice) and notice.first_event_id == source.events[0]["id"]
         broken = source.manifest | {"data": source.manifest["data"] | {"sha256": "xyz"}}
         assert self.code(checker, orjson.dumps(signer.sign(broken))) == "manifest_invalid"
@@ -120,7 +122,7 @@ class TestVerify:
         assert (blocked.outcome.code, blocked.decision.outcome, blocked.decision.participant) == \
             (blocked.decision.rule, "reject", "SYNB")
         plain = MessageChecker(definitions, trust).check(orjson.dumps(signer.sign(new_event(template, 1))))
-        assert isinstance(plain.outcome, VerifiedEvent) and plain.decision is None
+        assert isinstance(plain.outcome, CheckedEvent) and plain.decision is None
 
 
 class TestWrite:
@@ -152,7 +154,7 @@ class TestWrite:
         config = OutboundConfig(folder=out_dir, file_mode=0o600,
                                 name_pattern="{from_role}{from_participant}-{to_role}{to_participant}-{flow}-v{version}"
                                              "-{file_identifier}.dtn")
-        writer = OutboundWriter(definitions, ledger, config)
+        writer = OutboundWriter(definitions, ledger, config, outbox=FolderOutbox(config.folder, config.file_mode))
         record = writer.write(ready("batch", verified(checker, signer, numbered_events(template, 1))))
         assert record and record.path.name == "XSYNA-XSYNB-D0010-v002-0000000001.dtn"
         assert record.path.stat().st_mode & 0o777 == 0o600
@@ -181,10 +183,10 @@ class TestWrite:
         first = source_file(EXAMPLES / "D0030001.txt", reader)
         second = source_file(EXAMPLES / "D0036001.txt", reader)
         wrong = second.manifest | {"data": second.manifest["data"] | {"sha256": "0" * 64}}
-        assert writer.note_manifest(checker.verify(orjson.dumps(signer.sign(first.manifest)))) is None  # type: ignore[arg-type]
+        assert writer.note_manifest(checker.check_or_raise(orjson.dumps(signer.sign(first.manifest)))) is None  # type: ignore[arg-type]
         a = writer.write(ready("original", verified(checker, signer, first.events)))
         b = writer.write(ready("original", verified(checker, signer, second.events)))
-        assert writer.note_manifest(checker.verify(orjson.dumps(signer.sign(wrong)))) is False  # type: ignore[arg-type]
+        assert writer.note_manifest(checker.check_or_raise(orjson.dumps(signer.sign(wrong)))) is False  # type: ignore[arg-type]
         assert a and b
         assert ledger.outbound_file(a.id).manifest_match is True  # type: ignore[union-attr]
         assert ledger.outbound_file(b.id).manifest_match is False  # type: ignore[union-attr]

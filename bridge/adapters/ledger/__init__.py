@@ -21,8 +21,9 @@ files' methods, `outbound.py` the written events', outbound files' and manifests
 from __future__ import annotations
 
 from bridge.adapters.ledger.connection import SCHEMA_VERSION
-from bridge.adapters.ledger.inbound import STATES, FileRecord, InboundLedger, LedgerSummary, QuarantinedFile
-from bridge.adapters.ledger.outbound import EventKey, OutboundFileDraft, OutboundFileRecord, OutboundLedger
+from bridge.adapters.ledger.inbound import STATES, InboundLedger, LedgerSummary, QuarantinedFile
+from bridge.adapters.ledger.outbound import OutboundLedger
+from bridge.ports import EventKey, FileRecord, OutboundFileDraft, OutboundFileRecord
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -39,4 +40,5 @@ __all__ = [
 
 class Ledger(InboundLedger, OutboundLedger):
     """The ledger file; open with `Ledger(path)` (e.g. `config.state.ledger_path`), close with `close()`. One object
-    for both sides, so that a chain holds one ledger; each side's methods live in its own module."""
+    for both sides (the `InboundLedger` and `OutboundLedger` ports of bridge/ports/), so that the daemon holds one
+    ledger; each side's methods live in its own module."""

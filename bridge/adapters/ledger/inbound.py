@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bridge.adapters.ledger.connection import LedgerConnection, storable, stored_path, stored_time
 from bridge.errors import StorageError
+from bridge.ports import FileRecord
 
 STATES = ("claimed", "parsed", "published", "archived", "quarantined")
 
@@ -23,33 +24,6 @@ _NEXT: dict[str, frozenset[str]] = {
 }
 
 _RECENT_QUARANTINED = 20
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """One row of the ledger: a claimed file and what has happened to it."""
-
-    id: int
-    sha256: str
-    original_name: str
-    claim_path: Path
-    size: int
-    state: str
-    file_identifier: str | None
-    flow: str | None
-    from_participant: str | None
-    to_participant: str | None
-    instances: int | None
-    events: int | None
-    first_event_id: str | None
-    last_event_id: str | None
-    final_path: Path | None
-    reason: str | None
-    claimed_at: datetime
-    published_at: datetime | None
-    archived_at: datetime | None
-    quarantined_at: datetime | None
-    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

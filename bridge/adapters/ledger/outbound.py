@@ -6,57 +6,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from bridge.adapters.ledger.connection import LedgerConnection, stored_time
 from bridge.errors import StorageError
-
-#: An outbound event as CloudEvents define its identity: (`source`, `id`). Another sender's event with the same id
-#: is another event, so it can neither pass for a duplicate of ours nor replace our manifest.
-EventKey = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundFileDraft:
-    """An outbound file about to be renamed into place: what `begin_outbound_file` records before the rename."""
-
-    kind: str  # "original" (a source file reproduced) or "batch" (a new file of batched events)
-    path: Path  # the final name in the outbound folder
-    tmp_path: Path  # the hidden temporary name it is written under first
-    sha256: str
-    size: int
-    flow: str
-    from_participant: str
-    to_participant: str
-    file_identifier: str
-    test_flag: str
-    origin: str | None = None  # the source file's key (sender|file id|created|flow) for a reproduced file
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundFileRecord:
-    """One outbound file of the ledger: `pending` between its recording and its rename, then `written`."""
-
-    id: int
-    state: str
-    kind: str
-    path: Path
-    tmp_path: Path
-    sha256: str
-    size: int
-    flow: str
-    from_participant: str
-    to_participant: str
-    file_identifier: str
-    test_flag: str
-    events: int
-    origin: str | None
-    manifest_sha256: str | None
-    manifest_match: bool | None
-    created_at: datetime
-    written_at: datetime | None
+from bridge.ports import EventKey, OutboundFileDraft, OutboundFileRecord
 
 
 class OutboundLedger(LedgerConnection):

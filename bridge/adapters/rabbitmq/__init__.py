@@ -1,5 +1,5 @@
 """RabbitMQ adapter: the only package of dtn-bridge that imports pika; it implements the broker ports of
-bridge/ports.py (`RabbitPublisher` is a `Publisher`, `RabbitConsumer` a `Consumer`).
+bridge/ports/ (`RabbitPublisher` is a `Publisher`, `RabbitConsumer` a `Consumer`).
 
 Design (why it looks like this):
 

@@ -32,22 +32,26 @@ The rules that make this safe:
 from __future__ import annotations
 
 from bridge.adapters.spool.archive import ArchiveFolders
-from bridge.adapters.spool.claims import MAX_NAME_BYTES, REPORT_SUFFIX, Claim, stored_name
+from bridge.adapters.spool.claims import MAX_NAME_BYTES, REPORT_SUFFIX, claim_from_path, stored_name
 from bridge.adapters.spool.files import (
-    candidate_names,
     fsync_folder,
     link_no_overwrite,
     make_folders,
     sha256_of,
     write_atomic,
 )
+from bridge.adapters.spool.outbox import FolderOutbox
+from bridge.dtn.names import candidate_names
+from bridge.ports import Claim
 
 __all__ = [
     "MAX_NAME_BYTES",
     "REPORT_SUFFIX",
     "Claim",
+    "FolderOutbox",
     "Spool",
     "candidate_names",
+    "claim_from_path",
     "fsync_folder",
     "link_no_overwrite",
     "make_folders",
@@ -60,6 +64,7 @@ __all__ = [
 class Spool(ArchiveFolders):
     """The processing, archive and quarantine folders; safe to share between threads and between processes.
 
-    Its jobs live by kind: claims.py (claim, unsafe, pending_claims, set_aside), archive.py (archive, quarantine),
-    files.py (the atomic file helpers they share with the outbound writer).
+    The `Spool` port of bridge/ports/. Its jobs live by kind: claims.py (claim, claim_copy, unsafe, sha256,
+    pending_claims, set_aside), archive.py (archive, quarantine), files.py (the atomic file helpers they share with
+    the outbound folder, outbox.py: the `Outbox` port).
     """

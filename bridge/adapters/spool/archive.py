@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.adapters.encryption import CHUNK_SIZE, ENCRYPTED_SUFFIX, HEADER_SIZE, TAG_SIZE
-from bridge.adapters.spool.claims import REPORT_SUFFIX, Claim, ClaimFolders, report_bytes
+from bridge.adapters.spool.claims import REPORT_SUFFIX, ClaimFolders, report_bytes
 from bridge.adapters.spool.files import (
-    candidate_names,
     exists,
     fsync_folder,
     link_no_overwrite,
@@ -24,7 +23,9 @@ from bridge.adapters.spool.files import (
     unlink_source,
     write_atomic,
 )
+from bridge.dtn.names import candidate_names
 from bridge.errors import StorageError
+from bridge.ports import Claim
 
 if TYPE_CHECKING:
     from bridge.adapters.encryption import FileCipher

@@ -11,21 +11,24 @@ import stat
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
+
 from bridge.adapters.encryption import ENCRYPTED_SUFFIX
 from bridge.adapters.spool.files import (
-    candidate_names,
     exists,
     fsync_folder,
     make_folders,
     rename_no_overwrite,
+    sha256_of,
     write_atomic,
 )
+from bridge.dtn.names import candidate_names
 from bridge.errors import StorageError
+from bridge.ports import Claim
 
 if TYPE_CHECKING:
     from bridge.adapters.encryption import FileCipher
@@ -36,6 +39,7 @@ REPORT_SUFFIX = ".error.json"
 MAX_NAME_BYTES = 180
 _UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # controls; undecodable bytes (surrogateescape)
 _CLAIM_NAME = re.compile(r"(?P<ns>\d{20})-(?P<pid>\d+)-(?P<name>.+)", re.DOTALL)
+log = structlog.get_logger("dtn_bridge.inbound")
 _clock_lock = threading.Lock()
 _last_ns = 0
 
@@ -61,26 +65,16 @@ def stored_name(name: str) -> str:
     return f"{encoded[:MAX_NAME_BYTES - 9].decode(errors='ignore')}~{digest}"
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A file this process owns: its path in processing/, the name it arrived with, and when it was claimed."""
-
-    path: Path
-    original_name: str
-    claimed_at: datetime
-
-    @classmethod
-    def from_path(cls, path: Path) -> Claim:
-        """Rebuild a claim from its processing/ name (a foreign name keeps its name and uses its mtime)."""
-        match = _CLAIM_NAME.fullmatch(path.name)
-        if match:
-            ns = int(match["ns"])
-            return cls(path, match["name"], _utc_from_ns(ns))
-        try:
-            ns = path.lstat().st_mtime_ns
-        except OSError:
-            ns = 0
-        return cls(path, stored_name(path.name), _utc_from_ns(ns))
+def claim_from_path(path: Path) -> Claim:
+    """Rebuild a claim from its processing/ name (a foreign name keeps its name and uses its mtime)."""
+    match = _CLAIM_NAME.fullmatch(path.name)
+    if match:
+        return Claim(path, match["name"], _utc_from_ns(int(match["ns"])))
+    try:
+        ns = path.lstat().st_mtime_ns
+    except OSError:
+        ns = 0
+    return Claim(path, stored_name(path.name), _utc_from_ns(ns))
 
 
 class ClaimFolders:
@@ -103,6 +97,7 @@ class ClaimFolders:
         self.file_mode = file_mode
         self.dir_mode = dir_mode
         self.cipher = cipher
+        self._copied: dict[Path, tuple[int, int]] = {}  # shadow mode: dropped file -> (size, mtime) of its copy
 
     # ---------------------------------------------------------------------------------------------------- claim
 
@@ -144,6 +139,33 @@ class ClaimFolders:
         fsync_folder(path.parent, missing_ok=True)
         return Claim(target, name, _utc_from_ns(ns))
 
+    def claim_copy(self, path: Path) -> Claim | None:
+        """Shadow mode: claim a copy of a dropped file and leave the gateway's file where it is; None when it is
+        gone, cannot be opened, is not a regular file of one link, or was copied already as it is now."""
+        try:  # never through a link, never blocking on a pipe swapped in after the watcher's check
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("file_skipped", file=stored_name(path.name), reason=f"cannot be opened: {exc.strerror}")
+            return None
+        with open(fd, "rb") as source:
+            details = os.fstat(fd)
+            signature = (details.st_size, details.st_mtime_ns)
+            if self._copied.get(path) == signature:
+                return None  # seen already: the rescan finds files that stay in the folder
+            self._copied[path] = signature
+            if not stat.S_ISREG(details.st_mode) or details.st_nlink != 1:
+                log.warning("file_skipped", file=stored_name(path.name), reason="not a regular file of one link")
+                return None
+            target = self.processing / f"{time.time_ns():020d}-{os.getpid()}-{stored_name(path.name)}"
+            write_atomic(target, iter(lambda: source.read(1 << 20), b""), mode=self.file_mode)
+        return claim_from_path(target)
+
+    def sha256(self, claim: Claim) -> str:
+        """The SHA-256 of the claimed file's bytes (OSError as the system raises it)."""
+        return sha256_of(claim.path)
+
     def unsafe(self, claim: Claim) -> str | None:
         """Why the claimed entry must not be opened, changed or linked, or None for a regular file of one link that
         can be read. Checked after the claim: in processing/ nobody else can swap it any more."""
@@ -172,7 +194,7 @@ class ClaimFolders:
             return []
         except OSError as exc:
             raise StorageError(f"cannot list {self.processing}: {exc.strerror or exc}") from exc
-        claims = [Claim.from_path(Path(e.path)) for e in entries if not e.is_dir(follow_symlinks=False)]
+        claims = [claim_from_path(Path(e.path)) for e in entries if not e.is_dir(follow_symlinks=False)]
         claims.sort(key=_claim_order)
         return claims
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import itertools
 import os
 import secrets
 import stat
@@ -78,15 +77,6 @@ def write_atomic(path: Path, chunks: bytes | Iterable[bytes], mode: int = 0o640)
         raise
     fsync_folder(folder)
     return path
-
-
-def candidate_names(name: str) -> Iterable[str]:
-    """`name`, then `stem.1.ext`, `stem.2.ext`, ... (the extension stays last for tools that look at it)."""
-    yield name
-    dot = name.rfind(".")
-    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
-    for n in itertools.count(1):
-        yield f"{stem}.{n}{ext}"
 
 
 def sha256_of(path: Path) -> str:

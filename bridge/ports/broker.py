@@ -1,32 +1,14 @@
-"""The broker ports: what the chains (bridge/inbound/pipeline.py, bridge/outbound/, bridge/replay.py) ask of a message
-broker, and the plain values that cross that boundary.
-
-The chains import from here, never from the RabbitMQ adapter, so they load no pika and can run against the
-in-memory fakes of tests/fakes.py. `bridge.adapters.rabbitmq.RabbitPublisher` and `RabbitConsumer` are the real
-implementations; tests/adapters/rabbitmq/test_ports_contract.py holds both sides to the same cases.
-"""
+"""The broker ports (`Publisher`, `Consumer`) and the messages that cross them: bridge.adapters.rabbitmq
+implements them."""
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.errors import PublishRejected
-
-__all__ = [
-    "CLOUDEVENTS_JSON",
-    "Backoff",
-    "BrokerRefusal",
-    "Consumer",
-    "Delivery",
-    "MessagesRejected",
-    "OutgoingMessage",
-    "PublishResult",
-    "Publisher",
-]
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 
@@ -139,53 +121,4 @@ class Consumer(Protocol):
 
     def close(self) -> None:
         """Give every unsettled delivery back (the broker redelivers it) and drop the connection."""
-        ...
-
-
-# --------------------------------------------------------------------------------- the pair's shared outbound state
-
-
-@dataclass(frozen=True, slots=True)
-class SharedFile:
-    """An outbound file one daemon of an active/standby pair wrote: its name in the outbound folder and the
-    (source, id) keys of its events, so that the other daemon never writes them again."""
-
-    number: int
-    name: str
-    sha256: str
-    events: tuple[tuple[str, str], ...]
-
-
-class PairSession(Protocol):
-    """The pair's outbound state while this daemon holds the pair's lock (bridge/adapters/pair.py)."""
-
-    def news(self) -> list[SharedFile]:
-        """Files the other daemon wrote since this one last looked (a dead writer's half-recorded file settled)."""
-        ...
-
-    def next_identifier(self, sender: str, at_least: int) -> int:
-        """The pair's next file identifier number of `sender`, never one either daemon took, at least `at_least`."""
-        ...
-
-    def identifiers(self) -> Mapping[str, int]:
-        """The last file identifier number the pair took, by sender."""
-        ...
-
-    def begin(self, name: str, tmp_name: str, sha256: str, events: list[tuple[str, str]]) -> int:
-        """Record a file as pending before it is linked into the outbound folder; returns its record number."""
-        ...
-
-    def finish(self, number: int) -> None:
-        """The recorded file is in place."""
-        ...
-
-    def drop(self, number: int) -> None:
-        """The recorded file never reached its final name."""
-        ...
-
-
-class PairState(Protocol):
-    """The outbound state the two daemons of a pair share; `session()` holds the pair's lock."""
-
-    def session(self) -> contextlib.AbstractContextManager[PairSession]:
         ...
