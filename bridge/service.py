@@ -56,8 +56,10 @@ STATUS_FILE = "status.json"
 
 def topology_for(config: BridgeConfig) -> Topology:
     """The broker objects this configuration declares."""
-    topology = Topology(store_max_age=config.broker.stream_max_age)
-    suffix = config.broker.topology_suffix
+    broker = config.broker
+    topology = Topology(store_max_age=broker.stream_max_age, outbound_delivery_limit=broker.outbound_delivery_limit,
+                        rejected_max_length=broker.rejected_max_length)
+    suffix = broker.topology_suffix
     return topology.with_suffix(suffix) if suffix else topology
 
 

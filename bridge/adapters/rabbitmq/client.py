@@ -42,10 +42,18 @@ def declare_topology(link: Link, channel: Channel, topology: Topology) -> None:
         )
     for q in topology.queues:
         args = ", ".join(f"{k}={v}" for k, v in q.arguments.items())
-        link.rpc(
-            f"declaring queue {q.name!r} ({args})",
-            _with_callback(channel.queue_declare, q.name, durable=q.durable, arguments=dict(q.arguments)),
-        )
+        try:
+            link.rpc(
+                f"declaring queue {q.name!r} ({args})",
+                _with_callback(channel.queue_declare, q.name, durable=q.durable, arguments=dict(q.arguments)),
+            )
+        except BrokerUnavailable:
+            raise
+        except BrokerError as exc:
+            if "inequivalent arg" not in str(exc):
+                raise
+            raise BrokerError(f"{exc}; the queue exists with the arguments of an earlier version or configuration: "
+                              "see 'Upgrading the broker topology' in docs/operations.md") from exc
     for b in topology.bindings:
         link.rpc(
             f"binding queue {b.queue!r} to exchange {b.exchange!r} with {b.routing_key!r}",
