@@ -145,9 +145,9 @@ class Topology:
         A quorum queue: `x-delivery-limit` is honoured by quorum queues only. The bridge dead-letters a refused
         event itself, with its reasons in headers; the broker dead-letters (to the same exchange and key, with
         `x-death` saying `delivery_limit`) only a message redelivered more than `outbound_delivery_limit` times.
-        `at-least-once` (which needs `x-overflow: reject-publish`; dtn.outbound has no length limit, so it never refuses a
-        publish) keeps such a message in dtn.outbound until dtn.outbound.rejected accepts it: when that queue is
-        full it is not dropped."""
+        `at-least-once` (which needs `x-overflow: reject-publish`; dtn.outbound has no length limit, so it never
+        refuses a publish) keeps such a message in dtn.outbound until dtn.outbound.rejected accepts it: when that
+        queue is full it is not dropped."""
         arguments: dict[str, str | int] = {
             "x-queue-type": "quorum",
             "x-dead-letter-exchange": self.dead_letter_exchange,
