@@ -235,7 +235,8 @@ class Daemon:
                                    metrics=self.metrics, notifier=self.notifier, heartbeat=self.heartbeat,
                                    status=self.status.update, broker_labels=list(config.broker.redacted_urls),
                                    shadow=config.inbound.shadow, processing=Path(config.spool.processing),
-                                   file_mode=config.spool.file_mode, reload=self.reload)
+                                   file_mode=config.spool.file_mode, reload=self.reload,
+                                   connect_seconds=config.broker.connect_timeout * len(config.broker.urls) + 30.0)
         self.outbound_writer: OutboundWriter | None = None
         self.outbound: OutboundLoop | None = None
 
@@ -284,7 +285,7 @@ class Daemon:
             build = functools.partial(built_messages, reader=reader, rules=rules, sign=signer.signed_json)
         pipeline = InboundPipeline(reader=reader, build=build, sign=signer.signed_json, publisher=self.publisher,
                                    ledger=self.ledger, spool=self.spool, rules=rules, on_decision=self.count_decision,
-                                   on_published=self.count_published,
+                                   on_published=self.count_published, allow=self.heartbeat.allow,
                                    duplicates=config.inbound.duplicates,
                                    max_file_bytes=config.inbound.max_file_bytes,
                                    max_line_bytes=config.inbound.max_line_bytes, shadow=config.inbound.shadow,
