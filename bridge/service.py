@@ -239,6 +239,8 @@ class Daemon:
                                    connect_seconds=config.broker.connect_timeout * len(config.broker.urls) + 30.0)
         self.outbound_writer: OutboundWriter | None = None
         self.outbound: OutboundLoop | None = None
+        self.outbound_consumer: RabbitConsumer | None = None
+        self.outbound_held: str | None = None  # why the outbound side writes nothing now (None: it writes)
 
     def outbound_loop(self) -> OutboundLoop:
         """The daemon's outbound peer (consumes `dtn.outbound`; checks, governs, batches, writes, acks), sharing
@@ -252,13 +254,30 @@ class Daemon:
                                   prefetch=config.outbound.prefetch, topology=topology,
                                   heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout,
                                   client_name="dtn-bridge-outbound", **self.tls)
+        self.outbound_consumer = consumer
         outbound_metrics = self.metrics
         self.outbound = OutboundLoop(
             consumer, self.outbound_writer, self._outbound_checks(config, self.trust),
             on_written=outbound_metrics.outbound_events_written.inc,
             on_rejected=lambda code: outbound_metrics.outbound_events_rejected.labels(code=code).inc(),
-            on_decision=self.count_decision, on_interrupted=lambda error: self.status.update(outbound_error=error))
+            on_decision=self.count_decision, on_interrupted=self.outbound_interrupted)
         return self.outbound
+
+    def outbound_interrupted(self, error: str | None) -> None:
+        """The outbound side stopped writing (a full disk, the broker, a worker), or writes again (None)."""
+        self.outbound_held = error
+        self.status.update(outbound_error=error)
+        self.metrics.set_outbound_held(error)
+
+    def outbound_problem(self) -> str | None:
+        """What keeps the outbound side from consuming and writing, for /readyz; None when it works or is off by
+        configuration (shadow mode, or no signing.trust: nothing is consumed)."""
+        loop, consumer = self.outbound, self.outbound_consumer
+        if self.config.inbound.shadow or loop is None or loop.checks is None or consumer is None:
+            return None
+        if self.outbound_held is not None:
+            return f"writing held: {self.outbound_held}"
+        return None if consumer.connected else "consumer not connected to the broker"
 
     def _outbound_checks(self, config: BridgeConfig, trust: TrustStore | None) -> CheckStage | None:
         """Stage 1 of the outbound half with the current definitions and rules: in worker processes, or here.
@@ -381,7 +400,8 @@ def run_daemon(config: BridgeConfig, *, drain_timeout: float = 30.0) -> int:
     if config.metrics.port is not None:
         shadow = config.inbound.shadow
         server = MetricsServer(metrics, config.metrics.address, config.metrics.port,
-                               make_readiness(lambda: shadow or daemon.publisher.connected, config.folders))
+                               make_readiness(lambda: shadow or daemon.publisher.connected, config.folders,
+                                              daemon.outbound_problem))
         server.start()
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
