@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import replace
 
@@ -175,3 +176,33 @@ class TestDeadLetters:
         t = Topology().with_suffix("-x")
         names = [t.exchange, t.dead_letter_exchange] + [q.name for q in t.queues]
         assert all(n.endswith("-x") for n in names) and t.outbound_rejected_routing_key == "outbound.rejected"
+
+
+class TestUpgradeByPolicy:
+    def test_a_policy_gives_an_existing_queue_its_delivery_limit(self, amqp_url: str, topology: Topology,
+                                                                 admin: Admin) -> None:
+        """The upgrade path docs/operations.md gives: dtn.outbound as earlier versions declared it, the bridge told
+        not to declare the limit (null), and the limit set by a policy instead: the broker honours it."""
+        assert topology.outbound_queue is not None and topology.outbound_rejected_queue is not None
+        earlier = {"x-queue-type": "quorum", "x-dead-letter-exchange": topology.dead_letter_exchange,
+                   "x-dead-letter-routing-key": topology.outbound_rejected_routing_key}
+        admin.channel.exchange_declare(topology.dead_letter_exchange, "topic", durable=True)
+        admin.channel.queue_declare(topology.outbound_queue, durable=True, arguments=earlier)
+        kept = replace(topology, outbound_delivery_limit=None)
+        policy = f"dtn-test-{topology.outbound_queue}"
+        subprocess.run(["rabbitmqctl", "set_policy", "--apply-to", "queues", policy,
+                        f"^{re.escape(topology.outbound_queue)}$",
+                        '{"delivery-limit": 1, "dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}'],
+                       capture_output=True, timeout=30, check=True)
+        try:
+            with RabbitPublisher([amqp_url], topology=kept) as publisher:
+                publisher.publish_all([OutgoingMessage("outbound.x", b"poison", "p-1")])
+            given_back = 0
+            while given_back < 2:
+                method, _props, _body = admin.channel.basic_get(topology.outbound_queue)
+                if method is not None:
+                    admin.channel.basic_nack(method.delivery_tag, requeue=True)
+                    given_back += 1
+            wait_until(lambda: admin.message_count(topology.outbound_rejected_queue or "") == 1, 10)
+        finally:
+            subprocess.run(["rabbitmqctl", "clear_policy", policy], capture_output=True, timeout=30, check=True)
