@@ -3,6 +3,10 @@
 Redaction is a processor, so it applies to every log line whoever wrote it: values under keys that can carry key
 material or personal data (meter readings, addresses, whole events) are replaced unless the level is debug. Defect
 messages quote the offending value, so log lines name a defect by its location and rule only (`Defect.locate`).
+
+The standard library's logging (pika, the RabbitMQ adapter) goes through the same processors (structlog's
+ProcessorFormatter on the root logger), so every line is one JSON object and `journalctl -o cat | jq` reads them
+all. Under systemd each line is led by its sd-daemon(3) priority (`<4>` a warning) for `journalctl -p`.
 """
 
 from __future__ import annotations
