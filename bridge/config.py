@@ -89,13 +89,21 @@ class BrokerConfig:
 
     urls: tuple[str, ...] = setting(("amqp://guest:guest@127.0.0.1:5672/",),
                                     "RabbitMQ URLs (amqp:// or amqps://), tried in order", repr=False)  # passwords
-    heartbeat: int = setting(30, "AMQP heartbeat in seconds (0 would turn it off: a dead link unseen)", minimum=1)
+    heartbeat: int = setting(30, "AMQP heartbeat in seconds; 0 disables heartbeats (a dead link is then seen only by "
+                                 "TCP, which may take minutes)", minimum=0)
     confirm_window: int = setting(1000, "publisher confirms outstanding before publishing waits", minimum=1)
     connect_timeout: float = setting(10.0, "seconds to wait for a connection", positive=True)
     stream_max_age: str = setting("30D", "retention of the event streams (RabbitMQ x-max-age)", pattern=_MAX_AGE,
                                   hint="a RabbitMQ max-age: a number and one of Y M D h m s")
     tls: TlsConfig | None = setting(None, "null or false = plain AMQP; true = TLS with the system defaults; or a "
                                           "mapping (broker.tls.*)", kind="custom")
+    outbound_delivery_limit: int | None = setting(
+        1000, "redeliveries of one dtn.outbound message before the broker dead-letters it to dtn.outbound.rejected "
+              "(x-delivery-limit; RabbitMQ 4 would apply 20); null = not declared (set it by policy)", minimum=1)
+    rejected_max_length: int | None = setting(
+        100000, "messages dtn.outbound.rejected keeps; when full the next reject is refused and the event stays in "
+                "dtn.outbound (x-max-length, reject-publish); null = not declared (unbounded, or by policy)",
+        minimum=1)
     topology_suffix: str = setting("", "appended to every exchange and queue name (tests, side-by-side "
                                        "installations)", pattern=_SUFFIX, hint="letters, digits, '.', '_' or '-'")
 

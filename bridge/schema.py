@@ -4,7 +4,7 @@ A setting is declared once, on its frozen dataclass field (`setting(default, "wh
 (from the annotation), default, bounds and one-line description. From those declarations come the parser
 (`read_settings`), the did-you-mean errors naming the dotted key, the generated reference (docs/configuration.md)
 and the JSON Schema for editors (docs/config.schema.json). Kept in-house rather than pydantic/msgspec: the
-settings are ~60 plain values, the messages (`broker.heartbeat: must be at least 1, got 0`) and path resolution
+settings are ~60 plain values, the messages (`broker.confirm_window: must be at least 1, got 0`) and path resolution
 against the config file's folder are ours, and it keeps the core free of another dependency.
 
 Pure: knows nothing of files, threads or brokers (`bridge.rules` uses it without loading `bridge.config`).

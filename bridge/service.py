@@ -60,9 +60,11 @@ PROCESSING_LOCK_SUFFIX = ".dtn-bridge.lock"  # .<processing folder's name><this>
 
 def topology_for(config: BridgeConfig) -> Topology:
     """The broker objects this configuration declares."""
-    topology = Topology(store_max_age=config.broker.stream_max_age,
+    broker = config.broker
+    topology = Topology(store_max_age=broker.stream_max_age, outbound_delivery_limit=broker.outbound_delivery_limit,
+                        rejected_max_length=broker.rejected_max_length,
                         outbound_single_active_consumer=config.outbound.single_active_consumer)
-    suffix = config.broker.topology_suffix
+    suffix = broker.topology_suffix
     return topology.with_suffix(suffix) if suffix else topology
 
 
@@ -256,9 +258,12 @@ class Daemon:
         self.inbound = InboundLoop(pipeline, watcher, spool=self.spool, publisher=self.publisher,
                                    metrics=self.metrics, notifier=self.notifier, heartbeat=self.heartbeat,
                                    status=self.status.update, broker_labels=list(config.broker.redacted_urls),
-                                   shadow=config.inbound.shadow, reload=self.reload)
+                                   shadow=config.inbound.shadow, reload=self.reload,
+                                   connect_seconds=config.broker.connect_timeout * len(config.broker.urls) + 30.0)
         self.outbound_writer: OutboundWriter | None = None
         self.outbound: OutboundLoop | None = None
+        self.outbound_consumer: RabbitConsumer | None = None
+        self.outbound_held: str | None = None  # why the outbound side writes nothing now (None: it writes)
 
     def outbound_loop(self) -> OutboundLoop:
         """The daemon's outbound peer (consumes `dtn.outbound`; checks, governs, batches, writes, acks), sharing
@@ -273,12 +278,13 @@ class Daemon:
                                   prefetch=config.outbound.prefetch, topology=topology,
                                   heartbeat=config.broker.heartbeat, connect_timeout=config.broker.connect_timeout,
                                   client_name="dtn-bridge-outbound", **self.tls)
+        self.outbound_consumer = consumer
         outbound_metrics = self.metrics
         self.outbound = OutboundLoop(
             consumer, self.outbound_writer, self._outbound_checks(config, self.trust),
             on_written=outbound_metrics.outbound_events_written.inc,
             on_rejected=lambda code: outbound_metrics.outbound_events_rejected.labels(code=code).inc(),
-            on_decision=self.count_decision, on_interrupted=lambda error: self.status.update(outbound_error=error))
+            on_decision=self.count_decision, on_interrupted=self.outbound_interrupted)
         return self.outbound
 
     @staticmethod
@@ -289,6 +295,22 @@ class Daemon:
             return None
         return SharedOutbound(folder, config.outbound.folder, file_mode=config.spool.file_mode,
                               dir_mode=config.spool.dir_mode)
+
+    def outbound_interrupted(self, error: str | None) -> None:
+        """The outbound side stopped writing (a full disk, the broker, a worker), or writes again (None)."""
+        self.outbound_held = error
+        self.status.update(outbound_error=error)
+        self.metrics.set_outbound_held(error)
+
+    def outbound_problem(self) -> str | None:
+        """What keeps the outbound side from consuming and writing, for /readyz; None when it works or is off by
+        configuration (shadow mode, or no signing.trust: nothing is consumed)."""
+        loop, consumer = self.outbound, self.outbound_consumer
+        if self.config.inbound.shadow or loop is None or loop.checks is None or consumer is None:
+            return None
+        if self.outbound_held is not None:
+            return f"writing held: {self.outbound_held}"
+        return None if consumer.connected else "consumer not connected to the broker"
 
     def _outbound_checks(self, config: BridgeConfig, trust: TrustStore | None) -> CheckStage | None:
         """Stage 1 of the outbound half with the current definitions and rules: in worker processes, or here.
@@ -315,7 +337,7 @@ class Daemon:
             build = functools.partial(built_messages, reader=reader, rules=rules, sign=signer.signed_json)
         pipeline = InboundPipeline(reader=reader, build=build, sign=signer.signed_json, publisher=self.publisher,
                                    ledger=self.ledger, spool=self.spool, rules=rules, on_decision=self.count_decision,
-                                   on_published=self.count_published,
+                                   on_published=self.count_published, allow=self.heartbeat.allow,
                                    duplicates=config.inbound.duplicates,
                                    max_file_bytes=config.inbound.max_file_bytes,
                                    max_line_bytes=config.inbound.max_line_bytes, shadow=config.inbound.shadow,
@@ -412,7 +434,8 @@ def run_daemon(config: BridgeConfig, *, drain_timeout: float = 30.0) -> int:
     if config.metrics.port is not None:
         shadow = config.inbound.shadow
         server = MetricsServer(metrics, config.metrics.address, config.metrics.port,
-                               make_readiness(lambda: shadow or daemon.publisher.connected, config.folders))
+                               make_readiness(lambda: shadow or daemon.publisher.connected, config.folders,
+                                              daemon.outbound_problem))
         server.start()
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)

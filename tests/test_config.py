@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import stat
 import textwrap
 from pathlib import Path
@@ -10,13 +12,17 @@ from pathlib import Path
 import pytest
 
 from bridge.config import (
+    DEPRECATED,
+    SECTIONS,
     BridgeConfig,
     TlsConfig,
     load_config,
     parse_config,
 )
+from bridge.dtn.checks import DEFAULT_SEVERITIES
 from bridge.errors import ConfigError
-from bridge.service import ensure_folders
+from bridge.schema import settings_of
+from bridge.service import ensure_folders, load_startup
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -500,3 +506,98 @@ class TestDeprecatedWorkerKeys:
     def test_example_uses_the_new_keys(self) -> None:
         """The shipped example loads without a warning."""
         assert load_config(REPO / "config" / "bridge.example.yaml").warnings == ()
+
+
+def _config_keys() -> set[str]:
+    """Every dotted key of the configuration schema (sections, their settings, broker.tls.*, checks.*)."""
+    keys = set(SECTIONS) | {"rules"}
+    for section, cls in SECTIONS.items():
+        keys |= {f"{section}.{key}" for key, _spec, _default in settings_of(cls)}
+        keys |= {f"{section}.{key}" for key in DEPRECATED.get(section, {})}
+    keys |= {f"broker.tls.{key}" for key, _spec, _default in settings_of(TlsConfig)}
+    keys |= {f"checks.{name}" for name in DEFAULT_SEVERITIES}
+    return keys
+
+
+def _rules_keys() -> set[str]:
+    """Every key the rules parser accepts at some level (the sets its Node.check_keys calls are given)."""
+    tree = ast.parse((REPO / "bridge" / "rules" / "parse.py").read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Set):
+            names |= {item.value for item in node.elts
+                      if isinstance(item, ast.Constant) and isinstance(item.value, str)}
+    return names
+
+
+_SECTION_NAMES = "|".join(sorted({*SECTIONS, "rules", "rabbitmq"}))
+_DOTTED = re.compile(rf"(?<![\w./-])((?:{_SECTION_NAMES})(?:\.[a-z_]+(?:\[[^\]]*\])?)+)")
+
+
+#: Texts of the code shaped like a dotted key that are something else.
+_NOT_KEYS = {
+    "outbound.rejected": "the routing key of rejected outbound events",
+    "participant.denied": "a governance rule's name",
+    "participant.not_allowed": "a governance rule's name",
+}
+
+
+def _texts(node: ast.AST) -> list[str]:
+    """The string constants of a module but its docstrings (which name modules and attributes), with each
+    f-string's literal parts joined around a placeholder."""
+    docstrings = {id(body[0].value) for body in (getattr(child, "body", None) for child in ast.walk(node))
+                  if isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                  and isinstance(body[0].value, ast.Constant)}
+    parts = {id(part) for child in ast.walk(node) if isinstance(child, ast.JoinedStr) for part in child.values}
+    found: list[str] = []
+    for child in ast.walk(node):
+        if id(child) in docstrings or id(child) in parts:
+            continue
+        if isinstance(child, ast.JoinedStr):
+            found.append("".join(part.value if isinstance(part, ast.Constant) else "[]" for part in child.values))
+        elif isinstance(child, ast.Constant) and isinstance(child.value, str):
+            found.append(child.value)
+    return found
+
+
+class TestKeysNamedInMessages:
+    """Issue 15: errors named keys that do not exist (`rabbitmq.heartbeat`, `rabbitmq.prefetch`,
+    `rabbitmq.topology.*`). Every dotted key quoted in any text of the code (error messages, advice, log values)
+    is a key of the configuration schema."""
+
+    def test_every_dotted_key_in_the_code_exists(self) -> None:
+        keys, rules_keys = _config_keys(), _rules_keys()
+        wrong: list[str] = []
+        seen = 0
+        for path in sorted((REPO / "bridge").rglob("*.py")):
+            for text in _texts(ast.parse(path.read_text())):
+                for match in _DOTTED.finditer(text):
+                    dotted = re.sub(r"\[[^\]]*\]", "", match[1]).rstrip(".")
+                    seen += 1
+                    if dotted in _NOT_KEYS:
+                        continue
+                    if dotted.startswith("rules."):
+                        ok = all(part in rules_keys for part in dotted.split(".")[1:])
+                    else:
+                        ok = dotted in keys
+                    if not ok:
+                        wrong.append(f"{path.relative_to(REPO)}: {match[1]!r} in {text[:80]!r}")
+        assert not wrong, "\n".join(wrong)
+        assert seen > 40  # the scan does find the keys the messages name
+
+    def test_the_scan_catches_a_key_that_does_not_exist(self) -> None:
+        texts = _texts(ast.parse('raise ConfigError("rabbitmq.heartbeat", f"see broker.window {x}")'))
+        assert [match[1] for text in texts for match in _DOTTED.finditer(text)] == [
+            "rabbitmq.heartbeat", "broker.window"]
+        assert "broker.window" not in _config_keys() and "broker.heartbeat" in _config_keys()
+
+
+class TestHeartbeatZero:
+    def test_zero_disables_and_passes_the_start_checks(self, tmp_path: Path) -> None:
+        """`heartbeat: 0` is documented as disabling heartbeats: it loads, and every start-up check accepts it
+        (the connection negotiating 0: tests/adapters/rabbitmq/test_client.py; `run`: tests/e2e)."""
+        text = f"broker: {{heartbeat: 0}}\nflows: {{definitions: {REPO}/flow_definitions}}\n"
+        config = load_config(write(tmp_path, text))
+        assert config.broker.heartbeat == 0
+        load_startup(config, create_dev_key=False)
+        assert error_of(tmp_path, "broker: {heartbeat: -1}\n").key == "broker.heartbeat"

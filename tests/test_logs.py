@@ -3,17 +3,53 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
+import signal
+import socket
 import string
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
 import structlog
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.config import parse_config
-from bridge.logs import PERSONAL_KEYS, SECRET_KEYS, configure_logging, redact, redact_url
+from bridge.logs import (
+    JOURNAL_PRIORITIES,
+    PERSONAL_KEYS,
+    SECRET_KEYS,
+    configure_logging,
+    journal_stream,
+    redact,
+    redact_url,
+)
+from tests.conftest import REPO
+from tests.helpers import wait_until
+
+
+@pytest.fixture(autouse=True)
+def _standard_logging_restored() -> Iterator[None]:
+    """configure_logging sets up the standard library's root logger and pika's levels: as they were after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("pika", "pika.adapters.utils",
+                                                                "pika.adapters.base_connection")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
+    logging.captureWarnings(False)
+
 
 MARK = "S3CRETMARK"  # in every generated password; the other URL parts cannot contain it (lower case, digits)
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -110,3 +146,80 @@ class TestRedactProcessor:
         line = json.loads(capsys.readouterr().err)
         assert line["private_key"] == "[redacted]" and line["values"] == "[personal data: debug only]"
         assert line["error"] == "amqp://u:***@host/ refused"
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _daemon_with_broker_down(tmp_path: Path, *, journal: bool) -> tuple[list[str], list[str]]:
+    """`dtn-bridge run` against a closed port until the RabbitMQ adapter (standard logging) retried twice, then
+    SIGTERM: its stdout and stderr lines. With `journal`, stderr is announced as systemd's journal stream."""
+    config = tmp_path / "bridge.yaml"
+    config.write_text(yaml.safe_dump({
+        "broker": {"urls": [f"amqp://guest:secretpw@127.0.0.1:{_closed_port()}/"], "connect_timeout": 1},
+        "flows": {"definitions": str(REPO / "flow_definitions")},
+        "inbound": {"workers": 0}, "outbound": {"workers": 0}, "log": {"format": "json"},
+    }))
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        env = {key: value for key, value in os.environ.items() if key not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
+        if journal:
+            details = os.fstat(stderr.fileno())
+            env["JOURNAL_STREAM"] = f"{details.st_dev}:{details.st_ino}"
+        process = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)], cwd=tmp_path,
+                                   stdout=stdout, stderr=stderr, env=env)
+        try:
+            wait_until(lambda: err.read_text().count("RabbitMQ unavailable") >= 2, 60,
+                       lambda: f"no retries logged: {err.read_text()!r}")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+    return out.read_text().splitlines(), err.read_text().splitlines()
+
+
+class TestEveryLineIsJson:
+    """Issue 15: pika and the RabbitMQ adapter log through the standard library; their lines were plain text between
+    the JSON ones and stopped `journalctl -o cat | jq` at the first."""
+
+    def test_broker_down(self, tmp_path: Path) -> None:
+        stdout, stderr = _daemon_with_broker_down(tmp_path, journal=False)
+        assert stdout == []
+        entries = [json.loads(line) for line in stderr]  # every line, or this fails naming it
+        retries = [entry for entry in entries if "RabbitMQ unavailable" in entry["event"]]
+        assert len(retries) >= 2 and all(entry["level"] == "warning" for entry in retries)
+        assert retries[0]["logger"] == "bridge.adapters.rabbitmq.client"
+        assert {"daemon_starting", "stop_requested"} <= {entry["event"] for entry in entries}
+        assert "secretpw" not in "\n".join(stderr)
+
+    def test_journal_priorities(self, tmp_path: Path) -> None:
+        """Under systemd each line starts with its sd-daemon priority, so `journalctl -p warning` finds warnings."""
+        _stdout, stderr = _daemon_with_broker_down(tmp_path, journal=True)
+        assert stderr
+        for line in stderr:
+            match = re.fullmatch(r"<([0-7])>(\{.*\})", line)
+            assert match, line
+            entry = json.loads(match[2])
+            assert int(match[1]) == JOURNAL_PRIORITIES[entry["level"]], line
+        assert any(line.startswith("<4>") for line in stderr) and any(line.startswith("<6>") for line in stderr)
+
+    def test_a_stderr_that_is_not_the_journal_gets_no_prefix(self, tmp_path: Path) -> None:
+        """A child that inherited JOURNAL_STREAM but writes elsewhere (sd-daemon(3): compare device and inode)."""
+        with (tmp_path / "other").open("w") as other:
+            assert not journal_stream({"JOURNAL_STREAM": "1:2"}, other)
+            details = os.fstat(other.fileno())
+            assert journal_stream({"JOURNAL_STREAM": f"{details.st_dev}:{details.st_ino}"}, other)
+            assert not journal_stream({}, other)
+
+    def test_standard_logging_is_redacted(self, capsys: pytest.CaptureFixture[str]) -> None:
+        configure_logging("info", "json")
+        try:
+            logging.getLogger("bridge.test").warning("cannot connect to %s", "amqp://u:p4ss@host/")
+            logging.getLogger("pika.test").info("chatty below warning")
+        finally:
+            structlog.reset_defaults()
+        lines = capsys.readouterr().err.splitlines()
+        assert [json.loads(line)["event"] for line in lines] == ["cannot connect to amqp://u:***@host/"]

@@ -2,7 +2,10 @@
 
 Every metric lives in the `Metrics` object's own CollectorRegistry, never prometheus_client's global one:
 two daemons in one process (the tests) or a re-created service never clash over metric names, and `/metrics`
-shows only what the bridge defines. All names start with `dtn_bridge_`.
+shows only what the bridge defines. The bridge's names start with `dtn_bridge_`; the daemon process's own are the
+standard `process_*` every exporter has (so the usual dashboards and alerts work), and its worker processes' CPU
+and memory are `dtn_bridge_worker_*`, read from /proc. No `_created` series (prometheus_client's creation
+timestamps: a second series per counter that nobody graphs).
 
     metrics = Metrics()
     server = MetricsServer(metrics, config.metrics.address, config.metrics.port,
@@ -21,17 +24,31 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Protocol, Self
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from bridge import __version__
+from bridge.adapters.processes import live_children
 from bridge.errors import StorageError
 
 __all__ = [
@@ -42,6 +59,7 @@ __all__ = [
     "Metrics",
     "MetricsServer",
     "Readiness",
+    "WorkerCollector",
     "folders_writable",
     "make_readiness",
 ]
@@ -79,7 +97,10 @@ class GovernanceDecision(Protocol):
 class Metrics:
     """The bridge's metrics in a private registry; attributes are the metric names without prefix/suffix."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 workers: Callable[[], Iterable[tuple[str, int]]] = live_children) -> None:
+        """`workers`: the (role, pid) of each worker process whose CPU and memory to show."""
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide; the bridge wants none anywhere
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
 
         def counter(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
@@ -116,12 +137,19 @@ class Metrics:
         self.broker_connected = gauge(
             "broker_connected", "1 while connected to the broker with the topology declared, else 0.")
         self.files_in_flight = gauge("files_in_flight", "Files claimed and not yet archived or quarantined.")
+        self.outbound_writing_held = gauge(
+            "outbound_writing_held", "1 while the outbound side writes nothing (a full disk, the broker away, a "
+            "worker lost): events wait in their queue and it retries; else 0.")
         self.publish_latency = Histogram(
             PREFIX + "publish_latency_seconds",
             "Seconds from a file's arrival in the inbound folder to the broker's confirm of its last event "
             "(published files only).", buckets=PUBLISH_LATENCY_BUCKETS, registry=self.registry)
-        # the process itself (memory, CPU, open files, start time), from /proc: dtn_bridge_process_*
-        self.process = ProcessCollector(namespace=PREFIX.rstrip("_"), registry=self.registry)
+        # the daemon process (memory, CPU, open files, start time), from /proc, by the standard names: process_*
+        self.process = ProcessCollector(registry=self.registry)
+        self.workers = WorkerCollector(workers)
+        self.registry.register(self.workers)
+        self.build_info = Info(PREFIX + "build", "The running version (value 1).", registry=self.registry)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
 
     def file_settled(self, outcome: str, *, rule: str | None = None, latency: float | None = None) -> None:
         """Count one settled inbound file (`FileOutcome.outcome`): archived, duplicate or quarantined."""
@@ -147,9 +175,53 @@ class Metrics:
         """The broker gauge as 0/1."""
         self.broker_connected.set(1 if connected else 0)
 
+    def set_outbound_held(self, error: str | None) -> None:
+        """The outbound side stopped writing for `error`, or writes again (None)."""
+        self.outbound_writing_held.set(0 if error is None else 1)
+
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (what /metrics serves)."""
         return generate_latest(self.registry)
+
+
+class WorkerCollector(Collector):
+    """CPU and memory of the worker processes (build, check), read from /proc/<pid>/stat and statm at each scrape:
+    the daemon's own process_* metrics do not count its children. A worker that ends between the listing and the
+    read is left out of that scrape."""
+
+    def __init__(self, workers: Callable[[], Iterable[tuple[str, int]]]) -> None:
+        self._workers = workers
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = CounterMetricFamily(PREFIX + "worker_cpu_seconds", "CPU time (user and system) of each worker "
+                                  "process.", labels=("role", "pid"))
+        resident = GaugeMetricFamily(PREFIX + "worker_resident_memory_bytes", "Resident memory of each worker "
+                                     "process.", labels=("role", "pid"))
+        count = GaugeMetricFamily(PREFIX + "workers", "Worker processes running, by role.", labels=("role",))
+        running: dict[str, int] = {}
+        for role, pid in self._workers():
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()  # after the command name, which may hold spaces
+                with open(f"/proc/{pid}/statm", "rb") as statm:
+                    pages = int(statm.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            labels = (role, str(pid))
+            cpu.add_metric(labels, (int(fields[11]) + int(fields[12])) / self._ticks)  # utime, stime (fields 14, 15)
+            resident.add_metric(labels, pages * self._page)
+            running[role] = running.get(role, 0) + 1
+        for role, number in sorted(running.items()):
+            count.add_metric((role,), number)
+        yield cpu
+        yield resident
+        yield count
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing to check at registration (the families are built per scrape)."""
+        return iter(())
 
 
 def folders_writable(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -171,12 +243,17 @@ def folders_writable(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 
 
 def make_readiness(broker_connected: Callable[[], bool],
-                   folders: Iterable[str | os.PathLike[str]]) -> Readiness:
-    """The usual readiness check: connected to the broker and every folder writable."""
+                   folders: Iterable[str | os.PathLike[str]],
+                   outbound: Callable[[], str | None] = lambda: None) -> Readiness:
+    """The usual readiness check: connected to the broker, every folder writable, and the outbound side consuming
+    and writing (`outbound` says what stops it, or None)."""
     folder_list = [Path(folder) for folder in folders]
 
     def check() -> tuple[bool, list[str]]:
         reasons = [] if broker_connected() else ["broker: not connected"]
+        problem = outbound()
+        if problem is not None:
+            reasons.append(f"outbound: {problem}")
         reasons.extend(folders_writable(folder_list))
         return (not reasons, reasons)
 

@@ -19,6 +19,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import weakref
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,16 @@ from typing import Any
 from bridge.errors import WorkerError
 
 SILENCE = 120.0  # seconds without a word from a busy worker: it is stuck (a batch takes milliseconds)
+
+_live: weakref.WeakSet[ChildProcess] = weakref.WeakSet()  # started and not closed, for the metrics
+_live_lock = threading.Lock()
+
+
+def live_children() -> list[tuple[str, int]]:
+    """(role, pid) of every worker process this process started and has not ended (the metrics' CPU and memory)."""
+    with _live_lock:
+        children = list(_live)
+    return [(child.role, pid) for child in children if (pid := child.pid) is not None]
 
 
 class ChildProcess:
@@ -65,6 +77,8 @@ class ChildProcess:
                                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                        env={**os.environ, "PYTHONPATH": path})
         self._process, self._conn = process, Connection(ours.detach())
+        with _live_lock:
+            _live.add(self)
         self._poller = select.poll()  # `ready` is asked between two deliveries: a standing poll set costs ~1 µs,
         self._poller.register(self._conn.fileno(), select.POLLIN)  # Connection.poll(0) builds a selector each time
         self.send(("start", self._target, self._log, self._values))
@@ -97,6 +111,8 @@ class ChildProcess:
         """Stop the process (after its current job when graceful; at once otherwise). Safe to call twice."""
         process, conn = self._process, self._conn
         self._process = self._conn = self._poller = None
+        with _live_lock:
+            _live.discard(self)
         if process is None:
             return
         if graceful and conn is not None:

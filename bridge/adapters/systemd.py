@@ -160,22 +160,29 @@ class Heartbeat:
     thousand events): it records progress and pings when a ping is due. If the loop hangs, the pings stop and
     systemd restarts the service after WatchdogSec.
 
-    Some steps block for a bounded time without being hung (waiting to reconnect: up to 30 s of backoff plus
-    the connect timeout). `pulse()` is for a supervising thread that stays responsive (the daemon's main
-    thread): it pings only while the last `beat()` is younger than `stall_after` seconds, so bounded waits are
-    covered but a loop stuck for longer still gets the service restarted. With `interval` None (no watchdog)
-    both are no-ops.
+    `pulse()` is for a supervising thread that stays responsive (the daemon's main thread): it pings only while
+    the last `beat()` is younger than `stall_after` seconds, which is tied to `$WATCHDOG_USEC`: half the
+    watchdog period by default (the loop beats at least every half second when idle). A loop stuck longer stops
+    the pings, and systemd restarts the service one period after the last one: within 1.5 periods of the hang
+    (45 s with `WatchdogSec=30`), not after minutes.
+
+    Some steps block for a bounded time without being hung (the backoff before reconnecting, plus the connect
+    timeout; a publish waiting for the broker's confirms, bounded by its own timeout). The loop declares each
+    with `allow(seconds)` just before it: the pulses go on for that long. The next `beat()` ends the allowance,
+    so a step that returned early leaves no cover behind. With `interval` None (no watchdog) all are no-ops.
     """
 
-    def __init__(self, notifier: Notifier, interval: float | None, *, stall_after: float = 300.0,
+    def __init__(self, notifier: Notifier, interval: float | None, *, stall_after: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """`stall_after` None: `interval` (half the watchdog period, see `watchdog_interval`)."""
         self.notifier = notifier
         self.interval = interval
-        self.stall_after = stall_after
+        self.stall_after = stall_after if stall_after is not None else (interval if interval is not None else 300.0)
         self._clock = clock
         self._lock = threading.Lock()
         self._last_ping: float | None = None
         self._last_progress = clock()
+        self._allowed_until = float("-inf")
         self.pings = 0
 
     @property
@@ -187,12 +194,21 @@ class Heartbeat:
         """The work loop made progress: ping when due. True when a ping was sent."""
         with self._lock:
             self._last_progress = self._clock()
+            self._allowed_until = float("-inf")
         return self._ping_if_due()
 
-    def pulse(self) -> bool:
-        """From a supervising thread: ping when due, unless the work loop stalled past `stall_after`."""
+    def allow(self, seconds: float) -> None:
+        """A step that may take up to `seconds` without being hung starts now: `pulse()` pings through it (until
+        the next `beat()`)."""
         with self._lock:
-            if self._clock() - self._last_progress > self.stall_after:
+            self._allowed_until = max(self._allowed_until, self._clock() + max(0.0, seconds))
+
+    def pulse(self) -> bool:
+        """From a supervising thread: ping when due, unless the work loop stalled past `stall_after` outside an
+        allowed step."""
+        with self._lock:
+            now = self._clock()
+            if now - self._last_progress > self.stall_after and now > self._allowed_until:
                 return False
         return self._ping_if_due()
 

@@ -8,9 +8,11 @@ The composition root (bridge/service.py) hands the loop its chain and adapters; 
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -51,7 +53,9 @@ class InboundLoop:
     def __init__(self, pipeline: InboundPipeline, watcher: Watcher, *, spool: Spool,
                  publisher: ConnectedPublisher, metrics: Metrics, notifier: Notifier, heartbeat: Heartbeat,
                  status: Callable[..., None], broker_labels: list[str], shadow: bool,
-                 reload: Callable[[], object]) -> None:
+                 reload: Callable[[], object], connect_seconds: float = 60.0) -> None:
+        """`connect_seconds`: the longest one connection attempt takes without being hung (every URL's connect
+        timeout and the topology's declaration), the watchdog's allowance for it (`Heartbeat.allow`)."""
         self.pipeline = pipeline
         self.watcher = watcher
         self.spool = spool
@@ -64,6 +68,7 @@ class InboundLoop:
         self.shadow = shadow
         self._reload_now = reload
         self.backoff = Backoff()
+        self.connect_seconds = connect_seconds
         self.processed = 0
         self._arrivals: dict[Path, float | None] = {}  # claim -> when the file was dropped (latency histogram)
         self._next: Claim | None = None  # claimed (and being checked) while the file before it publishes
@@ -79,7 +84,10 @@ class InboundLoop:
         self.metrics.set_broker_connected(False)
         self.notifier.status("connecting to the broker")
         try:
-            self.publisher.ensure_connected(self.backoff, stop=stop)
+            self.heartbeat.allow(self.connect_seconds)
+            backoff = _AllowingBackoff(self.backoff.initial, self.backoff.maximum, self.backoff.factor,
+                                       self.heartbeat.allow, self.connect_seconds)
+            self.publisher.ensure_connected(backoff, stop=stop)
         except BrokerError as exc:
             if not isinstance(exc, BrokerUnavailable):
                 raise  # a topology that does not match the broker's: an operator must act
@@ -164,7 +172,9 @@ class InboundLoop:
                 log.warning("file_retry", file=claim.original_name, attempt=attempt, error=str(exc),
                             cause="broker" if broker else "worker" if isinstance(exc, WorkerError) else "storage")
                 self.status(broker_connected=self.publisher.connected, last_error=str(exc))
-                if stop.wait(self.backoff.delay(attempt)):
+                delay = self.backoff.delay(attempt)
+                self.heartbeat.allow(delay)  # waiting to retry is not a hang
+                if stop.wait(delay):
                     return None
                 if broker and not self.connect(stop):
                     return None
@@ -180,3 +190,20 @@ class InboundLoop:
                                  f"{outcome.outcome}")
             return outcome
 
+
+def _no_allowance(_seconds: float) -> None:
+    """Nobody to tell."""
+
+
+@dataclass(frozen=True, slots=True)
+class _AllowingBackoff(Backoff):
+    """A backoff whose delays are each announced to the watchdog with the attempt that follows (`allow`): waiting
+    to reconnect is not a hang, however long the broker stays away."""
+
+    allow: Callable[[float], None] = _no_allowance
+    attempt_seconds: float = 0.0
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        seconds = Backoff.delay(self, attempt, rng)
+        self.allow(seconds + self.attempt_seconds)
+        return seconds

@@ -37,6 +37,11 @@ from bridge.signing import canonicalize
 Outcome = Literal["archived", "quarantined", "duplicate", "shadowed"]
 log = structlog.get_logger("dtn_bridge.inbound")
 
+#: The slowest the checksum and the streaming passes over a file go without being hung (bytes per second): the
+#: watchdog's allowance for reading a big file (a 1 GiB file: about nine minutes).
+READ_FLOOR_BYTES_PER_SECOND = 2_000_000
+MANIFEST_TIMEOUT = 60.0  # seconds for the manifest's confirm (publish_all's own default)
+
 
 # (file, first pass, SHA-256) -> messages; a generator, so that a publisher that stops early can close it
 BuildStage = Callable[[Path, ValidFile, str], Generator[BuiltMessage, None, None]]
@@ -89,11 +94,14 @@ class InboundPipeline:
                  max_file_bytes: int = 1 << 30, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, shadow: bool = False,
                  on_decision: Callable[[Decision, int], None] = lambda _decision, _count: None,
                  on_published: Callable[[PublishResult], None] = lambda _result: None,
+                 allow: Callable[[float], None] = lambda _seconds: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """`build` yields a valid file's messages, signed; `sign` signs the file's manifest (canonical bytes -> the
         signed JSON to publish). `shadow`: do everything but publish (events are still built and signed, so the
         report is real). `on_decision` sees every governance decision (with the number of events in a row that had
-        it) and `on_published` every confirmed batch (metrics)."""
+        it) and `on_published` every confirmed batch (metrics). `allow(seconds)` announces a step that may take that
+        long without being hung (the systemd watchdog's `Heartbeat.allow`): reading a big file, waiting for
+        confirms."""
         self.reader = reader
         self.build = build
         self.sign = sign
@@ -107,6 +115,7 @@ class InboundPipeline:
         self.rules = rules
         self.on_decision = on_decision
         self.on_published = on_published
+        self.allow = allow
         self.clock = clock
         self._ahead: tuple[Path, Future[tuple[str, FileParse]]] | None = None
         self._checker: ThreadPoolExecutor | None = None
@@ -152,6 +161,7 @@ class InboundPipeline:
             if unsafe is not None:
                 return self._set_aside(claim, unsafe, record.id if record else None)
         size = claim.path.stat().st_size
+        self.allow(size / READ_FLOOR_BYTES_PER_SECOND)  # the checksum and the passes over a big file
         sha256 = self.spool.sha256(claim)
         checked_ahead = self._checked_ahead(claim, sha256)
         ledger_id = record.id if record else self.ledger.record_claimed(sha256, claim.original_name,
@@ -302,6 +312,7 @@ class InboundPipeline:
                      recipient=header.to_participant, path=str(final))
             return FileOutcome("shadowed", ledger_id, final, events=built)
         timeout = 120.0 + size / 50_000  # generous for big files: confirms are batched by fsync
+        self.allow(timeout)  # building, signing and publishing every event, then the archive move
         with contextlib.closing(messages()) as outgoing:  # a broker failure closes it now, not when collected
             result = self.publisher.publish_all(outgoing, timeout=timeout)
         if not ids:
@@ -315,8 +326,10 @@ class InboundPipeline:
         _exchange, manifest_key = self.rules.placement(
             manifest_routing_key(header.flow_reference, header.from_participant,
                                  self.rules.addressee_key(FileFacts.from_header(header))), test)
+        self.allow(MANIFEST_TIMEOUT)
         self.on_published(self.publisher.publish_all(
-            [OutgoingMessage(manifest_key, self.sign(canonicalize(manifest, known_types=True)), manifest["id"])]))
+            [OutgoingMessage(manifest_key, self.sign(canonicalize(manifest, known_types=True)), manifest["id"])],
+            timeout=MANIFEST_TIMEOUT))
         self.ledger.record_published(ledger_id, events=result.confirmed, first_event_id=first_id,
                                      last_event_id=last_id)
         final = self.spool.archive(claim, self.clock().date())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge import __version__
 from bridge.adapters.metrics import Metrics, MetricsServer, folders_writable, make_readiness
 from bridge.errors import StorageError
 
@@ -32,13 +36,19 @@ EXPECTED = {  # family name (as the parser reports it) -> type
     "dtn_bridge_broker_connected": "gauge",
     "dtn_bridge_files_in_flight": "gauge",
     "dtn_bridge_publish_latency_seconds": "histogram",
-    # ProcessCollector, namespaced
-    "dtn_bridge_process_virtual_memory_bytes": "gauge",
-    "dtn_bridge_process_resident_memory_bytes": "gauge",
-    "dtn_bridge_process_start_time_seconds": "gauge",
-    "dtn_bridge_process_cpu_seconds": "counter",
-    "dtn_bridge_process_open_fds": "gauge",
-    "dtn_bridge_process_max_fds": "gauge",
+    "dtn_bridge_outbound_writing_held": "gauge",
+    "dtn_bridge_build_info": "gauge",  # an Info, in the text format a gauge of value 1
+    # the worker processes, from /proc
+    "dtn_bridge_worker_cpu_seconds": "counter",
+    "dtn_bridge_worker_resident_memory_bytes": "gauge",
+    "dtn_bridge_workers": "gauge",
+    # the daemon process: the standard names every exporter uses
+    "process_virtual_memory_bytes": "gauge",
+    "process_resident_memory_bytes": "gauge",
+    "process_start_time_seconds": "gauge",
+    "process_cpu_seconds": "counter",
+    "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
 }
 
 
@@ -80,9 +90,58 @@ def served(switch: Switch) -> Iterator[tuple[Metrics, MetricsServer]]:
 
 
 def test_every_metric_is_defined_with_its_type() -> None:
-    families = {f.name: f.type for f in text_string_to_metric_families(Metrics().exposition().decode())}
-    assert {name: kind for name, kind in families.items() if not name.endswith("_created")} == EXPECTED
-    assert all(name.startswith("dtn_bridge_") for name in families)
+    """Issue 15: no `_created` series, the process metrics by their standard names, a build_info."""
+    text = Metrics().exposition().decode()
+    families = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert families == EXPECTED
+    assert "_created" not in text
+    assert all(name.startswith(("dtn_bridge_", "process_")) for name in families)
+    assert samples(text)[("dtn_bridge_build_info", (("python", platform.python_version()),
+                                                    ("version", __version__)))] == 1
+
+
+def test_worker_processes_cpu_and_memory() -> None:
+    """The workers' CPU and resident memory, from /proc: a child that burns CPU and holds memory shows both, under
+    its role and pid; one that ended is left out."""
+    program = ("import sys, time\nblock = b'x' * (64 << 20)\nend = time.process_time() + 0.3\n"
+               "while time.process_time() < end: pass\nprint('ok', flush=True)\nsys.stdin.read()")
+    burner = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert burner.stdout is not None and burner.stdin is not None
+    try:
+        assert burner.stdout.readline() == b"ok\n"
+        metrics = Metrics(workers=lambda: [("build", burner.pid), ("check", 2**22 + 1)])  # the second: no such pid
+        values = samples(metrics.exposition().decode())
+    finally:
+        burner.stdin.close()
+        burner.wait(10)
+    labels = (("pid", str(burner.pid)), ("role", "build"))
+    assert values[("dtn_bridge_worker_cpu_seconds_total", labels)] >= 0.3
+    assert values[("dtn_bridge_worker_resident_memory_bytes", labels)] >= 64 << 20
+    assert values[("dtn_bridge_workers", (("role", "build"),))] == 1
+    assert not any(name.startswith("dtn_bridge_worker") and ("role", "check") in label
+                   for name, label in values)
+
+
+def test_the_live_worker_processes_are_listed(tmp_path: Path) -> None:
+    """Metrics() reads the workers the daemon started (ChildProcess), and only while they run."""
+    from bridge.adapters.processes import ChildProcess, live_children
+
+    child = ChildProcess("check", "operator:is_", None, ("info", "json"))  # returns at once
+    child.start()
+    try:
+        assert ("check", child.pid) in live_children()
+        assert ("dtn_bridge_workers", (("role", "check"),)) in samples(Metrics().exposition().decode())
+    finally:
+        child.close(graceful=False)
+    assert all(role != "check" or pid != child.pid for role, pid in live_children())
+
+
+def test_outbound_writing_held() -> None:
+    metrics = Metrics()
+    metrics.set_outbound_held("StorageError: no space left on device")
+    assert samples(metrics.exposition().decode())[("dtn_bridge_outbound_writing_held", ())] == 1
+    metrics.set_outbound_held(None)
+    assert samples(metrics.exposition().decode())[("dtn_bridge_outbound_writing_held", ())] == 0
 
 
 def test_registries_are_private() -> None:
@@ -254,11 +313,16 @@ def test_folders_writable_reports_a_read_only_mount() -> None:
 
 def test_make_readiness(tmp_path: Path) -> None:
     connected = [False]
-    check = make_readiness(lambda: connected[0], [tmp_path, tmp_path / "missing"])
-    assert check() == (False, ["broker: not connected", f"{tmp_path / 'missing'}: does not exist"])
+    outbound: list[str | None] = ["consumer not connected to the broker"]
+    check = make_readiness(lambda: connected[0], [tmp_path, tmp_path / "missing"], lambda: outbound[0])
+    assert check() == (False, ["broker: not connected", "outbound: consumer not connected to the broker",
+                               f"{tmp_path / 'missing'}: does not exist"])
     connected[0] = True
+    outbound[0] = None
     (tmp_path / "missing").mkdir()
     assert check() == (True, [])
+    outbound[0] = "writing held: StorageError: no space left on device"
+    assert check() == (False, ["outbound: writing held: StorageError: no space left on device"])
 
 
 # -------------------------------------------------------------------------------------- the Grafana dashboard
@@ -269,12 +333,13 @@ SERIES_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_co
 
 def defined_series() -> tuple[set[str], set[str]]:
     """The series names Metrics exposes, and every label name its metrics carry (plus Prometheus' own)."""
-    metrics = Metrics()
+    metrics = Metrics(workers=lambda: [("build", os.getpid())])
     families = list(text_string_to_metric_families(metrics.exposition().decode()))
     names = {f.name + suffix for f in families for suffix in SERIES_SUFFIXES.get(f.type, ("",))}
     labels = {"instance", "job", "le"}
     for value in vars(metrics).values():
         labels.update(getattr(value, "_labelnames", ()))  # where prometheus_client keeps label names
+    labels.update(label for family in families for sample in family.samples for label in sample.labels)
     return names, labels
 
 
@@ -317,7 +382,8 @@ def test_every_dashboard_expr_uses_defined_metrics() -> None:
     used: set[str] = set()
     for expr in exprs:
         found = set(re.findall(r"\bdtn_bridge_[a-z0-9_]+", expr))
-        assert found, f"no dtn-bridge metric in {expr!r}"
+        assert found, f"no dtn-bridge metric in {expr!r}"  # process_* series are scoped by dtn_bridge_build_info
+        found |= set(re.findall(r"\bprocess_[a-z0-9_]+", expr))
         assert found <= names, f"{expr!r} uses undefined {sorted(found - names)}"
         used |= found
         for group in re.findall(r"\bby\s*\(([^)]*)\)", expr):
@@ -327,6 +393,6 @@ def test_every_dashboard_expr_uses_defined_metrics() -> None:
     shown = {name.removesuffix("_total").removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
              for name in used}
     families = {f.name for f in text_string_to_metric_families(Metrics().exposition().decode())}
-    bridge = {f for f in families if not f.startswith("dtn_bridge_process_") and not f.endswith("_created")}
+    bridge = {f for f in families if f.startswith("dtn_bridge_")}
     missing = bridge - shown
     assert not missing, f"metrics not on the dashboard: {sorted(missing)}"

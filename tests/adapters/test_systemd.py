@@ -188,3 +188,42 @@ def test_heartbeat_is_a_no_op_without_watchdog(listener: tuple[socket.socket, st
     assert not heartbeat.beat() and not heartbeat.pulse()
     assert nothing_waiting(sock)
     assert not Heartbeat(Notifier(None), 1.0).beat()
+
+
+def test_the_stall_limit_follows_the_watchdog_period(listener: tuple[socket.socket, str]) -> None:
+    """WatchdogSec=30: a loop without progress for 15 s (half the period) stops the pings, so systemd restarts the
+    daemon within 45 s of the hang, not after the 300 s the limit used to be."""
+    sock, path = listener
+    clock = FakeClock()
+    heartbeat = Heartbeat(Notifier(path), watchdog_interval({"WATCHDOG_USEC": "30000000"}), clock=clock)
+    assert (heartbeat.interval, heartbeat.stall_after) == (15.0, 15.0)
+    assert heartbeat.beat()
+    receive(sock)
+    clock.now += 15.0
+    assert heartbeat.pulse()  # 15 s without progress: still within the limit
+    receive(sock)
+    clock.now += 15.1
+    assert not heartbeat.pulse() and nothing_waiting(sock)
+
+
+def test_an_allowed_step_is_covered_until_the_next_beat(listener: tuple[socket.socket, str]) -> None:
+    """allow(seconds): a bounded wait (a reconnect backoff, a publish waiting for confirms) is not a hang; the next
+    beat ends the allowance, so a hang after it is seen as soon as any other."""
+    sock, path = listener
+    clock = FakeClock()
+    heartbeat = Heartbeat(Notifier(path), 15.0, clock=clock)
+    heartbeat.beat()
+    receive(sock)
+    heartbeat.allow(100.0)
+    for _ in range(6):  # 90 s inside the allowed step: a ping every 15 s
+        clock.now += 15.0
+        assert heartbeat.pulse()
+        receive(sock)
+    clock.now += 25.0  # 115 s: past the allowance and the stall limit
+    assert not heartbeat.pulse()
+    heartbeat.beat()
+    receive(sock)
+    heartbeat.allow(100.0)
+    heartbeat.beat()  # the step returned early
+    clock.now += 16.0
+    assert not heartbeat.pulse() and nothing_waiting(sock)

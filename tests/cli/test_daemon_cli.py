@@ -91,7 +91,9 @@ REFUSED_AT_START = [
                  id="url-pika-cannot-read"),
     pytest.param({"broker": {"tls": {"ca_file": "keys/missing-ca.pem"}}}, leave_as_is, "broker.tls.ca_file:",
                  id="missing-tls-ca-file"),
-    pytest.param({"broker": {"heartbeat": 0}}, leave_as_is, "broker.heartbeat:", id="heartbeat-0"),
+    pytest.param({"broker": {"heartbeat": -1}}, leave_as_is, "broker.heartbeat:", id="heartbeat-negative"),
+    pytest.param({"broker": {"outbound_delivery_limit": 0}}, leave_as_is, "broker.outbound_delivery_limit:",
+                 id="delivery-limit-0"),
 ]
 
 

@@ -48,7 +48,7 @@ class RabbitConsumer(Client):
     ) -> None:
         """`consumer_arguments` go to basic.consume, e.g. {"x-stream-offset": datetime} to read a stream."""
         if prefetch < 1:
-            raise ConfigError("rabbitmq.prefetch", "must be at least 1")
+            raise ConfigError("outbound.prefetch", "must be at least 1")
         super().__init__(
             urls,
             topology=topology,

@@ -54,7 +54,7 @@ def parse_endpoint(
         raise
     except Exception as exc:  # noqa: BLE001 (pika raises ValueError/TypeError/KeyError, maybe more, for bad URLs)
         raise ConfigError(key, f"not a valid amqp:// or amqps:// URL ({type(exc).__name__})") from None
-    params.heartbeat = heartbeat
+    params.heartbeat = heartbeat  # 0: pika proposes none in the tune, so the connection has no heartbeats
     params.socket_timeout = connect_timeout
     params.stack_timeout = connect_timeout
     params.connection_attempts = 1
@@ -83,8 +83,8 @@ def parse_endpoints(
     """Every URL parsed and every connection setting checked, before anything connects."""
     if isinstance(urls, str) or not urls:
         raise ConfigError("broker.urls", "give a non-empty list of amqp:// or amqps:// URLs")
-    if heartbeat <= 0:
-        raise ConfigError("broker.heartbeat", "must be a positive number of seconds (0 would disable heartbeats)")
+    if heartbeat < 0:
+        raise ConfigError("broker.heartbeat", "must be 0 (no heartbeats) or a number of seconds")
     if connect_timeout <= 0:
         raise ConfigError("broker.connect_timeout", "must be positive")
     return [

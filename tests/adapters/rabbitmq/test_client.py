@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from typing import Any
@@ -19,6 +20,27 @@ from tests.adapters.rabbitmq.rabbit_helpers import (
     Admin,
     messages,
 )
+
+
+def _negotiated_heartbeat(client_name: str) -> int:
+    """The heartbeat timeout the broker agreed with the connection named `client_name` (rabbitmqctl)."""
+    listing = subprocess.run(["rabbitmqctl", "list_connections", "-q", "timeout", "client_properties"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    [timeout] = [line.split("\t", 1)[0] for line in listing.splitlines()
+                 if f'{{"connection_name","{client_name}"}}' in line]
+    return int(timeout)
+
+
+class TestHeartbeat:
+    """broker.heartbeat: the value is what the connection uses, and 0 disables heartbeats (issue 15: 0 passed
+    check-config, then `run` refused it naming a key that does not exist)."""
+
+    @pytest.mark.parametrize("seconds", [0, 7])
+    def test_negotiated(self, seconds: int, amqp_url: str, topology: Topology, admin: Admin,
+                        client_name: str) -> None:
+        with RabbitPublisher([amqp_url], topology=topology, heartbeat=seconds, client_name=client_name) as pub:
+            assert _negotiated_heartbeat(client_name) == seconds
+            assert pub.publish_all(messages(1)).confirmed == 1
 
 
 class TestConnecting:
@@ -69,7 +91,7 @@ class TestConnecting:
             ("amqp://localhost", {}),
             (["http://localhost"], {}),
             (["amqp://localhost"], {"window": 0}),
-            (["amqp://localhost"], {"heartbeat": 0}),
+            (["amqp://localhost"], {"heartbeat": -1}),
         ]
         for urls, options in bad:
             with pytest.raises(ConfigError):
