@@ -59,8 +59,9 @@ def test_what_it_describes(document: dict[str, Any], definitions: DefinitionSet)
     assert set(channels["flowEvents"]["messages"]) == set(definitions)
     assert channels["flowEvents"]["parameters"]["flow"]["enum"] == list(definitions)
     assert channels["flowEvents"]["bindings"]["amqp"]["exchange"]["name"] == "dtn.events"
-    assert {channels[name]["address"] for name in ("eventStore", "outboundQueue", "outboundRejected", "deadLetter")} \
-        == {"dtn.events.store", "dtn.outbound", "dtn.outbound.rejected", "dtn.dead-letter"}
+    assert {channels[name]["address"] for name in ("eventStore", "outboundQueue", "outboundRejected")} \
+        == {"dtn.events.store", "dtn.outbound", "dtn.outbound.rejected"}
+    assert "deadLetter" not in channels  # refused events are kept once, in dtn.outbound.rejected
     rejected = document["components"]["messages"]["Rejected"]
     assert set(rejected["headers"]["required"]) == {"x-dtn-reject-code", "x-dtn-reject-reason",
                                                     "x-dtn-original-routing-key"}

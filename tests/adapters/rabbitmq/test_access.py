@@ -129,7 +129,7 @@ def test_it_reads_neither_the_store_nor_the_bridges_queues_nor_anyone_elses(acce
         others_queue = _own_queue(other.channel(), "EFGH")
         bridge.channel().basic_publish(TOPOLOGY.exchange, "inbound.D0010002.UDMS.EFGH", b"x")
         queue = _own_queue(connection.channel(), "ABCD")
-        for name in (TOPOLOGY.store_queue, TOPOLOGY.dead_letter_queue, TOPOLOGY.outbound_queue, others_queue):
+        for name in (TOPOLOGY.store_queue, TOPOLOGY.outbound_queue, TOPOLOGY.outbound_rejected_queue, others_queue):
             assert name is not None
             _refused(connection, lambda ch, name=name: ch.basic_get(name))
             _refused(connection, lambda ch, name=name: ch.queue_purge(name))
