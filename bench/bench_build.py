@@ -2,11 +2,12 @@
 
 The steps are cumulative: the second pass (file_events, as the build workers run it: runs of lines as JSON
 fragments), then governance routing and RFC 8785 bytes, then the whole stage signed (`built_messages`); beside them
-the bare Ed25519 JWS of one canonical event, and the stage's share as one of two workers when the other runs at the
-same time (on a machine whose two CPUs share more than they say, that costs more per event than one alone).
+the bare JWS of one canonical event (ES256, the default, or --alg EdDSA), and the stage's share as one of two
+workers when the other runs at the same time (on a machine whose two CPUs share more than they say, that costs more
+per event than one alone).
 
-Run: .venv/bin/python bench/bench_build.py [--instances N]. The figures are CPU seconds (process_time), best of
---repeat runs; on a shared machine they still move by tens of percent between minutes.
+Run: .venv/bin/python bench/bench_build.py [--instances N] [--alg ES256|EdDSA]. The figures are CPU seconds
+(process_time), best of --repeat runs; on a shared machine they still move by tens of percent between minutes.
 """
 
 from __future__ import annotations
@@ -33,18 +34,19 @@ from bridge.inbound.flowfile import check_file, file_events
 from bridge.rules import EventRouter, RuleSet
 from bridge.service import load_rules
 from bridge.signing import Signer, canonicalize
+from bridge.signing.jws import ALG_EDDSA, ALG_ES256, DEFAULT_ALGORITHM
 
 
 class Stage:
     """One D0275 bench file, checked once, and what the build stage needs to run over it again and again."""
 
-    def __init__(self, instances: int) -> None:
+    def __init__(self, instances: int, alg: str) -> None:
         definitions = bench_pipeline.definitions()
         self.path = bench_pipeline.make_file("D0275001", instances, 10_000)
         self.reader = FlowFileReader(definitions)
         self.valid: ValidFile = check_file(self.path, self.reader).valid()
         self.sha256 = sha256_of(self.path)
-        self.signer = Signer.generate()
+        self.signer = Signer.generate(alg)
         config = load_config(bench_pipeline.write_config(Path(tempfile.mkdtemp()), ".bench-build"))
         self.rules: RuleSet = load_rules(config, definitions)
 
@@ -71,8 +73,9 @@ def cpu_per_event(run: Callable[[], object], events: int, repeat: int) -> float:
     return best / events * 1e6
 
 
-def _share_worker(instances: int, part: int, repeat: int, results: multiprocessing.Queue[tuple[int, float]]) -> None:
-    stage = Stage(instances)
+def _share_worker(instances: int, alg: str, part: int, repeat: int,
+                  results: multiprocessing.Queue[tuple[int, float]]) -> None:
+    stage = Stage(instances, alg)
     own = stage.built((part, 2))
     results.put((own, cpu_per_event(lambda: stage.built((part, 2)), own, repeat)))
 
@@ -81,8 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=5_000, help="flow instances in the D0275 file")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each step; the best counts")
+    parser.add_argument("--alg", choices=(ALG_ES256, ALG_EDDSA), default=DEFAULT_ALGORITHM, help="signing algorithm")
     args = parser.parse_args()
-    stage = Stage(args.instances)
+    stage = Stage(args.instances, args.alg)
     n = stage.valid.flow_count
     canonical = canonicalize(next(iter(file_events(stage.path, stage.reader, stage.valid, as_fragments=True))),
                              known_types=True)
@@ -95,9 +99,10 @@ def main() -> None:
     print(f"second pass (file_events, fragments):       {second_pass:7.1f} µs per event")
     print(f"  + governance routing and RFC 8785 bytes:   {canonical_too:7.1f} µs per event")
     print(f"  + signed: the whole stage (built_messages): {whole:7.1f} µs per event")
-    print(f"bare JWS (Ed25519) of one canonical event:   {sign:7.1f} µs")
+    print(f"bare JWS ({args.alg:5}) of one canonical event:     {sign:7.1f} µs")
     results: multiprocessing.Queue[tuple[int, float]] = multiprocessing.Queue()
-    workers = [multiprocessing.Process(target=_share_worker, args=(args.instances, part, args.repeat, results))
+    workers = [multiprocessing.Process(target=_share_worker, args=(args.instances, args.alg, part, args.repeat,
+                                                                      results))
                for part in (0, 1)]
     for worker in workers:
         worker.start()

@@ -1,6 +1,8 @@
-"""Signing throughput: Signer.sign on a realistic event vs a bare cryptography sign over the same canonical bytes.
+"""Signing throughput: Signer.sign on a realistic event vs a bare cryptography sign over the same canonical bytes, for
+ES256 (the default algorithm of new keys) and EdDSA, and TrustStore.verify of each.
 
-Target (issue): Signer.sign costs at most 1.5x the bare Ed25519 sign. Run: .venv/bin/python bench/bench_signing.py
+Target (issue): Signer.sign costs at most 1.5x the bare sign of its algorithm (the verdict and exit code are the
+default algorithm's). Run: .venv/bin/python bench/bench_signing.py
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bridge.signing import Signer, TrustStore, canonicalize
+from bridge.signing.jws import ALG_EDDSA, ALG_ES256, DEFAULT_ALGORITHM
 
 
 def realistic_event() -> dict[str, Any]:
@@ -94,11 +97,12 @@ def main() -> int:
     canonical = canonicalize(event)
     data_size = len(canonicalize(event["data"]))
     print(f"event: {len(canonical)} canonical bytes ({data_size} bytes of data)")
-    ratio = bench_algorithm("EdDSA", event, canonical)
-    bench_algorithm("ES256", event, canonical)
-    verdict = "PASS" if ratio <= 1.5 else "FAIL"
-    print(f"{verdict}: EdDSA Signer.sign costs {ratio:.2f}x a bare Ed25519PrivateKey.sign (target <= 1.5x)")
-    return 0 if ratio <= 1.5 else 1
+    ratios = {alg: bench_algorithm(alg, event, canonical) for alg in (ALG_ES256, ALG_EDDSA)}
+    for alg, ratio in ratios.items():
+        verdict = "PASS" if ratio <= 1.5 else "FAIL"
+        default = " (the default)" if alg == DEFAULT_ALGORITHM else ""
+        print(f"{verdict}: {alg}{default} Signer.sign costs {ratio:.2f}x a bare key.sign (target <= 1.5x)")
+    return 0 if ratios[DEFAULT_ALGORITHM] <= 1.5 else 1
 
 
 if __name__ == "__main__":

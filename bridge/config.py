@@ -160,7 +160,7 @@ class StateConfig:
 class SigningConfig:
     """`key` None means: generate a development key into the state folder on first run."""
 
-    key: Path | None = setting(None, "PKCS#8 private key (PEM); null = a development key in state.dir")
+    key: Path | None = setting(None, "PKCS#8 private key (PEM); null = a development key (ES256) in state.dir")
     trust: Path | None = setting(None, "JWKS of the keys outbound events may be signed with; null = consume nothing")
     ca_bundle: Path | None = setting(None, "PEM CA bundle for validating signers' certificates")
 

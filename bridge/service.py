@@ -114,16 +114,18 @@ def load_signer(config: BridgeConfig, *, create: bool = True) -> Signer | None:
         if not create:
             return None
         make_folders(path.parent, config.spool.dir_mode)  # the key comes before the other folders are made
-        signer = Signer.generate()
+        signer = Signer.generate()  # ES256, the default; a key made before (EdDSA, say) is kept as it is
         write_private_key(path, signer.private_key)
         (path.parent / DEV_JWKS_NAME).write_text(json.dumps(signer.public_jwks(), indent=2) + "\n")
-        log.warning("development_signing_key_generated", path=str(path), kid=signer.kid,
+        log.warning("development_signing_key_generated", path=str(path), kid=signer.kid, alg=signer.alg,
                     advice="a development key: production configs must name signing.key")
-    elif create:
-        log.warning("development_signing_key_in_use", path=str(path),
-                    advice="a development key: production configs must name signing.key")
+        return signer
     check_private_key_permissions(path)
-    return Signer.from_key_file(path)
+    signer = Signer.from_key_file(path)
+    if create:
+        log.warning("development_signing_key_in_use", path=str(path), kid=signer.kid, alg=signer.alg,
+                    advice="a development key: production configs must name signing.key")
+    return signer
 
 
 def load_trust(config: BridgeConfig) -> TrustStore | None:

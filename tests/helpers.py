@@ -1,5 +1,5 @@
-"""Helpers shared by the whole suite: waiting on a condition (never a fixed sleep) and closing a test's own
-broker connections."""
+"""Helpers shared by the whole suite: waiting on a condition (never a fixed sleep), closing a test's own broker
+connections, and comparing published bodies whose signatures differ."""
 
 from __future__ import annotations
 
@@ -40,3 +40,12 @@ def close_connections(client_name: str, reason: str = "test") -> int:
                            check=True)
             closed += 1
     return closed
+
+
+def unsigned(body: bytes) -> bytes:
+    """A body as the bridge publishes it (the canonical event, then `"signature"` as its last member) less the
+    signature: what two signings of one event share, byte for byte. ES256 (the default) draws a fresh nonce for
+    every signature, so two signatures of one event differ: compare this, and verify each signature."""
+    head, found, _signature = body.rpartition(b',"signature":"')
+    assert found and body.endswith(b'"}'), f"not a body the bridge signed: ...{body[-80:]!r}"
+    return head + b"}"

@@ -32,10 +32,12 @@ from bridge.inbound.workers import BuildWorker
 from bridge.ports import OutgoingMessage, PublishResult
 from bridge.rules.parse import parse_rules
 from bridge.service import build_values
-from bridge.signing import Signer
+from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES, REPO
+from tests.helpers import unsigned
 
 SIGNER = Signer.generate()
+TRUST = TrustStore.from_jwks(SIGNER.public_jwks())
 
 
 class TakingPublisher:
@@ -100,7 +102,8 @@ class Installation:
 
 
 def test_messages_are_the_same_both_ways(tmp_path: Path, definitions: DefinitionSet, build: BuildStage) -> None:
-    """Whichever process builds, the published bytes are those of signing each event here (Ed25519: one answer)."""
+    """Whichever process builds, the published bytes are those of signing each event here: the same canonical event,
+    byte for byte, and a signature that verifies (ES256 signatures of one event differ)."""
     publisher = TakingPublisher()
     installation = Installation(tmp_path, definitions, build, publisher)
     outcome = installation.pipeline.process(installation.claim(EXAMPLES / "D0275001.txt"))
@@ -109,7 +112,8 @@ def test_messages_are_the_same_both_ways(tmp_path: Path, definitions: Definition
     reader = FlowFileReader(definitions)
     expected = [SIGNER.sign_to_json(event) for event in
                 file_events(EXAMPLES / "D0275001.txt", reader, check_file(EXAMPLES / "D0275001.txt", reader))]
-    assert [message.body for message in events] == expected
+    assert [unsigned(message.body) for message in events] == [unsigned(body) for body in expected]
+    assert all(TRUST.verify(json.loads(message.body)).kid == SIGNER.kid for message in events)
     assert [message.routing_key for message in events] == ["inbound.D0275001.SYNA.SYNB"] * 2
     assert json.loads(manifest.body)["type"] == "uk.dtc.file.received.v1"
 
@@ -125,7 +129,8 @@ def test_a_file_of_many_runs_keeps_its_order(tmp_path: Path, definitions: Defini
     assert outcome.outcome == "archived" and outcome.events == 300
     reader = FlowFileReader(definitions)
     expected = [SIGNER.sign_to_json(event) for event in file_events(path, reader, check_file(path, reader))]
-    assert [message.body for message in publisher.taken[:-1]] == expected
+    assert [unsigned(message.body) for message in publisher.taken[:-1]] == [unsigned(body) for body in expected]
+    assert all(TRUST.verify(json.loads(message.body)).kid == SIGNER.kid for message in publisher.taken[:-1])
     file_decisions, event_decisions = installation.decisions[0], installation.decisions[1:]
     assert file_decisions[1] == 1 and sum(count for _rule, count in event_decisions) == 300
 

@@ -19,7 +19,7 @@ import orjson
 from bridge.cli.progress import input_file
 from bridge.errors import SignatureError
 from bridge.signing.certs import load_ca_bundle
-from bridge.signing.jws import ALG_EDDSA, ALG_ES256
+from bridge.signing.jws import ALG_EDDSA, ALG_ES256, DEFAULT_ALGORITHM
 from bridge.signing.keys import (
     algorithm_for,
     read_private_key,
@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
 
     generate = key_commands.add_parser("generate", help="write a new private key (0600) and its public JWKS")
     generate.add_argument("--out", required=True, type=Path, help="directory to write into")
-    generate.add_argument("--alg", choices=(ALG_EDDSA, ALG_ES256), default=ALG_EDDSA)
+    generate.add_argument("--alg", choices=(ALG_ES256, ALG_EDDSA), default=DEFAULT_ALGORITHM,
+                          help=f"ES256 (P-256, verifiable everywhere, .NET included) or EdDSA (Ed25519); "
+                               f"default: {DEFAULT_ALGORITHM}")
     generate.add_argument("--participant", metavar="MPID", help="bind the public key to this participant")
     generate.add_argument("--name", default="signing", help="file name stem (default: signing)")
     generate.set_defaults(run=run_keys_generate)

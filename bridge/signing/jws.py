@@ -21,6 +21,10 @@ from bridge.signing.reasons import MALFORMED
 ALG_EDDSA = "EdDSA"
 ALG_ES256 = "ES256"
 SUPPORTED_ALGORITHMS: frozenset[str] = frozenset({ALG_EDDSA, ALG_ES256})
+#: The algorithm of new keys (`keys generate`, the development key). ES256 because every participant's stack can
+#: verify it (.NET has no Ed25519 in its runtime; HSMs and cloud key services all do P-256), and here it also signs
+#: and verifies faster than Ed25519. EdDSA stays fully supported for signing and verifying (docs/signing.md).
+DEFAULT_ALGORITHM = ALG_ES256
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bridge.errors import SignatureError
-from bridge.signing.jws import ALG_EDDSA, ALG_ES256, b64url_decode, b64url_encode
+from bridge.signing.jws import ALG_EDDSA, ALG_ES256, DEFAULT_ALGORITHM, b64url_decode, b64url_encode
 from bridge.signing.reasons import INVALID_KEY, KEY_PERMISSIONS
 
 PrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -50,8 +50,8 @@ def algorithm_for(key: PrivateKey | PublicKey) -> str:
     raise SignatureError(INVALID_KEY, f"unsupported key type {type(key).__name__}: use Ed25519 or EC P-256")
 
 
-def generate_private_key(alg: str = ALG_EDDSA) -> PrivateKey:
-    """A fresh key for `alg` (EdDSA -> Ed25519, ES256 -> P-256)."""
+def generate_private_key(alg: str = DEFAULT_ALGORITHM) -> PrivateKey:
+    """A fresh key for `alg` (ES256, the default -> P-256; EdDSA -> Ed25519)."""
     if alg == ALG_EDDSA:
         return Ed25519PrivateKey.generate()
     if alg == ALG_ES256:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from bridge.errors import SignatureError
 from bridge.signing.certs import sha256_thumbprint, x5c_values
 from bridge.signing.jcs import canonicalize
-from bridge.signing.jws import ALG_EDDSA, b64url_encode, encode_protected_header
+from bridge.signing.jws import DEFAULT_ALGORITHM, b64url_encode, encode_protected_header
 from bridge.signing.keys import (
     PrivateKey,
     algorithm_for,
@@ -87,8 +87,9 @@ class Signer:
         return cls(key, participant=participant, certificate_chain=certificate_chain, embed_x5c=embed_x5c)
 
     @classmethod
-    def generate(cls, alg: str = ALG_EDDSA, participant: str | None = None) -> Signer:
-        """A signer with a fresh key: for tests and for `dtn-bridge keys generate`."""
+    def generate(cls, alg: str = DEFAULT_ALGORITHM, participant: str | None = None) -> Signer:
+        """A signer with a fresh key (ES256 unless `alg` says EdDSA): for tests, `dtn-bridge keys generate` and the
+        development key."""
         return cls(generate_private_key(alg), participant=participant)
 
     @property

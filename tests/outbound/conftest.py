@@ -19,7 +19,7 @@ from tests.outbound.outbound_helpers import FakeClock
 
 @pytest.fixture(scope="session")
 def signer() -> Signer:
-    """One Ed25519 key, not bound to a participant: it may sign events of any sender."""
+    """One key of the default algorithm (ES256), not bound to a participant: it may sign events of any sender."""
     return Signer.generate()
 
 

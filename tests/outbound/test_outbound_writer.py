@@ -169,6 +169,32 @@ class TestWrite:
         assert record.path.read_bytes() == source.path.read_bytes()
         assert (out_dir / "D0030001_SYNA_0000000003.usr").read_bytes() == b"the gateway has not sent me yet"
 
+    def test_a_file_signed_across_a_key_rotation(self, writer: OutboundWriter, definitions: DefinitionSet,
+                                                 reader: FlowFileReader, tmp_path: Path) -> None:
+        """A source file whose events were signed partly with an EdDSA key and partly with its ES256 successor (the
+        overlap of a rotation, either way round): one trust file holding both verifies every event and the file comes
+        back byte for byte; once the old key leaves the trust file, its events are unknown_key."""
+        old, new = Signer.generate("EdDSA", participant="SYNA"), Signer.generate("ES256", participant="SYNA")
+        trust_file = tmp_path / "trust.jwks.json"
+        trust_file.write_bytes(orjson.dumps({"keys": [old.public_jwk(), new.public_jwk()]}))
+        source = source_file(EXAMPLES / "D0010002.txt", reader)
+        assert len(source.events) >= 2
+        bodies = [orjson.dumps((old if n % 2 else new).sign(event)) for n, event in enumerate(source.events)]
+        checker = MessageChecker(definitions, TrustStore.from_jwks_file(trust_file))
+        items = [checker.verify(body) for body in bodies]
+        assert all(isinstance(item, VerifiedEvent) for item in items)
+        record = writer.write(ready("original", items))  # type: ignore[arg-type]
+        assert record and record.path.read_bytes() == source.path.read_bytes()
+        trust_file.write_bytes(orjson.dumps({"keys": [new.public_jwk()]}))
+        after = MessageChecker(definitions, TrustStore.from_jwks_file(trust_file))
+        for n, body in enumerate(bodies):
+            if n % 2 == 0:
+                assert isinstance(after.verify(body), VerifiedEvent)
+                continue
+            with pytest.raises(EventRejected) as info:
+                after.verify(body)
+            assert info.value.code == "unknown_key"
+
     def test_written_events_are_skipped(self, writer: OutboundWriter, checker: MessageChecker, signer: Signer,
                                         template: dict[str, Any]) -> None:
         items = verified(checker, signer, numbered_events(template, 2))

@@ -41,6 +41,11 @@ class TestKeysCommands:
         out = capsys.readouterr().out
         assert f"kid: {jwk['kid']}" in out and "PRIVATE" not in out
 
+    def test_generate_makes_es256_by_default(self, keydir: Path) -> None:
+        """Without --alg, a new key is P-256 for ES256 (what every participant's stack verifies, .NET included)."""
+        (jwk,) = orjson.loads((keydir / "signing.jwks.json").read_bytes())["keys"]
+        assert (jwk["kty"], jwk["crv"], jwk["alg"]) == ("EC", "P-256", "ES256")
+
     def test_generate_refuses_overwrite(self, keydir: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """Running generate twice into the same place fails with exit 2 and keeps the first key."""
         before = (keydir / "signing.key.pem").read_bytes()
@@ -61,8 +66,8 @@ class TestKeysCommands:
         assert main(["keys", "show", "--jwks", str(keydir / "signing.jwks.json")]) == 0
         jwks_out = capsys.readouterr().out
         kid = orjson.loads((keydir / "signing.jwks.json").read_bytes())["keys"][0]["kid"]
-        assert f"kid={kid} alg=EdDSA" in key_out
-        assert f"kid={kid} alg=EdDSA participant=UDMS" in jwks_out
+        assert f"kid={kid} alg=ES256" in key_out  # the default algorithm of new keys
+        assert f"kid={kid} alg=ES256 participant=UDMS" in jwks_out
         pem_body = (keydir / "signing.key.pem").read_text().splitlines()[1]
         assert pem_body not in key_out + jwks_out and "BEGIN" not in key_out
 
@@ -184,3 +189,39 @@ class TestSignVerifyCommands:
         capsys.readouterr()
         assert main(["verify", "--trust", str(keydir / "signing.jwks.json"), str(signed)]) == 0
         assert "2000 valid" in capsys.readouterr().out
+
+
+class TestMixedAlgorithms:
+    """A rotation from an EdDSA key to an ES256 one (or back) through the command line: one trust file with both."""
+
+    def test_one_trust_file_verifies_both_and_removing_a_key_refuses_its_events(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        old, new = tmp_path / "old", tmp_path / "new"
+        assert main(["keys", "generate", "--out", str(old), "--alg", "EdDSA", "--participant", "UDMS"]) == 0
+        assert main(["keys", "generate", "--out", str(new), "--participant", "UDMS"]) == 0
+        old_jwk = orjson.loads((old / "signing.jwks.json").read_bytes())["keys"][0]
+        new_jwk = orjson.loads((new / "signing.jwks.json").read_bytes())["keys"][0]
+        assert (old_jwk["alg"], new_jwk["alg"]) == ("EdDSA", "ES256")
+        both = tmp_path / "trust.jwks.json"
+        both.write_bytes(orjson.dumps({"keys": [old_jwk, new_jwk]}))
+        signed = []
+        for name, folder in (("old", old), ("new", new)):
+            events = write_ndjson(tmp_path / f"{name}.ndjson", [make_event(event_id=f"{name}{i}") for i in range(3)])
+            out = tmp_path / f"{name}.signed.ndjson"
+            assert main(["sign", "--key", str(folder / "signing.key.pem"), str(events), "-o", str(out)]) == 0
+            signed.append(out.read_bytes())
+        stream = write_ndjson(tmp_path / "all.ndjson", [line for text in signed for line in text.splitlines()])
+        capsys.readouterr()
+        assert main(["keys", "show", "--jwks", str(both)]) == 0
+        shown = capsys.readouterr().out
+        assert f"kid={old_jwk['kid']} alg=EdDSA participant=UDMS" in shown
+        assert f"kid={new_jwk['kid']} alg=ES256 participant=UDMS" in shown
+        assert main(["verify", "--trust", str(both), str(stream)]) == 0
+        assert "6 event(s): 6 valid, 0 invalid" in capsys.readouterr().out
+        # the rotation is over: the old key leaves the trust file, and its events are refused by name
+        assert main(["verify", "--trust", str(new / "signing.jwks.json"), str(stream)]) == 1
+        captured = capsys.readouterr()
+        assert [line.split(": ")[1:3] for line in captured.err.splitlines()] == [[f"id=old{i}", "unknown_key"]
+                                                                                   for i in range(3)]
+        assert "6 event(s): 3 valid, 3 invalid" in captured.out

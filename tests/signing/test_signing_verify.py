@@ -354,10 +354,13 @@ class TestTampering:
 class TestTrustStoreLoading:
     """JWKS validation and key rotation."""
 
-    def test_rotation_old_and_new_keys_both_valid(self) -> None:
-        """During rotation the JWKS holds both keys and events from either verify; after removal the old fails."""
-        old, new = Signer.generate(participant="UDMS"), Signer.generate("ES256", participant="UDMS")
+    @pytest.mark.parametrize(("old_alg", "new_alg"), [("EdDSA", "ES256"), ("ES256", "EdDSA"), ("ES256", "ES256")])
+    def test_rotation_old_and_new_keys_both_valid(self, old_alg: str, new_alg: str) -> None:
+        """During rotation the JWKS holds both keys and events from either verify; after removal the old fails.
+        Mixed algorithms are the common case now: an EdDSA key replaced by an ES256 one (or back)."""
+        old, new = Signer.generate(old_alg, participant="UDMS"), Signer.generate(new_alg, participant="UDMS")
         both = TrustStore.from_jwks({"keys": [old.public_jwk(), new.public_jwk()]})
+        assert [key.alg for key in both.keys] == [old_alg, new_alg]
         assert both.verify(old.sign(make_event())).kid == old.kid
         assert both.verify(new.sign(make_event())).kid == new.kid
         after = TrustStore.from_jwks({"keys": [new.public_jwk()]})
