@@ -11,7 +11,7 @@ import pytest
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.events.manifest import MANIFEST_SCHEMA, MANIFEST_TYPE
-from bridge.outbound import EventRejected, ManifestNotice, MessageChecker, VerifiedEvent
+from bridge.outbound import CheckedEvent, EventRejected, ManifestNotice, MessageChecker
 from bridge.signing import Signer, TrustStore
 from tests.conftest import EXAMPLES
 from tests.outbound.outbound_helpers import source_file
@@ -22,8 +22,8 @@ def checker(definitions: DefinitionSet, trust: TrustStore) -> MessageChecker:
     return MessageChecker(definitions, trust)
 
 
-def verify(checker: MessageChecker, signer: Signer, event: dict[str, Any]) -> VerifiedEvent | ManifestNotice:
-    return checker.verify(orjson.dumps(signer.sign(event)))
+def check(checker: MessageChecker, signer: Signer, event: dict[str, Any]) -> CheckedEvent | ManifestNotice:
+    return checker.check_or_raise(orjson.dumps(signer.sign(event)))
 
 
 def test_with_and_without_dataschema(checker: MessageChecker, signer: Signer, reader: FlowFileReader) -> None:
@@ -36,8 +36,8 @@ def test_with_and_without_dataschema(checker: MessageChecker, signer: Signer, re
     old_manifest = {name: value for name, value in manifest.items() if name != "dataschema"}
     old_manifest["type"] = "uk.dtc.file.received"  # the type before it was versioned
     for current, old in ((event, old_event), (manifest, old_manifest)):
-        assert isinstance(verify(checker, signer, current), type(verify(checker, signer, old)))
-    assert isinstance(verify(checker, signer, old_manifest), ManifestNotice)
+        assert isinstance(check(checker, signer, current), type(check(checker, signer, old)))
+    assert isinstance(check(checker, signer, old_manifest), ManifestNotice)
 
 
 @pytest.mark.parametrize("named", ["urn:dtn-bridge:schema:D0010002", "https://example.org/x.json", 7])
@@ -46,5 +46,5 @@ def test_another_schema_is_refused(checker: MessageChecker, signer: Signer, read
     made = source_file(EXAMPLES / "D0030001.txt", reader)
     for event in (made.events[0], made.manifest):
         with pytest.raises(EventRejected) as refused:
-            verify(checker, signer, event | {"dataschema": named})
+            check(checker, signer, event | {"dataschema": named})
         assert refused.value.code == "schema_invalid" and "dataschema" in str(refused.value)

@@ -181,18 +181,18 @@ class TestWrite:
         assert len(source.events) >= 2
         bodies = [orjson.dumps((old if n % 2 else new).sign(event)) for n, event in enumerate(source.events)]
         checker = MessageChecker(definitions, TrustStore.from_jwks_file(trust_file))
-        items = [checker.verify(body) for body in bodies]
-        assert all(isinstance(item, VerifiedEvent) for item in items)
+        items = [checker.check_or_raise(body) for body in bodies]
+        assert all(isinstance(item, CheckedEvent) for item in items)
         record = writer.write(ready("original", items))  # type: ignore[arg-type]
         assert record and record.path.read_bytes() == source.path.read_bytes()
         trust_file.write_bytes(orjson.dumps({"keys": [new.public_jwk()]}))
         after = MessageChecker(definitions, TrustStore.from_jwks_file(trust_file))
         for n, body in enumerate(bodies):
             if n % 2 == 0:
-                assert isinstance(after.verify(body), VerifiedEvent)
+                assert isinstance(after.check_or_raise(body), CheckedEvent)
                 continue
             with pytest.raises(EventRejected) as info:
-                after.verify(body)
+                after.check_or_raise(body)
             assert info.value.code == "unknown_key"
 
     def test_written_events_are_skipped(self, writer: OutboundWriter, checker: MessageChecker, signer: Signer,
