@@ -1,6 +1,6 @@
 """Two outbound writers of an active/standby pair (two ledgers, one outbound folder, one shared state folder): file
 identifiers never repeat across them, and what one wrote the other never writes again, even when the first died
-between recording a file and finishing it. The SIGKILL of a whole daemon is tests/faults/test_pair.py."""
+between recording a file and finishing it. The SIGKILL of a whole daemon is tests/faults/test_pair_kill.py."""
 
 from __future__ import annotations
 
