@@ -28,7 +28,7 @@ from pathlib import Path
 import structlog
 
 from bridge.adapters.locks import exclusive
-from bridge.adapters.spool import make_folders, sha256_of, write_atomic
+from bridge.adapters.spool.files import make_folders, remove_if_present, sha256_of, write_atomic
 from bridge.errors import StorageError
 from bridge.ports import SharedFile
 
@@ -123,7 +123,7 @@ class SharedSession:
 
     def drop(self, number: int) -> None:
         """The file of record `number` never reached its final name: forget the record."""
-        _unlink(self._path(number, _PENDING))
+        remove_if_present(self._path(number, _PENDING))
 
     # -- inside --
 
@@ -145,13 +145,13 @@ class SharedSession:
             raise StorageError(f"cannot read {placed}: {exc.strerror or exc}") from exc
         tmp = body.get("tmp")
         if isinstance(tmp, str) and "/" not in tmp and tmp.startswith("."):
-            _unlink(self._shared.outbound / tmp)
+            remove_if_present(self._shared.outbound / tmp)
         log.info("pair_record_settled", outcome="written" if in_place else "rolled_back", path=str(placed),
                  events=len(record.events))
         if in_place:
             _rename(pending, done)
             return record
-        _unlink(pending)
+        remove_if_present(pending)
         return None
 
     def _prune(self) -> None:
@@ -167,7 +167,7 @@ class SharedSession:
             path = shared.records / name
             with contextlib.suppress(FileNotFoundError):
                 if path.stat().st_mtime < limit:
-                    _unlink(path)
+                    remove_if_present(path)
 
     def _save(self) -> None:
         body = {"identifiers": self._identifiers, "records": self._records}
@@ -237,12 +237,3 @@ def _rename(src: Path, target: Path) -> None:
         os.rename(src, target)
     except OSError as exc:
         raise StorageError(f"cannot rename {src} to {target.name}: {exc.strerror or exc}") from exc
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise StorageError(f"cannot remove {path}: {exc.strerror or exc}") from exc

@@ -1,10 +1,11 @@
-"""Fixtures for the outbound tests: a signer and its trust store, a ledger, a folder, a publisher to the test
-topology (the other broker ones are in tests/conftest.py)."""
+"""Fixtures for the outbound tests: a signer and its trust store, a checker, an event template, a ledger, a folder,
+a publisher to the test topology (the other broker ones are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,9 +13,12 @@ from bridge.adapters.ledger import Ledger
 from bridge.adapters.rabbitmq import RabbitPublisher
 from bridge.adapters.rabbitmq.topology import Topology
 from bridge.config import OutboundConfig
+from bridge.dtn.definitions import DefinitionSet
+from bridge.dtn.reader import FlowFileReader
+from bridge.outbound import MessageChecker
 from bridge.signing import Signer, TrustStore
-from tests.conftest import Admin
-from tests.outbound.outbound_helpers import FakeClock
+from tests.conftest import EXAMPLES, Admin
+from tests.outbound.outbound_helpers import FakeClock, source_file
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +30,17 @@ def signer() -> Signer:
 @pytest.fixture(scope="session")
 def trust(signer: Signer) -> TrustStore:
     return TrustStore.from_jwks(signer.public_jwks())
+
+
+@pytest.fixture
+def checker(definitions: DefinitionSet, trust: TrustStore) -> MessageChecker:
+    return MessageChecker(definitions, trust)
+
+
+@pytest.fixture
+def template(reader: FlowFileReader) -> dict[str, Any]:
+    """An event of the D0010002 example, to vary."""
+    return source_file(EXAMPLES / "D0010002.txt", reader).events[0]
 
 
 @pytest.fixture

@@ -8,18 +8,12 @@ from typing import Any
 import orjson
 import pytest
 
-from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.events.manifest import MANIFEST_SCHEMA, MANIFEST_TYPE
 from bridge.outbound import CheckedEvent, EventRejected, ManifestNotice, MessageChecker
-from bridge.signing import Signer, TrustStore
+from bridge.signing import Signer
 from tests.conftest import EXAMPLES
 from tests.outbound.outbound_helpers import source_file
-
-
-@pytest.fixture
-def checker(definitions: DefinitionSet, trust: TrustStore) -> MessageChecker:
-    return MessageChecker(definitions, trust)
 
 
 def check(checker: MessageChecker, signer: Signer, event: dict[str, Any]) -> CheckedEvent | ManifestNotice:

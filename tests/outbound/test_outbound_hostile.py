@@ -47,11 +47,6 @@ SYNA = "urn:mpid:SYNA"
 
 
 @pytest.fixture
-def checker(definitions: DefinitionSet, trust: TrustStore) -> MessageChecker:
-    return MessageChecker(definitions, trust)
-
-
-@pytest.fixture
 def original(reader: FlowFileReader) -> list[dict[str, Any]]:
     """The events of one source file: they carry its whole envelope."""
     return source_file(EXAMPLES / "D0030001.txt", reader).events
@@ -193,7 +188,6 @@ def loop(amqp_url: str, topology: Topology, client_name: str, definitions: Defin
     from tests.outbound.test_outbound_loop import make_loop
 
     return make_loop(amqp_url, topology, client_name, definitions, trust, ledger, config, clock)
-
 
 
 class TestBodies:

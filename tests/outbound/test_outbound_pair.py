@@ -17,7 +17,7 @@ from bridge.config import OutboundConfig
 from bridge.dtn.definitions import DefinitionSet
 from bridge.dtn.reader import FlowFileReader
 from bridge.outbound import MessageChecker, OutboundWriter
-from bridge.signing import Signer, TrustStore
+from bridge.signing import Signer
 from tests.conftest import EXAMPLES
 from tests.outbound.outbound_helpers import FakeClock, numbered_events, source_file, visible_files
 from tests.outbound.test_outbound_writer import ready, verified
@@ -42,16 +42,6 @@ def pair(definitions: DefinitionSet, ledgers: tuple[Ledger, Ledger], config: Out
                               clock=clock, shared=shared)
 
     return writer(ledgers[0]), writer(ledgers[1])
-
-
-@pytest.fixture
-def checker(definitions: DefinitionSet, trust: TrustStore) -> MessageChecker:
-    return MessageChecker(definitions, trust)
-
-
-@pytest.fixture
-def template(reader: FlowFileReader) -> dict[str, Any]:
-    return source_file(EXAMPLES / "D0010002.txt", reader).events[0]
 
 
 def test_file_identifiers_never_repeat_across_the_pair(pair: tuple[OutboundWriter, OutboundWriter],

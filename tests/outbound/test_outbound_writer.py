@@ -47,16 +47,6 @@ def writer(definitions: DefinitionSet, ledger: Ledger, config: OutboundConfig, c
                           clock=clock)
 
 
-@pytest.fixture
-def checker(definitions: DefinitionSet, trust: TrustStore) -> MessageChecker:
-    return MessageChecker(definitions, trust)
-
-
-@pytest.fixture
-def template(reader: FlowFileReader) -> dict[str, Any]:
-    return source_file(EXAMPLES / "D0010002.txt", reader).events[0]
-
-
 def verified(checker: MessageChecker, signer: Signer, events: list[dict[str, Any]]) -> list[CheckedEvent]:
     out = []
     for event in events:

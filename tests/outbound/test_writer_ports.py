@@ -19,22 +19,12 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.errors import StorageError
 from bridge.outbound import CheckedEvent, Held, MessageChecker, OutboundWriter, ReadyFile
 from bridge.ports import Delivery, OutboundFileDraft
-from bridge.signing import Signer, TrustStore
+from bridge.signing import Signer
 from tests.conftest import EXAMPLES
 from tests.fakes import FakeLedger, FakeOutbox
 from tests.outbound.outbound_helpers import FakeClock, numbered_events, source_file
 
 SYNA = "urn:mpid:SYNA"
-
-
-@pytest.fixture
-def checker(definitions: DefinitionSet, trust: TrustStore) -> MessageChecker:
-    return MessageChecker(definitions, trust)
-
-
-@pytest.fixture
-def template(reader: FlowFileReader) -> dict[str, Any]:
-    return source_file(EXAMPLES / "D0010002.txt", reader).events[0]
 
 
 @pytest.fixture

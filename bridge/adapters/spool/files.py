@@ -183,6 +183,16 @@ def same_file(a: Path, b: Path) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def remove_if_present(path: Path) -> None:
+    """Remove `path`; already gone is fine (a retry, or the other daemon of a pair was first); StorageError else."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"cannot remove {path}: {exc.strerror or exc}") from exc
+
+
 def remove_quietly(path: Path) -> None:
     try:
         os.unlink(path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bridge.adapters.spool.files import fsync_folder, link_no_overwrite, sha256_of
+from bridge.adapters.spool.files import fsync_folder, link_no_overwrite, remove_if_present, sha256_of
 from bridge.errors import StorageError
 
 
@@ -45,12 +45,7 @@ class FolderOutbox:
         return link_no_overwrite(tmp, path)
 
     def remove(self, path: Path) -> None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise StorageError(f"cannot remove {path}: {exc.strerror or exc}") from exc
+        remove_if_present(path)
 
     def sha256(self, path: Path) -> str | None:
         try:
