@@ -48,7 +48,7 @@ class BlockCheck:
         self.block_lines = block_lines
         self.span_cap = span_cap
         self.level1 = walk.stack[0].definition.child_codes
-        self.patterns = {group: group.instance_patterns.get((walk.terminated, walk.strict))
+        self.patterns = {group: definition.instance_pattern(group, walk.terminated, walk.strict)
                          for group in definition.level1}
         self.boundary = definition.boundary
         self.after_lf = ["\n" + code for code in definition.boundary_codes]

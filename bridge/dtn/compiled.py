@@ -144,9 +144,10 @@ class GroupDefinition:
     periods: PeriodCheck | None = None  # the settlement_periods check of this group, if its definition names it
     item_checks: tuple[DataItem, ...] = ()  # the items that name a check, for the reader's hot loop
     child_codes: dict[str, tuple[GroupDefinition, ...]] = field(default_factory=dict)
-    line_patterns: dict[bool, re.Pattern[str]] = field(default_factory=dict)
-    # level-1 groups only, by (terminated, strict): see FlowDefinition.compile_instances
-    instance_patterns: dict[tuple[bool, bool], re.Pattern[str]] = field(default_factory=dict)
+    line_source: str = ""  # the line's expression without the '|' that ends a terminated line: see line_pattern
+    line_patterns: dict[bool, re.Pattern[str]] = field(default_factory=dict)  # compiled on first use, by terminated
+    # level-1 groups only, by (terminated, strict), compiled on first use: see FlowDefinition.instance_pattern
+    instance_patterns: dict[tuple[bool, bool], re.Pattern[str] | None] = field(default_factory=dict)
     # for building events: each item's key and converter (None: the text as written); at most one per parent?
     json_items: tuple[tuple[str, Callable[[str], JsonValue] | None], ...] = ()
     json_keys: frozenset[str] = frozenset()  # the keys its event object may hold: item keys and child group keys
@@ -163,8 +164,15 @@ class GroupDefinition:
         for child in self.children:
             by_code.setdefault(child.code, []).append(child)
         self.child_codes = {code: tuple(defs) for code, defs in by_code.items()}
-        body = re.escape(self.code) + "".join("\\|" + item.pattern() for item in self.items)
-        self.line_patterns = {True: re.compile(body + "\\|"), False: re.compile(body)}
+        self.line_source = re.escape(self.code) + "".join("\\|" + item.pattern() for item in self.items)
+
+    def line_pattern(self, terminated: bool) -> re.Pattern[str]:
+        """The expression a line of this group must match whole, compiled on first use: a flow has up to 100 groups,
+        the DTC 200+ flows, and a file uses one line style (loading every definition stays under a second)."""
+        pattern = self.line_patterns.get(terminated)
+        if pattern is None:
+            pattern = self.line_patterns[terminated] = re.compile(self.line_source + ("\\|" if terminated else ""))
+        return pattern
 
     def range_for(self, strict: bool) -> Cardinality:
         return self.strict_range if strict else self.range
@@ -205,13 +213,11 @@ class FlowDefinition:
     group_by_code: dict[str, GroupDefinition] | None = None
 
     def compile_instances(self) -> None:
-        """Compile, per level-1 group, the expression the validation pass matches whole instances with.
+        """Find where instances may be cut and which level-1 groups whole-instance expressions can match (compiled
+        on first use by `instance_pattern`).
 
         A group whose subtree repeats a code gets none: the reader places such a line by the DTC's nearest-open-
-        group rule, which one expression cannot follow, so those instances are read line by line. The expression
-        ends each instance with a look-ahead for the next instance (or ZPT, or the end of the text), so that it
-        matches a whole span between boundaries or nothing; for a level-1 group without a maximum it matches a run
-        of consecutive instances.
+        group rule, which one expression cannot follow, so those instances are read line by line.
         """
         assert self.root is not None
         by_code = {group.code: group for group in self.groups}
@@ -222,17 +228,30 @@ class FlowDefinition:
         if deeper & set(codes):
             return
         self.boundary_codes = (*codes, "ZPT")
-        ahead = "|".join(re.escape(code) for code in self.boundary_codes)
-        self.boundary = re.compile(f"[\\r\\n](?={ahead})")
+        self.boundary = re.compile(f"[\\r\\n](?={self._boundary_ahead()})")
         for group in level1:
             below = [child.code for child in group.descendants()]
             if len(below) != len(set(below)):
-                continue
-            for terminated in (True, False):
-                for strict in (True, False):
-                    one = f"{group.instance_source(terminated, strict)}(?=(?:{ahead})|\\Z)"
-                    run = group.range_for(strict).maximum is None
-                    group.instance_patterns[terminated, strict] = re.compile(f"(?:{one})++" if run else one)
+                group.instance_patterns.update({(terminated, strict): None for terminated in (True, False)
+                                                for strict in (True, False)})
+
+    def _boundary_ahead(self) -> str:
+        return "|".join(re.escape(code) for code in self.boundary_codes)
+
+    def instance_pattern(self, group: GroupDefinition, terminated: bool, strict: bool) -> re.Pattern[str] | None:
+        """The expression the validation pass matches whole instances of level-1 `group` with, or None when its
+        instances are read line by line. It ends each instance with a look-ahead for the next instance (or ZPT, or
+        the end of the text), so that it matches a whole span between boundaries or nothing; for a group without a
+        maximum it matches a run of consecutive instances."""
+        key = (terminated, strict)
+        if key not in group.instance_patterns:
+            one = f"{group.instance_source(terminated, strict)}(?=(?:{self._boundary_ahead()})|\\Z)"
+            run = group.range_for(strict).maximum is None
+            try:
+                group.instance_patterns[key] = re.compile(f"(?:{one})++" if run else one)
+            except (re.error, RecursionError, OverflowError):  # too deep or too big for `re`: read line by line,
+                group.instance_patterns[key] = None  # which gives the same outcome
+        return group.instance_patterns[key]
 
     @property
     def reference(self) -> str:

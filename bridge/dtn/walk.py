@@ -119,7 +119,8 @@ class LineWalk:
                 if terminated and line[-1:] != "|":  # in pool files a final '|' just ends an empty last item
                     log.add("line-terminator", "the line must end with '|', as the header does", line=line_number,
                             group=code)
-                match = group.line_patterns[terminated].fullmatch(line)  # calendar-exact: no day to re-check
+                pattern = group.line_patterns.get(terminated) or group.line_pattern(terminated)
+                match = pattern.fullmatch(line)  # calendar-exact: no day to re-check
                 values = match.groups() if match is not None else self._check_line(group, line)
                 if group.item_checks:
                     self._check_items(group, values, match is not None)

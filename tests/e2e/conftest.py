@@ -142,9 +142,12 @@ class Bridge:
 
     def route_back(self) -> int:
         """What a migration test harness does: every event captured so far published again to `outbound.<key>`
-        (inbound events lose their `inbound.` prefix; manifests keep their key). Returns how many."""
+        (inbound events lose their `inbound.` prefix; manifests keep their key). Returns how many. The copies it
+        published earlier (captured too, under `outbound.`) are not routed again."""
         routed = 0
         for method, props, body in self.admin.read_all(self.capture):
+            if method.routing_key.startswith("outbound."):
+                continue
             key = method.routing_key.split(".", 1)[1] if method.routing_key.startswith("inbound.") \
                 else method.routing_key
             self.admin.channel.basic_publish(self.topology.exchange, f"outbound.{key}", body,
@@ -172,6 +175,13 @@ class Bridge:
                                        stdout=log, stderr=log, cwd=REPO)
         self.processes.append(process)
         return process
+
+    def kill_processes(self) -> None:
+        """SIGKILL every daemon process this bridge started that still runs (a test's teardown)."""
+        for process in self.processes:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(10)
 
 
 def held_or_queued(queue: str) -> int:
@@ -225,10 +235,7 @@ def make_bridge(tmp_path: Path, amqp_url: str, suffix: str, admin: Admin,
 
     yield make
     for bridge in made:
-        for process in bridge.processes:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(10)
+        bridge.kill_processes()
 
 
 @dataclass

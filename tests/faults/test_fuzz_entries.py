@@ -20,7 +20,6 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,10 +32,10 @@ from bridge.dtn.synthetic import synthetic_file
 from bridge.events.manifest import MANIFEST_TYPE
 from bridge.inbound import InboundPipeline
 from bridge.inbound.build import built_messages
-from bridge.ports import OutgoingMessage, PublishResult
 from bridge.rules.parse import parse_rules
 from bridge.signing import Signer
 from tests.conftest import REPO
+from tests.fakes import FakePublisher
 
 SOAK = os.environ.get("DTN_SOAK", "") not in ("", "0")
 DEFINITIONS = load_definitions(REPO / "flow_definitions")
@@ -45,18 +44,6 @@ RULES = parse_rules(None, participant_id="SYNB", participant_role="X", definitio
 SIGNER = Signer.generate()
 BAD = b"ZHV|not a flow file|\n"
 ENDLESS = b"ZHV|" + b"9" * (1 << 20)  # 1 MiB without a line end (the limit below is 64 KiB)
-
-
-class Keeper:
-    """A publisher that confirms and keeps every message."""
-
-    def __init__(self) -> None:
-        self.taken: list[OutgoingMessage] = []
-
-    def publish_all(self, messages: Any, timeout: float = 60.0) -> PublishResult:
-        batch = list(messages)
-        self.taken += batch
-        return PublishResult(len(batch), len(batch))
 
 
 @dataclass(frozen=True)
@@ -105,7 +92,7 @@ class Installation:
     root: Path
     spool: Spool
     pipeline: InboundPipeline
-    publisher: Keeper
+    publisher: FakePublisher
 
     @property
     def inbound(self) -> bytes:
@@ -126,7 +113,7 @@ def _installed(root: Path) -> Installation:
         secret.write_bytes(f"outside {number}\n".encode())
         secret.chmod(0o600)
     spool = Spool(folders["processing"], folders["archive"], folders["quarantine"])
-    publisher = Keeper()
+    publisher = FakePublisher()
     build = functools.partial(built_messages, reader=READER, rules=RULES, sign=SIGNER.signed_json)
     pipeline = InboundPipeline(reader=READER, build=build, sign=SIGNER.signed_json, publisher=publisher,
                                ledger=Ledger(root / "bridge" / "ledger.sqlite3"), spool=spool, rules=RULES)
@@ -202,7 +189,7 @@ def test_hostile_entries_never_stop_the_chain(entries: list[Entry]) -> None:
             report = quarantine / os.fsdecode(name + REPORT_SUFFIX.encode())
             assert json.loads(report.read_text())["defects"], name
         # every honest file was published: its events and its manifest
-        manifests = [json.loads(message.body) for message in installation.publisher.taken
+        manifests = [json.loads(message.body) for message in installation.publisher.published
                      if json.loads(message.body).get("type") == MANIFEST_TYPE]
         assert len(manifests) == honest
         installation.pipeline.close()

@@ -19,24 +19,15 @@ from bridge.dtn.reader import FlowFileReader
 from bridge.inbound import BuildStage, InboundPipeline
 from bridge.inbound.build import built_messages
 from bridge.inbound.workers import BuildWorker
-from bridge.ports import OutgoingMessage, PublishResult
+from bridge.ports import OutgoingMessage
 from bridge.rules.parse import parse_rules
 from bridge.service import build_values
 from bridge.signing import Signer
 from tests.conftest import EXAMPLES, REPO
+from tests.fakes import FakePublisher
 from tests.helpers import unsigned
 
 SIGNER = Signer.generate()
-
-
-class Taking:
-    def __init__(self) -> None:
-        self.taken: list[OutgoingMessage] = []
-
-    def publish_all(self, messages: Any, timeout: float = 60.0) -> PublishResult:
-        batch = list(messages)
-        self.taken += batch
-        return PublishResult(len(batch), len(batch))
 
 
 @pytest.fixture(params=["in-process", "worker"])
@@ -67,14 +58,14 @@ def publish(tmp_path: Path, definitions: DefinitionSet, where: str, rules: dict[
                                   sign=SIGNER.signed_json)
     try:
         spool = Spool(folders["processing"], folders["archive"], folders["quarantine"])
-        publisher = Taking()
+        publisher = FakePublisher()
         pipeline = InboundPipeline(reader=FlowFileReader(definitions), build=build, sign=SIGNER.signed_json,
                                    publisher=publisher, ledger=Ledger(folder / "ledger.db"), spool=spool,
                                    rules=parsed, on_decision=lambda _decision, _count: None)
         (folders["inbound"] / source.name).write_bytes(source.read_bytes())
         outcome = pipeline.process(spool.claim(folders["inbound"] / source.name))
         assert outcome.outcome == "archived", outcome
-        return publisher.taken
+        return publisher.published
     finally:
         if worker is not None:
             worker.close()
