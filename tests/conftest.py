@@ -34,6 +34,15 @@ REPO = Path(__file__).resolve().parents[1]
 # Fixtures that reach a RabbitMQ: the shared one (amqp_url, so admin and the e2e bridges), or nodes of a test's own
 # (tls_node: tests/adapters/test_tls.py; cluster: tests/faults/test_cluster_failover.py). A test using one is `broker`.
 BROKER_FIXTURES = {"amqp_url", "tls_node", "cluster"}
+#: Tests that must not run beside others (scripts/test runs them alone, after the rest has run in parallel): they
+#: act on the shared broker as a whole, start broker nodes on fixed ports, or measure gaps of time.
+SERIAL = {
+    "tests/adapters/test_tls.py": "starts a broker node of its own on fixed ports",
+    "tests/faults/test_cluster_failover.py": "starts a cluster of broker nodes on fixed ports",
+    "tests/faults/test_connection_drops.py": "closes every connection to the shared broker",
+    "tests/e2e/test_inbound_daemon.py::TestSurvival::test_broker_restart_mid_file": "restarts the shared broker",
+    "tests/e2e/test_watchdog.py": "measures the gaps between watchdog pings",
+}
 # Real third-party files (licences of their own, not committed): beside the clone in CI, or $DTN_SAMPLES. A clone on
 # its own passes its tests: a test that needs them skips saying so, the others use the repository's own data.
 SAMPLES = Path(os.environ.get("DTN_SAMPLES", REPO.parent / "shared" / "dtn-samples"))
@@ -192,11 +201,13 @@ def admin(amqp_url: str, topology: Topology) -> Iterator[Admin]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark what needs RabbitMQ `broker` (by the fixtures it uses) and the fault tests `slow`, so that
-    `pytest -m "not broker"` runs the pure tests alone (markers registered in pyproject.toml)."""
+    """Mark what needs RabbitMQ `broker` (by the fixtures it uses), the fault tests `slow` and the SERIAL ones
+    `serial`, so that `pytest -m "not broker"` runs the pure tests alone (markers registered in pyproject.toml)."""
     faults = REPO / "tests" / "faults"
     for item in items:
         if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.broker)
         if item.path.is_relative_to(faults):
             item.add_marker(pytest.mark.slow)
+        if any(item.nodeid == name or item.nodeid.startswith(name + "::") for name in SERIAL):
+            item.add_marker(pytest.mark.serial)
