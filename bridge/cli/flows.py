@@ -218,7 +218,7 @@ def run_render(args: argparse.Namespace) -> int:
 def run_flows(args: argparse.Namespace) -> int:
     """One line per known flow definition."""
     definitions = _definitions(args)
-    for reference in definitions:  # outlines: compiling 200+ definitions to list them would take seconds
+    for reference in definitions:  # outlines: reading 200+ definitions whole to list them takes a second
         name, groups, levels, _routes = definitions.outline(reference)
         event_type = f"uk.dtc.{reference[:5]}.v{reference[5:]}"
         print(f"{reference}  {event_type:<20} {groups:>3} groups, {levels} levels  {name}")

@@ -41,7 +41,7 @@ _ITEM_KEYS = {"ref", "key", "name", "format", "presence", "values", "note", "che
 class DefinitionSet(Mapping[str, FlowDefinition]):
     """All flow definitions, by reference (D0010002).
 
-    Each is read and compiled on first use: the DTC has 200+ flow versions, compiling them all takes seconds, and a
+    Each is read and compiled on first use: the DTC has 200+ flow versions, reading them all takes a second, and a
     command or a worker uses a few. A definition that does not load raises FlowDefinitionError on that first use.
     """
 
