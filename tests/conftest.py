@@ -6,6 +6,7 @@ pika is used directly here only to inspect and tidy the broker (the adapters are
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -51,9 +52,19 @@ EXAMPLES = REPO / "examples"
 
 @pytest.fixture(autouse=True)
 def _default_logging() -> Iterator[None]:
-    """A test that runs `dtn-bridge run` in-process configures structlog; the next test starts afresh."""
+    """A test that configures logging (configure_logging, or `dtn-bridge run` in-process) leaves structlog, the
+    standard library's root logger and pika's levels as they were: otherwise a connection thread it left behind
+    prints pika's debug lines to the terminal during later tests."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("pika", "pika.adapters.utils",
+                                                                "pika.adapters.base_connection")}
     yield
     structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import socket
 import string
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -34,22 +33,6 @@ from bridge.logs import (
 )
 from tests.conftest import REPO
 from tests.helpers import wait_until
-
-
-@pytest.fixture(autouse=True)
-def _standard_logging_restored() -> Iterator[None]:
-    """configure_logging sets up the standard library's root logger and pika's levels: as they were after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in ("pika", "pika.adapters.utils",
-                                                                "pika.adapters.base_connection")}
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, old in levels.items():
-        logging.getLogger(name).setLevel(old)
-    logging.captureWarnings(False)
-
 
 MARK = "S3CRETMARK"  # in every generated password; the other URL parts cannot contain it (lower case, digits)
 LEVELS = ("debug", "info", "warning", "error", "critical")
