@@ -82,6 +82,19 @@ def test_start_protocol_and_restarts(unit: Directives) -> None:
     assert single(unit, "Install", "WantedBy") == "multi-user.target"
 
 
+def test_documentation_is_where_the_install_puts_it(unit: Directives) -> None:
+    """`Documentation=` names files docs/service.md has the operator install (a wheel install has no docs/ of its
+    own), and they exist in docs/."""
+    installs = [line for line in (REPO / "docs" / "service.md").read_text().splitlines()
+                if "install " in line and "-t /usr/share/doc/dtn-bridge " in line]
+    assert len(installs) == 1, installs
+    for uri in single(unit, "Unit", "Documentation").split():
+        assert uri.startswith("file:///usr/share/doc/dtn-bridge/"), uri
+        name = uri.rsplit("/", 1)[1]
+        assert (REPO / "docs" / name).is_file(), name
+        assert f" docs/{name}" in installs[0], name
+
+
 def test_stop_timeout_outlasts_the_drain(unit: Directives) -> None:
     """systemd must not SIGKILL a daemon still finishing its file: TimeoutStopSec > run_daemon's drain."""
     from bridge.service import run_daemon
