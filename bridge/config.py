@@ -54,6 +54,8 @@ __all__ = [
 
 LEDGER_FILE_NAME = "ledger.sqlite3"
 DEFAULT_IGNORE = ("*.tmp", "*.part", ".*", "~*", "*.filepart")
+DEFAULT_DELIVERY_LIMIT = 1000  # broker.outbound_delivery_limit (why not RabbitMQ 4's 20: rabbitmq/topology.py)
+DEFAULT_REJECTED_MAX_LENGTH = 100_000  # broker.rejected_max_length
 _MPID = re.compile(r"[A-Z0-9]{4}")
 _ROLE = re.compile(r"[A-Z0-9]")
 _MAX_AGE = re.compile(r"[1-9][0-9]*[YMDhms]")  # RabbitMQ stream x-max-age
@@ -97,12 +99,12 @@ class BrokerConfig:
                                   hint="a RabbitMQ max-age: a number and one of Y M D h m s")
     tls: TlsConfig | None = setting(None, "null or false = plain AMQP; true = TLS with the system defaults; or a "
                                           "mapping (broker.tls.*)", kind="custom")
-    outbound_delivery_limit: int | None = setting(
-        1000, "redeliveries of one dtn.outbound message before the broker dead-letters it to dtn.outbound.rejected "
-              "(x-delivery-limit; RabbitMQ 4 would apply 20); null = not declared (set it by policy)", minimum=1)
+    outbound_delivery_limit: int | None = setting(DEFAULT_DELIVERY_LIMIT, "redeliveries of one dtn.outbound message "
+        "before the broker dead-letters it to dtn.outbound.rejected (x-delivery-limit; RabbitMQ 4 would apply 20); "
+        "null = not declared (set it by policy)", minimum=1)
     rejected_max_length: int | None = setting(
-        100000, "messages dtn.outbound.rejected keeps; when full the next reject is refused and the event stays in "
-                "dtn.outbound (x-max-length, reject-publish); null = not declared (unbounded, or by policy)",
+        DEFAULT_REJECTED_MAX_LENGTH, "messages dtn.outbound.rejected keeps; when full the next reject is refused and "
+        "the event stays in dtn.outbound (x-max-length, reject-publish); null = not declared (unbounded, or by policy)",
         minimum=1)
     topology_suffix: str = setting("", "appended to every exchange and queue name (tests, side-by-side "
                                        "installations)", pattern=_SUFFIX, hint="letters, digits, '.', '_' or '-'")
@@ -344,13 +346,11 @@ def check_folders(config: BridgeConfig) -> None:
     """Without creating anything: each folder is a folder or can become one, and processing is on inbound's
     filesystem (a claim is an atomic rename); a missing folder is judged by the nearest folder above it."""
     source = str(config.source) if config.source else None
-    for key, folder in zip(_FOLDER_KEYS, config.folders, strict=True):
+    shared = [("outbound.shared_state", config.outbound.shared_state)] if config.outbound.shared_state else []
+    for key, folder in [*zip(_FOLDER_KEYS, config.folders, strict=True), *shared]:
         existing = _nearest_existing(folder)
         if not existing.is_dir():
             raise ConfigError(key, f"{existing} exists and is not a folder", source)
-    shared = config.outbound.shared_state
-    if shared is not None and not _nearest_existing(shared).is_dir():
-        raise ConfigError("outbound.shared_state", f"{_nearest_existing(shared)} exists and is not a folder", source)
     try:
         same_fs = (os.stat(_nearest_existing(config.watch.inbound)).st_dev
                    == os.stat(_nearest_existing(config.spool.processing)).st_dev)

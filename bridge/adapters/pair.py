@@ -28,7 +28,7 @@ from pathlib import Path
 import structlog
 
 from bridge.adapters.locks import exclusive
-from bridge.adapters.spool.files import make_folders, remove_if_present, sha256_of, write_atomic
+from bridge.adapters.spool.files import make_folders, remove_if_present, sha256_if_present, write_atomic
 from bridge.errors import StorageError
 from bridge.ports import SharedFile
 
@@ -62,7 +62,7 @@ class SharedOutbound:
         """The pair's lock, held for the block (waiting for the other daemon to finish its file)."""
         make_folders(self.records, self.dir_mode)
         with exclusive(self.folder / "lock", self.file_mode):
-            yield SharedSession(self, _read_counters(self.folder / "counters.json"))
+            yield SharedSession(self, _read_object(self.folder / "counters.json", "counters") or {})
 
 
 class SharedSession:
@@ -129,20 +129,15 @@ class SharedSession:
 
     def _settled(self, number: int) -> SharedFile | None:
         done, pending = self._path(number, _DONE), self._path(number, _PENDING)
-        body = _read_record(done)
+        body = _read_object(done, "record")
         if body is not None:
             return _shared_file(number, body, done)
-        body = _read_record(pending)
+        body = _read_object(pending, "record")
         if body is None:
             return None  # rolled back by its writer, or pruned
         record = _shared_file(number, body, pending)
         placed = self._shared.outbound / record.name
-        try:
-            in_place = sha256_of(placed) == record.sha256
-        except FileNotFoundError:
-            in_place = False
-        except OSError as exc:
-            raise StorageError(f"cannot read {placed}: {exc.strerror or exc}") from exc
+        in_place = sha256_if_present(placed) == record.sha256
         tmp = body.get("tmp")
         if isinstance(tmp, str) and "/" not in tmp and tmp.startswith("."):
             remove_if_present(self._shared.outbound / tmp)
@@ -181,27 +176,16 @@ class SharedSession:
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def _read_counters(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise StorageError(f"cannot read the pair's counters {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise StorageError(f"the pair's counters {path} are not a JSON object")
-    return data
-
-
-def _read_record(path: Path) -> dict[str, object] | None:
+def _read_object(path: Path, what: str) -> dict[str, object] | None:
+    """The JSON object in `path` (`what`: "counters", "record", for the error), or None when there is no file."""
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise StorageError(f"cannot read the pair's record {path}: {exc}") from exc
+        raise StorageError(f"cannot read the pair's {what} {path}: {exc}") from exc
     if not isinstance(data, dict):
-        raise StorageError(f"the pair's record {path} is not a JSON object")
+        raise StorageError(f"the pair's {what} {path} is not a JSON object")
     return data
 
 

@@ -26,6 +26,8 @@ from bridge.errors import FlowDefinitionError
 
 _FLOW = re.compile(r"^[A-Z][A-Z0-9]{4}$")
 _REFERENCE = re.compile(r"^[A-Z][A-Z0-9]{4}[0-9]{3}$")
+#: How rules, and the broker's participants file, name flows: a flow (D0010, every version) or a version (D0010002).
+FLOW_SELECTOR = re.compile(r"[A-Z][A-Z0-9]{4}(?:[0-9]{3})?")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 10 times faster, the same documents
 _VERSION = re.compile(r"^[0-9]{3}$")
 _CODE = re.compile(r"^[A-Z0-9]{3}$")

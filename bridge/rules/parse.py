@@ -9,13 +9,13 @@ cannot leave data unredacted.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from bridge.dtn.compiled import FlowDefinition, GroupDefinition
-from bridge.dtn.definitions import DefinitionSet
+from bridge.dtn.definitions import FLOW_SELECTOR, DefinitionSet
 from bridge.rules.model import (
     BroadcastRules,
     DirectionRules,
@@ -30,7 +30,6 @@ from bridge.schema import Node, did_you_mean
 
 _MPID = re.compile(r"[A-Z0-9]{4}")
 _ROLE = re.compile(r"[A-Z0-9]")
-_SELECTOR = re.compile(r"[A-Z][A-Z0-9]{4}(?:[0-9]{3})?")
 _FLAG = re.compile(r"[A-Z0-9]{1,4}")
 _WORD = r"[a-z0-9_-]+"
 _PREFIX = re.compile(rf"{_WORD}(?:\.{_WORD})*")
@@ -100,7 +99,7 @@ def parse_rules(raw: Mapping[str, Any] | None, *, participant_id: str, participa
 def _routes(add: Node, definitions: DefinitionSet) -> Mapping[str, frozenset[tuple[str, str]]]:
     routes = {reference: set(definitions.outline(reference).routes) for reference in definitions}  # no compiling
     for selector in add.mapping_keys():
-        references = _select(add, selector, definitions)
+        references = select_flows(add, selector, definitions)
         entries = add.sequence(selector)
         for index, entry in enumerate(entries):
             node = Node(f"{add.key}.{selector}[{index}]", entry, add.source)
@@ -118,7 +117,7 @@ def _direction(node: Node, definitions: DefinitionSet) -> DirectionRules:
     flows_node = node.section("flows")
     flows: dict[str, ParticipantList] = {}
     for selector in flows_node.mapping_keys():
-        _select(flows_node, selector, definitions)
+        select_flows(flows_node, selector, definitions)
         entry = flows_node.section(selector)
         entry.check_keys({"allow", "deny"})
         flows[selector] = _participant_list(entry)
@@ -161,7 +160,7 @@ def _broadcast(node: Node, definitions: DefinitionSet) -> BroadcastRules:
     node.check_keys({"flows", "flag_values"})
     flows = node.strings("flows")
     for position, selector in enumerate(flows):
-        _select(node, selector, definitions, key=f"flows[{position}]")
+        select_flows(node, selector, definitions, key=f"flows[{position}]")
     flags = node.string_list("flag_values", ["Y"])
     for position, flag in enumerate(flags):
         if len(flag) != 1 or not flag.isascii() or not flag.isprintable() or flag in " |":
@@ -194,11 +193,11 @@ def _subscribers(root: Node, definitions: DefinitionSet, test_data: TestDataRule
         prefixes.add(prefix)
         flows: frozenset[str] | None = None
         if node.has("flows"):
-            selectors = node.strings("flows", pattern=_SELECTOR, hint="a flow like D0010 or D0010002")
+            selectors = node.strings("flows", pattern=FLOW_SELECTOR, hint="a flow like D0010 or D0010002")
             if not selectors:
                 raise node.error("flows", "must name at least one flow (leave it out for every flow)")
             for position, selector in enumerate(selectors):
-                _select(node, selector, definitions, key=f"flows[{position}]")
+                select_flows(node, selector, definitions, key=f"flows[{position}]")
             flows = frozenset(selectors)
         chosen = [definition for reference, definition in definitions.items()
                   if flows is None or reference in flows or reference[:5] in flows]
@@ -254,10 +253,10 @@ def _resolve(definition: FlowDefinition, segments: tuple[str, ...]) -> str | Non
     return None
 
 
-def _select(node: Node, selector: str, definitions: DefinitionSet, key: str | None = None) -> list[str]:
-    """The flow references a selector (D0010 or D0010002) names; an error when it names none."""
+def select_flows(node: Node, selector: str, definitions: Collection[str], key: str | None = None) -> list[str]:
+    """The flow references a selector (D0010 or D0010002) names among `definitions`; an error when it names none."""
     key = key if key is not None else selector
-    if not _SELECTOR.fullmatch(selector):
+    if not FLOW_SELECTOR.fullmatch(selector):
         raise node.error(key, f"{selector!r} is not a flow like D0010 or a flow version like D0010002")
     references = [reference for reference in definitions if reference == selector or reference[:5] == selector]
     if not references:

@@ -18,11 +18,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bridge.adapters.rabbitmq.topology import Topology
+from bridge.dtn.definitions import FLOW_SELECTOR
 from bridge.rules.model import BROADCAST
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 MANIFEST_PREFIX = "file.received"
-_SELECTOR = re.compile(r"[A-Z][A-Z0-9]{4}(?:[0-9]{3})?")
 _SEGMENT = r"[^.]+"  # one routing-key word; also `*` or `#` in a binding key, which then stays inside the word
 
 
@@ -92,7 +92,7 @@ def write_pattern(participant: ParticipantAccess) -> str:
 
 
 def _flow_pattern(selector: str) -> str:
-    if not _SELECTOR.fullmatch(selector):
+    if not FLOW_SELECTOR.fullmatch(selector):
         raise ValueError(f"{selector!r} is not a flow like D0010 or a flow version like D0010002")
     # no `{3}`: topic permission patterns expand {username}-like variables
     return selector if len(selector) == 8 else f"{selector}[0-9][0-9][0-9]"

@@ -19,11 +19,12 @@ from pathlib import Path
 import yaml
 
 from bridge.adapters.rabbitmq.definitions import ParticipantAccess, password_hash
+from bridge.dtn.definitions import FLOW_SELECTOR
 from bridge.errors import ConfigError
+from bridge.rules.parse import select_flows
 from bridge.schema import Node, describe_value
 
 _MPID = re.compile(r"[A-Z0-9]{4}")
-_SELECTOR = re.compile(r"[A-Z][A-Z0-9]{4}(?:[0-9]{3})?")
 _USER = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 
 
@@ -72,10 +73,9 @@ def parse_participants(data: object, *, base_dir: Path, source: str | None, know
             if not isinstance(node.raw("broadcasts"), list):
                 raise node.error("broadcasts", f"expected a list of flows (absent: every broadcast flow), got "
                                                f"{describe_value(node.raw('broadcasts'))}")
-            selectors = node.strings("broadcasts", pattern=_SELECTOR, hint="a flow like D0269 or D0269001")
+            selectors = node.strings("broadcasts", pattern=FLOW_SELECTOR, hint="a flow like D0269 or D0269001")
             for position, selector in enumerate(selectors):
-                if not any(reference == selector or reference[:5] == selector for reference in known_flows):
-                    raise node.error(f"broadcasts[{position}]", f"{selector!r} names no loaded flow definition")
+                select_flows(node, selector, known_flows, key=f"broadcasts[{position}]")
             broadcasts = frozenset(selectors)
         found.append(ParticipantAccess(mpid, user, hashed, broadcasts))
     return found

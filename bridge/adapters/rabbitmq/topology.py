@@ -16,18 +16,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from bridge.config import DEFAULT_DELIVERY_LIMIT, DEFAULT_REJECTED_MAX_LENGTH
 from bridge.errors import ConfigError
 
 # RabbitMQ stream retention units: years, months, days, hours, minutes, seconds.
 _MAX_AGE = re.compile(r"^[1-9][0-9]*[YMDhms]$")
-#: Redeliveries of one message before the broker dead-letters it itself (a poison message that kills the daemon
-#: each time, redelivered for ever otherwise). RabbitMQ 4 applies 20 to every quorum queue without one: the bridge
-#: gives back all the deliveries it holds at each interruption (a lost connection, a full disk retried every 30 s
-#: at most), so 20 would dead-letter good events after minutes of trouble. 1000 is hours of it.
-DEFAULT_DELIVERY_LIMIT = 1000
-#: Rejected outbound events kept; a full queue refuses the next reject (the event stays in dtn.outbound, the
-#: outbound side stops, loudly) rather than dropping the oldest silently.
-DEFAULT_REJECTED_MAX_LENGTH = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +72,13 @@ class Topology:
     outbound_binding_key: str = "outbound.#"
     outbound_rejected_routing_key: str = "outbound.rejected"
     outbound_rejected_queue: str | None = "dtn.outbound.rejected"
+    # Redeliveries of one message before the broker dead-letters it itself (a poison message that kills the daemon
+    # each time, redelivered for ever otherwise). RabbitMQ 4 applies 20 to every quorum queue without one: the bridge
+    # gives back all the deliveries it holds at each interruption (a lost connection, a full disk retried every 30 s
+    # at most), so 20 would dead-letter good events after minutes of trouble. 1000 is hours of it.
     outbound_delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT
+    # Rejected outbound events kept; a full queue refuses the next reject (the event stays in dtn.outbound, the
+    # outbound side stops, loudly) rather than dropping the oldest silently.
     rejected_max_length: int | None = DEFAULT_REJECTED_MAX_LENGTH
     outbound_single_active_consumer: bool = False  # one consumer at a time: the active one of a pair
 

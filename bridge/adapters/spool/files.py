@@ -183,6 +183,16 @@ def same_file(a: Path, b: Path) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def sha256_if_present(path: Path) -> str | None:
+    """The file's SHA-256, or None when it is not there; StorageError when it cannot be read."""
+    try:
+        return sha256_of(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
 def remove_if_present(path: Path) -> None:
     """Remove `path`; already gone is fine (a retry, or the other daemon of a pair was first); StorageError else."""
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bridge.adapters.spool.files import fsync_folder, link_no_overwrite, remove_if_present, sha256_of
+from bridge.adapters.spool.files import fsync_folder, link_no_overwrite, remove_if_present, sha256_if_present
 from bridge.errors import StorageError
 
 
@@ -48,12 +48,7 @@ class FolderOutbox:
         remove_if_present(path)
 
     def sha256(self, path: Path) -> str | None:
-        try:
-            return sha256_of(path)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return sha256_if_present(path)
 
     def sync(self) -> None:
         fsync_folder(self._folder)
