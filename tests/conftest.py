@@ -53,18 +53,19 @@ EXAMPLES = REPO / "examples"
 @pytest.fixture(autouse=True)
 def _default_logging() -> Iterator[None]:
     """A test that configures logging (configure_logging, or `dtn-bridge run` in-process) leaves structlog, the
-    standard library's root logger and pika's levels as they were: otherwise a connection thread it left behind
+    standard library's root logger and the loggers' levels as they were: otherwise a connection thread it left behind
     prints pika's debug lines to the terminal during later tests."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in ("pika", "pika.adapters.utils",
-                                                                "pika.adapters.base_connection")}
+    levels = {name: logger.level for name, logger in logging.Logger.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger)}  # pika's, which configure_logging sets, among them
     yield
     structlog.reset_defaults()
     root.handlers[:] = handlers
     root.setLevel(level)
-    for name, old in levels.items():
-        logging.getLogger(name).setLevel(old)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            logger.setLevel(levels.get(name, logging.NOTSET))  # one made during the test: as it was made
 
 
 @pytest.fixture(scope="session")
